@@ -1,0 +1,17 @@
+"""Reinforcement learning: environments, normalization, the SAC / DDPG / TD3 learners, evaluation."""
+from __future__ import annotations
+
+from qsearch.config import TrainConfig
+from qsearch.rl.common import TrainResult
+from qsearch.rl.evaluate import EvalResult, evaluate, torch_policy
+
+
+def train(cfg: TrainConfig, progress=None) -> TrainResult:
+    """Train cfg.policy with cfg.algo on cfg.env_id. progress(metrics) is called every 1,000 steps and
+    after every evaluation."""
+    from qsearch.rl import ddpg, sac, td3
+
+    return {"sac": sac.train, "ddpg": ddpg.train, "td3": td3.train}[cfg.algo](cfg, progress)
+
+
+__all__ = ["EvalResult", "TrainResult", "evaluate", "torch_policy", "train"]

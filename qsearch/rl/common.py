@@ -1,0 +1,157 @@
+"""Pieces the three learners share: the result, the critic ensemble, target updates, the actor's mode
+switch, and the bookkeeping for progress reports, periodic evaluation and the history."""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from qsearch.config import TrainConfig
+from qsearch.errors import QsearchError
+from qsearch.rl.evaluate import evaluate, torch_policy
+from qsearch.rl.normalize import ObsNorm, RunningNorm
+
+REPORT_EVERY = 1_000  # environment steps between progress reports
+EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes use seeds apart from the training environment's
+
+
+@dataclass
+class TrainResult:
+    actor: nn.Module  # QuantActor, in eval mode
+    obs_norm: ObsNorm  # frozen at the end of training; part of the deployed policy
+    action_scale: np.ndarray  # float32; action = tanh(actor(obs_norm(obs))) * action_scale + action_bias
+    action_bias: np.ndarray
+    history: list[dict] = field(default_factory=list)  # one row per evaluation, see Monitor.report
+    train_seconds: float = 0.0
+    actor_updates: int = 0  # gradient steps of the actor (= its training-mode calls)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class QEnsemble(nn.Module):
+    """n critics Q(s, a) with two hidden ReLU layers, held as one batched MLP: weights of shape
+    (n, in, out) and one baddbmm per layer, so a single forward/backward covers all of them.
+    Initialized like n independent nn.Linear stacks (uniform in +-1/sqrt(fan_in))."""
+
+    def __init__(self, obs_dim: int, act_dim: int, width: int, n: int = 2):
+        super().__init__()
+        dims = [obs_dim + act_dim, width, width, 1]
+        self.w1, self.b1 = _ensemble_linear(n, dims[0], dims[1])
+        self.w2, self.b2 = _ensemble_linear(n, dims[1], dims[2])
+        self.w3, self.b3 = _ensemble_linear(n, dims[2], dims[3])
+        self.n = n
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, n: int | None = None) -> torch.Tensor:
+        """(B, obs_dim), (B, act_dim) -> (n, B): the first n critics' values (all by default)."""
+        n = self.n if n is None else n
+        x = torch.cat([obs, act], 1)
+        h = torch.relu(torch.baddbmm(self.b1[:n], x.expand(n, *x.shape), self.w1[:n]))
+        h = torch.relu(torch.baddbmm(self.b2[:n], h, self.w2[:n]))
+        return torch.baddbmm(self.b3[:n], h, self.w3[:n]).squeeze(-1)
+
+
+def _ensemble_linear(n: int, d_in: int, d_out: int) -> tuple[nn.Parameter, nn.Parameter]:
+    bound = 1.0 / math.sqrt(d_in)
+    w = nn.Parameter(torch.empty(n, d_in, d_out).uniform_(-bound, bound))
+    b = nn.Parameter(torch.empty(n, 1, d_out).uniform_(-bound, bound))
+    return w, b
+
+
+def target_copy(module: nn.Module) -> nn.Module:
+    """A frozen deep copy for a target network (only ever run under no_grad, in eval mode)."""
+    target = copy.deepcopy(module).eval()
+    target.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def soft_update(target_params: list[torch.Tensor], params: list[torch.Tensor], tau: float) -> None:
+    """target <- (1 - tau) * target + tau * online, in one fused call over all tensors."""
+    torch._foreach_lerp_(target_params, params, tau)
+
+
+def _scaling_impls(actor) -> list:
+    return [q.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl for q in actor.act_quantizers()]
+
+
+def sync_warmup(target_actor, actor) -> None:
+    """Give a target actor the online actor's activation-scale warm-up state.
+
+    A target actor never runs in training mode, so on its own its brevitas scales would stay at the
+    initial 1.0 forever. Until the online actor has finished its warm-up, copy its counters,
+    running statistics and scales; afterwards the scales are ordinary parameters that soft_update
+    averages like the weights. Cheap: once both counters match, this only compares integers."""
+    if not actor.quantized:
+        return
+    for t, o in zip(_scaling_impls(target_actor), _scaling_impls(actor)):
+        if t.counter != o.counter:
+            t.counter = o.counter
+            with torch.no_grad():
+                t.buffer.copy_(o.buffer)
+                t.value.copy_(o.value)
+
+
+class ModeSwitch:
+    """actor.train() / actor.eval() from a flat list of its modules.
+
+    The brevitas actor has ~300 submodules and nn.Module.train's recursion costs ~2 ms per call on
+    these machines, which the learners would pay twice per actor update; setting the same `training`
+    flags directly costs ~0.05 ms. (brevitas overrides no train(), so the effect is identical.)"""
+
+    def __init__(self, module: nn.Module):
+        self.modules = list(module.modules())
+
+    def __call__(self, training: bool) -> None:
+        for m in self.modules:
+            object.__setattr__(m, "training", training)
+
+
+class Monitor:
+    """Progress reports every REPORT_EVERY steps, evaluations every cfg.eval_every steps and at the
+    end, a history row per evaluation, and the divergence check on the losses."""
+
+    def __init__(self, cfg: TrainConfig, progress: Callable[[dict], None] | None, actor: nn.Module,
+                 running: RunningNorm):
+        self.cfg, self.progress, self.actor, self.running = cfg, progress, actor, running
+        self.history: list[dict] = []
+        self.start = self.last_time = time.perf_counter()
+        self.last_step = 0
+
+    def due(self, step: int) -> bool:
+        return step % REPORT_EVERY == 0 or step % self.cfg.eval_every == 0 or step == self.cfg.total_steps
+
+    def report(self, step: int, losses: dict) -> None:
+        """step: environment steps done. losses: name -> tensor (or None before learning starts)."""
+        now = time.perf_counter()
+        metrics = {"step": step, "steps_per_s": (step - self.last_step) / max(now - self.last_time, 1e-9)}
+        for name, value in losses.items():
+            if value is None:
+                continue
+            value = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+            if not math.isfinite(value):
+                raise QsearchError(f"training diverged: {name} is {value} at step {step}")
+            metrics[name] = value
+        if step % self.cfg.eval_every == 0 or step == self.cfg.total_steps:
+            result = evaluate(torch_policy(self.actor), self.cfg.env_id, self.running.frozen(),
+                              self.cfg.eval_episodes, EVAL_SEED_OFFSET + self.cfg.seed)
+            metrics["eval_return_mean"], metrics["eval_return_std"] = result.mean, result.std
+            self.history.append(metrics)
+        if self.progress is not None:
+            self.progress(dict(metrics))
+        # The next window starts after the evaluation, so steps_per_s measures training alone.
+        self.last_time, self.last_step = time.perf_counter(), step
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start

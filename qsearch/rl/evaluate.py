@@ -1,0 +1,57 @@
+"""Deterministic policy evaluation, optionally with Gaussian noise on the normalized observation
+(paper Section 3.3). Undiscounted returns; episode i is seeded seed + i."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from qsearch.rl.envs import action_bias, action_scale, make_env
+from qsearch.rl.normalize import ObsNorm
+
+Policy = Callable[[np.ndarray], np.ndarray]  # normalized float32 obs (n, obs_dim) -> actions in [-1, 1]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    mean: float
+    std: float
+    returns: np.ndarray
+
+
+def torch_policy(actor: torch.nn.Module) -> Policy:
+    """A QuantActor (or any module returning pre-tanh means) as a Policy, run in eval mode."""
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        if actor.training:  # eval mode keeps brevitas' warm-up counters still
+            actor.eval()
+        with torch.no_grad():
+            return torch.tanh(actor(torch.from_numpy(obs))).numpy()
+
+    return policy
+
+
+def evaluate(policy: Policy, env_id: str, obs_norm: ObsNorm, episodes: int, seed: int,
+             noise_sigma: float = 0.0) -> EvalResult:
+    env = make_env(env_id, seed)
+    scale, bias = action_scale(env.action_space), action_bias(env.action_space)
+    noise = np.random.default_rng(seed)
+    returns = np.zeros(episodes)
+    try:
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=seed + ep)
+            done, total = False, 0.0
+            while not done:
+                x = obs_norm(obs)[None]
+                if noise_sigma > 0:
+                    x = x + noise.normal(0.0, noise_sigma, x.shape).astype(np.float32)
+                action = policy(x)[0] * scale + bias
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+            returns[ep] = total
+    finally:
+        env.close()
+    return EvalResult(float(returns.mean()), float(returns.std()), returns)

@@ -1,0 +1,141 @@
+"""Soft Actor-Critic, after CleanRL's sac_continuous_action.py, with the paper's changes (Section 2.2):
+the action mean comes from the QAT actor, the log-std from a separate FP32 branch used only in
+training, and observations are normalized with running statistics.
+
+Lean where it costs nothing in clarity: both critics are one batched ensemble, target updates are one
+fused lerp, the alpha loss reuses the actor loss' log-probabilities, the actor loss back-propagates
+into the actor only, and losses are read only when reported.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from qsearch.config import SACConfig, TrainConfig
+from qsearch.quant.actor import QuantActor
+from qsearch.rl.buffer import ReplayBuffer
+from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, seed_everything, soft_update,
+                               target_copy)
+from qsearch.rl.envs import action_bias, action_scale, make_env
+from qsearch.rl.normalize import RunningNorm
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class LogStd(nn.Module):
+    """The FP32 sigma branch: normalized obs -> one hidden ReLU layer -> log std in [LOG_STD_MIN, LOG_STD_MAX]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, width: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(obs_dim, width), nn.ReLU(), nn.Linear(width, act_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        log_std = torch.tanh(self.net(x))
+        return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
+
+
+def sample_action(mean, log_std, scale, bias):
+    """A reparameterized tanh-Gaussian action in the environment's range and its log-probability
+    (CleanRL's get_action, with the Normal density written out: no distribution object per call)."""
+    eps = torch.randn_like(mean)
+    y = torch.tanh(mean + log_std.exp() * eps)
+    log_prob = -0.5 * eps.square() - log_std - HALF_LOG_2PI - torch.log(scale * (1 - y.square()) + 1e-6)
+    return y * scale + bias, log_prob.sum(1)
+
+
+def train(cfg: TrainConfig, progress=None) -> TrainResult:
+    args: SACConfig = cfg.algo_config
+    torch.set_num_threads(1)  # one trial = one core
+    seed_everything(cfg.seed)
+
+    env = make_env(cfg.env_id, cfg.seed)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    scale_np, bias_np = action_scale(env.action_space), action_bias(env.action_space)
+    scale, bias = torch.from_numpy(scale_np), torch.from_numpy(bias_np)
+
+    actor = QuantActor(obs_dim, act_dim, cfg.policy).eval()
+    actor_mode = ModeSwitch(actor)
+    log_std_net = LogStd(obs_dim, act_dim, args.sigma_width)
+    qf = QEnsemble(obs_dim, act_dim, args.critic_width, n=2)
+    qf_target = target_copy(qf)
+    q_pairs = (list(qf_target.parameters()), list(qf.parameters()))
+    q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.q_lr)
+    actor_params = [*actor.parameters(), *log_std_net.parameters()]
+    actor_optimizer = torch.optim.Adam(actor_params, lr=args.policy_lr)
+
+    if args.autotune:
+        target_entropy = -float(act_dim)
+        log_alpha = torch.zeros(1, requires_grad=True)
+        alpha = log_alpha.detach().exp()
+        a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr)
+    else:
+        alpha = torch.tensor(args.alpha)
+
+    running = RunningNorm(obs_dim)
+    rb = ReplayBuffer(obs_dim, act_dim, min(args.buffer_size, cfg.total_steps), cfg.seed)
+    monitor = Monitor(cfg, progress, actor, running)
+    qf_loss = actor_loss = None
+    actor_updates = 0
+
+    obs, _ = env.reset(seed=cfg.seed)
+    running.update(obs)
+    for global_step in range(cfg.total_steps):
+        if global_step < args.learning_starts:
+            action = env.action_space.sample()
+        else:
+            with torch.no_grad():
+                x = torch.from_numpy(running(obs)[None])
+                action = sample_action(actor(x), log_std_net(x), scale, bias)[0][0].numpy()
+
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        running.update(next_obs)
+        rb.add(obs, next_obs, action, reward, terminated)  # next_obs is the true last obs at episode end
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = env.reset()
+            running.update(obs)
+
+        if global_step > args.learning_starts:
+            data = rb.sample(args.batch_size, running.frozen())
+            with torch.no_grad():
+                next_actions, next_log_pi = sample_action(actor(data.next_obs), log_std_net(data.next_obs), scale, bias)
+                min_qf_next = qf_target(data.next_obs, next_actions).amin(0) - alpha * next_log_pi
+                next_q = data.rewards + (1 - data.terminations) * args.gamma * min_qf_next
+            # sum over the two critics of each one's mean squared error, as CleanRL's qf1_loss + qf2_loss
+            qf_loss = (qf(data.obs, data.actions) - next_q).square().mean(1).sum()
+            q_optimizer.zero_grad()
+            qf_loss.backward()
+            q_optimizer.step()
+
+            if global_step % args.policy_frequency == 0:
+                for _ in range(args.policy_frequency):  # CleanRL: compensate for the delay
+                    actor_mode(True)  # training mode only for this forward: it is what brevitas' warm-up counts
+                    mean = actor(data.obs)
+                    actor_mode(False)
+                    pi, log_pi = sample_action(mean, log_std_net(data.obs), scale, bias)
+                    actor_loss = (alpha * log_pi - qf(data.obs, pi).amin(0)).mean()
+                    actor_optimizer.zero_grad()
+                    actor_loss.backward(inputs=actor_params)  # the critics' weights need no gradient here
+                    actor_optimizer.step()
+                    actor_updates += 1
+
+                    if args.autotune:
+                        alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
+                        a_optimizer.zero_grad()
+                        alpha_loss.backward()
+                        a_optimizer.step()
+                        alpha = log_alpha.detach().exp()
+
+            if global_step % args.target_network_frequency == 0:
+                soft_update(*q_pairs, args.tau)
+
+        step = global_step + 1
+        if monitor.due(step):
+            monitor.report(step, {"qf_loss": qf_loss, "actor_loss": actor_loss, "alpha": alpha})
+
+    env.close()
+    return TrainResult(actor.eval(), running.frozen(), scale_np, bias_np, monitor.history, monitor.seconds,
+                       actor_updates)

@@ -1,0 +1,102 @@
+"""TD3, after CleanRL's td3_continuous_action.py, with the QAT actor and running observation
+normalization: twin critics (one batched ensemble), target policy smoothing, delayed actor updates."""
+from __future__ import annotations
+
+import torch
+
+from qsearch.config import TD3Config, TrainConfig
+from qsearch.quant.actor import QuantActor
+from qsearch.rl.buffer import ReplayBuffer
+from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, seed_everything, soft_update,
+                               sync_warmup, target_copy)
+from qsearch.rl.envs import action_bias, action_scale, make_env
+from qsearch.rl.normalize import RunningNorm
+
+
+def train(cfg: TrainConfig, progress=None) -> TrainResult:
+    args: TD3Config = cfg.algo_config
+    torch.set_num_threads(1)  # one trial = one core
+    seed_everything(cfg.seed)
+
+    env = make_env(cfg.env_id, cfg.seed)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    scale_np, bias_np = action_scale(env.action_space), action_bias(env.action_space)
+    scale, bias = torch.from_numpy(scale_np), torch.from_numpy(bias_np)
+    low, high = env.action_space.low, env.action_space.high
+    low_t, high_t = torch.from_numpy(low), torch.from_numpy(high)
+    noise_std = scale * args.exploration_noise
+
+    actor = QuantActor(obs_dim, act_dim, cfg.policy).eval()
+    actor_mode = ModeSwitch(actor)
+    target_actor = target_copy(actor)
+    actor_pairs = (list(target_actor.parameters()), list(actor.parameters()))
+    qf = QEnsemble(obs_dim, act_dim, args.critic_width, n=2)
+    qf_target = target_copy(qf)
+    q_pairs = (list(qf_target.parameters()), list(qf.parameters()))
+    q_optimizer = torch.optim.Adam(qf.parameters(), lr=args.learning_rate)
+    actor_params = list(actor.parameters())
+    actor_optimizer = torch.optim.Adam(actor_params, lr=args.learning_rate)
+
+    running = RunningNorm(obs_dim)
+    rb = ReplayBuffer(obs_dim, act_dim, min(args.buffer_size, cfg.total_steps), cfg.seed)
+    monitor = Monitor(cfg, progress, actor, running)
+    qf_loss = actor_loss = None
+    actor_updates = 0
+
+    obs, _ = env.reset(seed=cfg.seed)
+    running.update(obs)
+    for global_step in range(cfg.total_steps):
+        if global_step < args.learning_starts:
+            action = env.action_space.sample()
+        else:
+            with torch.no_grad():
+                x = torch.from_numpy(running(obs)[None])
+                action = torch.tanh(actor(x))[0] * scale + bias
+                action = torch.normal(0.0, noise_std) + action
+            action = action.numpy().clip(low, high)
+
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        running.update(next_obs)
+        rb.add(obs, next_obs, action, reward, terminated)  # next_obs is the true last obs at episode end
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = env.reset()
+            running.update(obs)
+
+        if global_step > args.learning_starts:
+            data = rb.sample(args.batch_size, running.frozen())
+            with torch.no_grad():
+                # target policy smoothing: clipped Gaussian noise on the target action
+                noise = (torch.randn_like(data.actions) * args.policy_noise).clamp(-args.noise_clip, args.noise_clip)
+                next_actions = torch.tanh(target_actor(data.next_obs)) * scale + bias + noise * scale
+                next_actions = next_actions.clamp(low_t, high_t)
+                min_qf_next = qf_target(data.next_obs, next_actions).amin(0)
+                next_q = data.rewards + (1 - data.terminations) * args.gamma * min_qf_next
+            # sum over the two critics of each one's mean squared error, as CleanRL's qf1_loss + qf2_loss
+            qf_loss = (qf(data.obs, data.actions) - next_q).square().mean(1).sum()
+            q_optimizer.zero_grad()
+            qf_loss.backward()
+            q_optimizer.step()
+
+            if global_step % args.policy_frequency == 0:
+                actor_mode(True)  # training mode only for this forward: it is what brevitas' warm-up counts
+                mean = actor(data.obs)
+                actor_mode(False)
+                # the actor follows the first critic only (TD3); n=1 skips the second one's forward
+                actor_loss = -qf(data.obs, torch.tanh(mean) * scale + bias, n=1)[0].mean()
+                actor_optimizer.zero_grad()
+                actor_loss.backward(inputs=actor_params)  # the critics' weights need no gradient here
+                actor_optimizer.step()
+                actor_updates += 1
+
+                soft_update(*actor_pairs, args.tau)
+                sync_warmup(target_actor, actor)
+                soft_update(*q_pairs, args.tau)
+
+        step = global_step + 1
+        if monitor.due(step):
+            monitor.report(step, {"qf_loss": qf_loss, "actor_loss": actor_loss})
+
+    env.close()
+    return TrainResult(actor.eval(), running.frozen(), scale_np, bias_np, monitor.history, monitor.seconds,
+                       actor_updates)

@@ -1,0 +1,35 @@
+"""The fused post-warm-up forward must equal brevitas' own forward: outputs bitwise, gradients closely."""
+import pytest
+import torch
+
+from qsearch.config import QuantBits
+from qsearch.quant import fastpath
+from tests.conftest import warmed_actor
+
+
+@pytest.mark.parametrize("bits,depth", [(QuantBits(6, 2, 2, 8), 2), (QuantBits(8, 8, 8, 8), 1), (QuantBits(3, 4, 3, 2), 3)])
+def test_fused_forward_equals_brevitas(bits, depth):
+    actor = warmed_actor(bits, depth=depth)
+    assert fastpath.ready(actor)
+    x = torch.randn(512, 11) * 3
+    for training in (True, False):
+        actor.train(training)
+        assert torch.equal(fastpath.forward(actor, x), actor.quant_forward(x)[-1].value)
+
+    actor.train()
+    weights = torch.randn(512, 3)
+
+    def grads(forward):
+        actor.zero_grad()
+        (forward(x) * weights).sum().backward()
+        return {n: p.grad.clone() for n, p in actor.named_parameters() if p.grad is not None}
+
+    fused, reference = grads(lambda x: fastpath.forward(actor, x)), grads(lambda x: actor.quant_forward(x)[-1].value)
+    assert fused.keys() == reference.keys() and len(fused) == 2 * (depth + 1) + depth + 2
+    for name in reference:
+        assert torch.allclose(fused[name], reference[name], rtol=1e-5, atol=1e-8), name
+
+
+def test_not_ready_during_warmup():
+    actor = warmed_actor(QuantBits(), updates=50)
+    assert not fastpath.ready(actor)
