@@ -47,7 +47,7 @@ def test_exact_internal_ties_round_half_to_even(rng):
         for lin in actor.linears:  # |w| max = 1 -> weight scale 1/4, exact
             lin.weight.clamp_(-1, 1)[0, 0] = 1.0
         for layer, value in zip(actor.act_quantizers(), [8.0, 3.5, 3.5, 8.0]):
-            fastpath._scaling_impl(layer).value.fill_(value)  # input 1, hidden 1/2, output 1
+            fastpath.scaling_impl(layer).value.fill_(value)  # input 1, hidden 1/2, output 1
     model = integer.extract(actor, ObsNorm.identity(actor.obs_dim))
     x = rng.integers(-8, 8, (10_000, actor.obs_dim)).astype(np.float32)
     reference, engine = integer.reference_ints(actor, model, x), model.run_int(model.quantize_normalized(x))

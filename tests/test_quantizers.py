@@ -33,7 +33,7 @@ def test_integer_scale_qs():
     assert fastpath.int_scale(3, False) == 7  # [0, 7]
     actor = warmed_actor(QuantBits(4, 3, 3, 5))
     for layer, bits, signed in [(actor.inp, 4, True), (actor.relus[0], 3, False), (actor.out, 5, True)]:
-        value = fastpath._scaling_impl(layer).value.abs()
+        value = fastpath.scaling_impl(layer).value.abs()
         with torch.no_grad():
             scale = layer(torch.randn(2, actor.obs_dim if layer is actor.inp else 32)).scale
         assert torch.allclose(scale, value / fastpath.int_scale(bits, signed))
@@ -54,7 +54,7 @@ def test_straight_through_gradient():
 def test_warmup_counts_training_calls_then_learns_scale():
     torch.manual_seed(0)
     actor = QuantActor(5, 2, PolicyConfig(width=8, quant=QuantBits.from_scope("all", 4)))
-    impl = fastpath._scaling_impl(actor.relus[0])
+    impl = fastpath.scaling_impl(actor.relus[0])
     with torch.no_grad():
         actor.eval()(torch.randn(64, 5))
     assert impl.counter == 0  # eval calls do not count

@@ -56,6 +56,16 @@ class QuantActor(nn.Module):
         """The QuantIdentity / QuantReLU layers in forward order."""
         return [self.inp, *self.relus, self.out]
 
+    def freeze_scales(self) -> None:
+        """End the warm-up now: copy each moving percentile into the learned scale parameter.
+
+        A saved actor is restored with its `value` parameters (brevitas skips the warm-up on load and
+        never saves the moving statistics), so an actor trained for fewer than 300 updates must have
+        its statistics copied over before saving or extracting the integer model."""
+        if self.quantized:
+            for layer in self.act_quantizers():
+                fastpath.scaling_impl(layer).init_scale()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantized:
             return self.net(x)

@@ -34,14 +34,14 @@ def int_scale(bits: int, signed: bool) -> int:
     return max(-lo, hi)
 
 
-def _scaling_impl(act_layer):
+def scaling_impl(act_layer):
     return act_layer.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl
 
 
 def ready(actor) -> bool:
     """True once every activation quantizer has left its statistics warm-up."""
     return all(
-        _scaling_impl(q).counter > _scaling_impl(q).collect_stats_steps for q in actor.act_quantizers()
+        scaling_impl(q).counter > scaling_impl(q).collect_stats_steps for q in actor.act_quantizers()
     )
 
 
@@ -52,7 +52,7 @@ def _qdq(x, scale, lo, hi, clamp):
 
 def _act(x, layer, bits, signed):
     """QuantIdentity / QuantReLU after warm-up: learned scale |value| / q_s, plain clamp."""
-    value = scalar_clamp_min_ste(torch.abs(_scaling_impl(layer).value), SCALING_MIN_VAL)
+    value = scalar_clamp_min_ste(torch.abs(scaling_impl(layer).value), SCALING_MIN_VAL)
     scale = value / float(int_scale(bits, signed))
     lo, hi = int_range(bits, signed)
     return _qdq(x, scale, torch.tensor(float(lo)), torch.tensor(float(hi)), tensor_clamp), scale

@@ -1,0 +1,131 @@
+"""The `qsearch` command: parsing and messages only; the work is in the library."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from qsearch.config import ALGO_CONFIGS, ALGOS, SCOPES, PolicyConfig, QuantBits, TrainConfig
+from qsearch.errors import QsearchError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line and exit code 2, as for every other bad input
+        raise QsearchError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="qsearch", description="Quantized continuous controllers for integer hardware.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train, evaluate and write a policy bundle")
+    t.add_argument("--env", required=True, help="gymnasium id with a continuous action space, e.g. Hopper-v5")
+    t.add_argument("--algo", choices=ALGOS, default="sac")
+    t.add_argument("--fp32", action="store_true", help="the full-precision baseline (no quantization)")
+    for part in ("in", "weight", "act", "out"):
+        t.add_argument(f"--bits-{part}", type=int, metavar="B", help=f"bits of the {part} quantizer (default 8)")
+    t.add_argument("--scope", choices=SCOPES, help="quantize one scope to --bits, the rest at 8 bits")
+    t.add_argument("--bits", type=int, metavar="B", help="bit width for --scope")
+    t.add_argument("--width", type=int, default=256, help="hidden layer width (default 256)")
+    t.add_argument("--depth", type=int, default=2, help="hidden layers (default 2)")
+    t.add_argument("--steps", type=int, required=True, help="environment steps of training")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--learning-starts", type=int, metavar="N", help="override the algorithm's default")
+    t.add_argument("--eval-every", type=int, default=10_000, metavar="N", help="steps between evaluations")
+    t.add_argument("--episodes", type=int, default=10, help="evaluation episodes (during and after training)")
+    t.add_argument("--out", required=True, help="bundle folder to write")
+    t.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+
+    e = sub.add_parser("eval", help="evaluate a bundle")
+    e.add_argument("bundle", help="bundle folder")
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="Gaussian noise on the normalized observation")
+    e.add_argument("--engine", choices=("torch", "int"), default="torch")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    return p
+
+
+def _quant_bits(a) -> QuantBits | None:
+    explicit = {k: getattr(a, f"bits_{k}") for k in ("in", "weight", "act", "out")}
+    given = {k: v for k, v in explicit.items() if v is not None}
+    if a.fp32:
+        if given or a.scope or a.bits is not None:
+            raise QsearchError("--fp32 cannot be combined with bit widths")
+        return None
+    if a.scope or a.bits is not None:
+        if given:
+            raise QsearchError("use either --scope/--bits or the --bits-* options, not both")
+        if not (a.scope and a.bits is not None):
+            raise QsearchError("--scope and --bits go together")
+        return QuantBits.from_scope(a.scope, a.bits)
+    return QuantBits(**{f"bits_{k}": v for k, v in given.items()})
+
+
+def _train(a) -> int:
+    from qsearch import pipeline
+    from qsearch.progress import TrainProgress
+
+    algo_config = ALGO_CONFIGS[a.algo]()
+    if a.learning_starts is not None:
+        if a.learning_starts < 0:
+            raise QsearchError(f"--learning-starts must be >= 0, got {a.learning_starts}")
+        algo_config = dataclasses.replace(algo_config, learning_starts=a.learning_starts)
+    cfg = TrainConfig(
+        env_id=a.env, algo=a.algo, policy=PolicyConfig(width=a.width, depth=a.depth, quant=_quant_bits(a)),
+        total_steps=a.steps, seed=a.seed, eval_every=a.eval_every, eval_episodes=a.episodes,
+        algo_config=algo_config,
+    )
+    pipeline.check(cfg, a.out, a.force)
+    with TrainProgress(cfg.total_steps) as bar:
+        b = pipeline.run(cfg, a.out, episodes=a.episodes, progress=bar.update, force=a.force)
+    print(f"wrote {a.out}")
+    _print_evaluation(b.evaluation)
+    return 0
+
+
+def _print_evaluation(ev: dict) -> None:
+    n = ev["episodes"]
+    print(f"return (torch, {n} episodes): {ev['torch']['mean']:.1f} +- {ev['torch']['std']:.1f}")
+    if "int" in ev:
+        print(f"return (integer engine, {n} episodes): {ev['int']['mean']:.1f} +- {ev['int']['std']:.1f}")
+        ag = ev["agreement"]
+        print(f"integer-engine agreement: {100 * ag['equal_outputs']:.2f}% of {ag['observations']} observations "
+              "give the same output integers as the QAT model")
+
+
+def _eval(a) -> int:
+    from qsearch import bundle as bundles
+    from qsearch.rl.evaluate import evaluate
+
+    if a.episodes < 1:
+        raise QsearchError(f"--episodes must be at least 1, got {a.episodes}")
+    if a.noise < 0:
+        raise QsearchError(f"--noise must be >= 0, got {a.noise}")
+    b = bundles.read(a.bundle)
+    res = evaluate(b.policy(a.engine), b.config.env_id, b.obs_norm, a.episodes, a.seed, a.noise)
+    out = {"bundle": str(a.bundle), "env": b.config.env_id, "engine": a.engine, "episodes": a.episodes,
+           "noise": a.noise, "seed": a.seed, "mean": res.mean, "std": res.std, "returns": res.returns.tolist()}
+    if a.json:
+        print(json.dumps(out))
+    else:
+        print(f"{b.config.env_id} {a.engine} engine, {a.episodes} episodes, noise {a.noise}: "
+              f"return {res.mean:.1f} +- {res.std:.1f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        a = _parser().parse_args(argv)
+        return {"train": _train, "eval": _eval}[a.command](a)
+    except QsearchError as e:
+        print(f"qsearch: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qsearch: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

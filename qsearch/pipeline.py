@@ -1,0 +1,61 @@
+"""One training run end to end: train -> freeze scales -> integer model -> evaluate -> bundle.
+
+The CLI's `qsearch train` and, later, each search trial call `run`; nothing here knows about either.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from qsearch import bundle as bundles
+from qsearch import rl
+from qsearch.config import TrainConfig
+from qsearch.quant import integer
+from qsearch.rl.common import EVAL_SEED_OFFSET
+from qsearch.rl.envs import check_env
+from qsearch.rl.evaluate import evaluate
+
+
+def check(cfg: TrainConfig, out: Path, force: bool = False) -> None:
+    """Everything that can be refused before training starts: fail before hours of work, not after."""
+    check_env(cfg.env_id)
+    bundles.check_destination(Path(out), force)
+
+
+def run(cfg: TrainConfig, out: Path, episodes: int = 10, progress=None, force: bool = False) -> bundles.Bundle:
+    check(cfg, out, force)
+    result = rl.train(cfg, progress)
+    actor = result.actor.eval()
+    actor.freeze_scales()
+    model = integer.extract(actor, result.obs_norm) if actor.quantized else None
+    b = bundles.Bundle(cfg, actor, result.obs_norm, result.action_scale, result.action_bias, model,
+                       history=result.history)
+    b.evaluation = evaluate_bundle(b, episodes, seed=cfg.seed + EVAL_SEED_OFFSET)
+    b.evaluation["train_seconds"] = result.train_seconds
+    bundles.write(b, Path(out), force=force)
+    return b
+
+
+def evaluate_bundle(b: bundles.Bundle, episodes: int, seed: int, noise: float = 0.0) -> dict:
+    """Returns with the torch model and, for quantized policies, the integer engine, and how often the
+    two produce the same output integers on the observations the torch policy visited."""
+    seen = []
+    torch_act = b.policy("torch")
+
+    def recording(x):
+        seen.append(x)
+        return torch_act(x)
+
+    res = evaluate(recording, b.config.env_id, b.obs_norm, episodes, seed, noise)
+    report = {"episodes": episodes, "noise": noise, "seed": seed,
+              "torch": {"mean": res.mean, "std": res.std, "returns": res.returns.tolist()}}
+    if b.integer is not None:
+        res = evaluate(b.policy("int"), b.config.env_id, b.obs_norm, episodes, seed, noise)
+        report["int"] = {"mean": res.mean, "std": res.std, "returns": res.returns.tolist()}
+        observations = np.concatenate(seen)
+        report["agreement"] = {
+            "observations": int(len(observations)),
+            "equal_outputs": integer.agreement(b.actor, b.integer, observations),
+        }
+    return report

@@ -1,0 +1,68 @@
+"""The command line: bad input gets one clear line on stderr and exit code 2, and nothing is written."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from qsearch.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+TRAIN = ["train", "--algo", "sac", "--width", "8", "--steps", "300"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--env", "NoSuchEnv-v9"], "unknown environment id 'NoSuchEnv-v9'"),
+    (["--env", "CartPole-v1"], "continuous Box action space"),
+    (["--env", "Hopper-v5", "--bits-in", "9"], "bits-in must be an integer from 2 to 8"),
+    (["--env", "Hopper-v5", "--scope", "core", "--bits", "1"], "bits must be an integer from 2 to 8"),
+    (["--env", "Hopper-v5", "--scope", "middle", "--bits", "3"], "invalid choice: 'middle'"),
+    (["--env", "Hopper-v5", "--fp32", "--bits-act", "3"], "--fp32 cannot be combined"),
+    (["--env", "Hopper-v5", "--scope", "core"], "--scope and --bits go together"),
+    (["--env", "Hopper-v5", "--width", "0"], "width must be a positive integer"),
+    (["--env", "Hopper-v5", "--steps", "0"], "steps must be a positive integer"),
+    (["--env", "Hopper-v5", "--steps", "many"], "invalid int value: 'many'"),
+])
+def test_train_bad_input(capsys, tmp_path, args, message):
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, *TRAIN, "--out", str(out), *args)
+    assert code == 2
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_eval_bad_input(capsys, tmp_path):
+    code, _, err = run(capsys, "eval", str(tmp_path / "nope"))
+    assert code == 2 and "not a folder" in err and err.count("\n") == 1
+    (tmp_path / "junk").mkdir()
+    code, _, err = run(capsys, "eval", str(tmp_path / "junk"))
+    assert code == 2 and "not a qsearch bundle" in err
+    code, _, err = run(capsys, "eval", str(tmp_path / "junk"), "--episodes", "0")
+    assert code == 2 and "--episodes" in err
+
+
+def test_entry_point_exit_code(tmp_path):
+    """The installed command itself: exit 2, one line, no traceback."""
+    p = subprocess.run([sys.executable, "-m", "qsearch.cli", "eval", str(tmp_path)], capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+
+
+def test_train_then_eval(capsys, tmp_path):
+    out = tmp_path / "b"
+    code, stdout, _ = run(capsys, "train", "--env", "InvertedPendulum-v5", "--algo", "td3", "--scope", "all",
+                          "--bits", "4", "--width", "16", "--steps", "400", "--learning-starts", "200",
+                          "--eval-every", "200", "--episodes", "2", "--out", str(out))
+    assert code == 0 and "integer-engine agreement" in stdout
+    for engine in ("torch", "int"):
+        code, stdout, _ = run(capsys, "eval", str(out), "--episodes", "2", "--engine", engine, "--json")
+        result = json.loads(stdout)
+        assert code == 0 and result["engine"] == engine and len(result["returns"]) == 2
+    code, _, err = run(capsys, "train", "--env", "InvertedPendulum-v5", "--width", "8", "--steps", "10",
+                       "--out", str(out))
+    assert code == 2 and "--force" in err  # an existing bundle is not replaced silently
