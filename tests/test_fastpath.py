@@ -33,3 +33,20 @@ def test_fused_forward_equals_brevitas(bits, depth):
 def test_not_ready_during_warmup():
     actor = warmed_actor(QuantBits(), updates=50)
     assert not fastpath.ready(actor)
+
+
+def test_no_grad_cache_follows_parameter_updates():
+    actor = warmed_actor(QuantBits(6, 2, 2, 8))
+    x = torch.randn(64, 11)
+    with torch.no_grad():
+        before = fastpath.forward(actor, x)
+        assert torch.equal(before, fastpath.forward(actor, x))  # cached
+    opt = torch.optim.SGD(actor.parameters(), lr=0.5)
+    actor.train()
+    (fastpath.forward(actor, x) - 1).pow(2).sum().backward()
+    opt.step()
+    actor.eval()
+    with torch.no_grad():
+        after = fastpath.forward(actor, x)
+        assert not torch.equal(before, after)  # the step invalidated the cache
+        assert torch.equal(after, actor.quant_forward(x)[-1].value)

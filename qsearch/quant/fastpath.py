@@ -14,6 +14,8 @@ and gradients equal, so any drift in a brevitas upgrade fails the tests rather t
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 from brevitas.function.ops import tensor_clamp
@@ -50,29 +52,61 @@ def _qdq(x, scale, lo, hi, clamp):
     return clamp(y, min_val=lo, max_val=hi) * scale
 
 
-def _act(x, layer, bits, signed):
-    """QuantIdentity / QuantReLU after warm-up: learned scale |value| / q_s, plain clamp."""
+def _act_scale(layer, bits, signed):
+    """QuantIdentity / QuantReLU after warm-up: the learned scale |value| / q_s."""
     value = scalar_clamp_min_ste(torch.abs(scaling_impl(layer).value), SCALING_MIN_VAL)
-    scale = value / float(int_scale(bits, signed))
+    return value / float(int_scale(bits, signed))
+
+
+def _act(x, scale, bits, signed):
     lo, hi = int_range(bits, signed)
-    return _qdq(x, scale, torch.tensor(float(lo)), torch.tensor(float(hi)), tensor_clamp), scale
+    return _qdq(x, scale, torch.tensor(float(lo)), torch.tensor(float(hi)), tensor_clamp)
 
 
-def _linear(x, x_scale, lin, bits):
+def _linear_params(lin, x_scale, bits):
     """QuantLinear: per-tensor abs-max weight scale, STE clamp; bias at the accumulator scale, int32."""
     w = lin.weight
     w_scale = scalar_clamp_min_ste(torch.abs(torch.max(torch.abs(w))), SCALING_MIN_VAL) / float(int_scale(bits, True))
     lo, hi = int_range(bits, True)
     w_q = _qdq(w, w_scale, torch.tensor(float(lo)), torch.tensor(float(hi)), tensor_clamp_ste)
-    b_scale = w_scale * x_scale
-    b_q = _qdq(lin.bias, b_scale, torch.tensor(float(INT32_MIN)), torch.tensor(float(INT32_MAX)), tensor_clamp)
-    return F.linear(x, w_q, b_q)
+    b_q = _qdq(lin.bias, w_scale * x_scale, torch.tensor(float(INT32_MIN)), torch.tensor(float(INT32_MAX)), tensor_clamp)
+    return w_q, b_q
+
+
+def _bits(actor) -> list[tuple[int, bool]]:
+    q = actor.cfg.quant
+    return [(q.bits_in, True)] + [(q.bits_act, False)] * actor.cfg.depth + [(q.bits_out, True)]
+
+
+def _quantized_params(actor):
+    """Every activation scale and every quantized (weight, bias) of the actor."""
+    scales = [_act_scale(layer, b, s) for layer, (b, s) in zip(actor.act_quantizers(), _bits(actor))]
+    linears = [_linear_params(lin, scales[i], actor.cfg.quant.bits_weight) for i, lin in enumerate(actor.linears)]
+    return scales, linears
+
+
+# Without gradients (acting, target computation, evaluation) the quantized weights are reused until a
+# parameter changes: an optimizer step or a load bumps the tensor's version counter. Kept outside the
+# module so that deepcopy and state_dict never carry a stale entry.
+_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _cached_params(actor):
+    key = tuple((p.data_ptr(), p._version) for p in actor.parameters())
+    hit = _cache.get(actor)
+    if hit is None or hit[0] != key:
+        hit = (key, _quantized_params(actor))
+        _cache[actor] = hit
+    return hit[1]
 
 
 def forward(actor, x: torch.Tensor) -> torch.Tensor:
-    q = actor.cfg.quant
-    h, scale = _act(x, actor.inp, q.bits_in, True)
-    for lin, relu in zip(actor.linears[:-1], actor.relus):
-        h, scale = _act(torch.relu(_linear(h, scale, lin, q.bits_weight)), relu, q.bits_act, False)
-    out, _ = _act(_linear(h, scale, actor.linears[-1], q.bits_weight), actor.out, q.bits_out, True)
-    return out
+    scales, linears = _quantized_params(actor) if torch.is_grad_enabled() else _cached_params(actor)
+    bits = _bits(actor)
+    h = _act(x, scales[0], *bits[0])
+    for i, (w_q, b_q) in enumerate(linears):
+        h = F.linear(h, w_q, b_q)
+        if i < len(linears) - 1:
+            h = torch.relu(h)
+        h = _act(h, scales[i + 1], *bits[i + 1])
+    return h
