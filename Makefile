@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export MPLBACKEND := Agg
-export MUJOCO_GL := egl
 
 .PHONY: install demo test bench clean
 
@@ -22,7 +21,7 @@ demo: install
 	$(BIN)/qsearch eval runs/demo --episodes 10 --engine int
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/python bench/train_throughput.py

@@ -1,13 +1,14 @@
 """A fused forward for the QAT actor, used after the activation-scale warm-up.
 
 Why this exists: brevitas' eager forward makes ~270 nested module calls per actor forward. Measured
-here (bench/train_throughput.py, 256-wide actor, one thread): a batch-1 forward costs ~10 ms against
-0.13 ms in FP32, and an update step 26 ms against 7 ms, which halves a SAC run's steps/s. torch.compile
-does not help (11 graph breaks in brevitas' proxies, ~60 s of compiling, no speed-up).
+here (256-wide actor, one thread): a batch-1 forward costs ~10 ms against 0.13 ms in FP32, and an
+update step 26 ms against 7 ms, which halves a SAC run's steps/s. torch.compile does not help (11 graph
+breaks in brevitas' proxies, ~60 s of compiling, no speed-up).
 
 So after the warm-up, when every activation scale has become a plain learned parameter, the actor
-runs this flat sequence of brevitas' own STE ops (round_ste, tensor_clamp, tensor_clamp_ste,
-scalar_clamp_min_ste) on brevitas' own parameters, in the order brevitas applies them. The brevitas
+runs this flat sequence of brevitas' own STE ops (round_ste, tensor_clamp_ste, scalar_clamp_min_ste;
+torch.clamp where brevitas uses its equivalent tensor_clamp) on brevitas' own parameters, in the order
+brevitas applies them. Without gradients the quantized weights are cached between optimizer steps. The brevitas
 modules stay the source of truth: they hold the parameters, run the warm-up, export to QONNX and give
 the integer weights. tests/test_fastpath.py checks that outputs are bitwise equal to brevitas' forward
 and gradients equal, so any drift in a brevitas upgrade fails the tests rather than training silently.
@@ -18,7 +19,6 @@ import weakref
 
 import torch
 import torch.nn.functional as F
-from brevitas.function.ops import tensor_clamp
 from brevitas.function.ops_ste import round_ste, scalar_clamp_min_ste, tensor_clamp_ste
 
 SCALING_MIN_VAL = 1e-10  # brevitas' scaling_min_val for the quantizers the actor uses
@@ -47,9 +47,16 @@ def ready(actor) -> bool:
     )
 
 
-def _qdq(x, scale, lo, hi, clamp):
-    y = round_ste(x / scale + 0.0)
-    return clamp(y, min_val=lo, max_val=hi) * scale
+def _qdq_act(x, scale, lo: int, hi: int):
+    """brevitas' IntQuant with TensorClamp. torch.clamp has tensor_clamp's values and its gradient
+    (passed where lo <= y <= hi) in one kernel instead of two torch.where; brevitas' `+ zero_point`
+    (0.0) is left out, which changes only the sign of a zero."""
+    return torch.clamp(round_ste(x / scale), lo, hi) * scale
+
+
+def _qdq_weight(w, scale, lo: int, hi: int):
+    """brevitas' IntQuant with TensorClampSte: the gradient passes the clamp too."""
+    return tensor_clamp_ste(round_ste(w / scale), torch.tensor(float(lo)), torch.tensor(float(hi))) * scale
 
 
 def _act_scale(layer, bits, signed):
@@ -59,17 +66,15 @@ def _act_scale(layer, bits, signed):
 
 
 def _act(x, scale, bits, signed):
-    lo, hi = int_range(bits, signed)
-    return _qdq(x, scale, torch.tensor(float(lo)), torch.tensor(float(hi)), tensor_clamp)
+    return _qdq_act(x, scale, *int_range(bits, signed))
 
 
 def _linear_params(lin, x_scale, bits):
     """QuantLinear: per-tensor abs-max weight scale, STE clamp; bias at the accumulator scale, int32."""
     w = lin.weight
     w_scale = scalar_clamp_min_ste(torch.abs(torch.max(torch.abs(w))), SCALING_MIN_VAL) / float(int_scale(bits, True))
-    lo, hi = int_range(bits, True)
-    w_q = _qdq(w, w_scale, torch.tensor(float(lo)), torch.tensor(float(hi)), tensor_clamp_ste)
-    b_q = _qdq(lin.bias, w_scale * x_scale, torch.tensor(float(INT32_MIN)), torch.tensor(float(INT32_MAX)), tensor_clamp)
+    w_q = _qdq_weight(w, w_scale, *int_range(bits, True))
+    b_q = _qdq_act(lin.bias, w_scale * x_scale, INT32_MIN, INT32_MAX)  # Int32Bias clamps like activations
     return w_q, b_q
 
 
@@ -92,12 +97,13 @@ _cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _cached_params(actor):
-    key = tuple((p.data_ptr(), p._version) for p in actor.parameters())
-    hit = _cache.get(actor)
-    if hit is None or hit[0] != key:
-        hit = (key, _quantized_params(actor))
-        _cache[actor] = hit
-    return hit[1]
+    entry = _cache.get(actor)
+    if entry is None:  # listing the parameters walks ~300 brevitas submodules: do it once
+        entry = _cache[actor] = {"params": list(actor.parameters()), "key": None}
+    key = tuple((p.data_ptr(), p._version) for p in entry["params"])
+    if entry["key"] != key:
+        entry["key"], entry["value"] = key, _quantized_params(actor)
+    return entry["value"]
 
 
 def forward(actor, x: torch.Tensor) -> torch.Tensor:
