@@ -62,6 +62,8 @@ class Bundle:
 def write(bundle: Bundle, out: Path, force: bool = False) -> Path:
     """Write `bundle` to the folder `out` atomically. An existing `out` is replaced only with force."""
     out = Path(out)
+    if bundle.config.policy != bundle.actor.cfg:  # the actor is rebuilt from the config when read
+        raise ValueError("the bundle's configuration does not describe its actor")
     check_destination(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

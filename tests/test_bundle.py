@@ -1,4 +1,5 @@
 """Bundle round trip, and refusal of foreign or damaged folders."""
+import dataclasses
 import json
 
 import numpy as np
@@ -77,3 +78,20 @@ def test_foreign_and_damaged_folders(tmp_path, rng):
     (out / "actor.pt").write_bytes(b"garbage")
     with pytest.raises(QsearchError, match="damaged"):
         bundles.read(out)
+
+
+def test_actor_saved_during_warmup_reloads_identically(tmp_path, rng):
+    """Fewer than 300 updates: the moving statistics must become the saved scales."""
+    actor = warmed_actor(QuantBits(4, 3, 3, 8), updates=50)
+    x = torch.from_numpy(rng.normal(0, 2, (256, 11)).astype(np.float32))
+    with torch.no_grad():
+        before = actor.eval()(x)
+    actor.freeze_scales()
+    with torch.no_grad():
+        assert torch.equal(actor(x), before)
+    b = make_bundle(rng)
+    b.actor, b.integer = actor, integer.extract(actor, b.obs_norm)
+    b.config = dataclasses.replace(b.config, policy=actor.cfg)
+    loaded = bundles.read(bundles.write(b, tmp_path / "b"))
+    with torch.no_grad():
+        assert torch.equal(loaded.actor(x), before)
