@@ -44,6 +44,19 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--engine", choices=("torch", "int"), default="torch")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    s = sub.add_parser("search", help="run a search space (YAML) on Ray Tune, tracked in MLflow")
+    s.add_argument("space", help="search space file, e.g. search_spaces/quickstart.yaml")
+    s.add_argument("--workdir", metavar="DIR", help="the search's folder (default runs/<space name>)")
+    s.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: a local Ray)")
+    s.add_argument("--storage", help="where Tune keeps results, e.g. a shared folder or s3:// (default DIR/ray)")
+    s.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///DIR/mlflow.db)")
+    s.add_argument("--resume", action="store_true", help="continue the interrupted search in --workdir")
+
+    u = sub.add_parser("ui", help="start the MLflow UI on a search's tracking store (127.0.0.1)")
+    u.add_argument("--workdir", metavar="DIR", help="the search's folder (its mlflow.db)")
+    u.add_argument("--tracking-uri", help="MLflow tracking URI instead of --workdir")
+    u.add_argument("--port", type=int, default=5000)
     return p
 
 
@@ -115,10 +128,26 @@ def _eval(a) -> int:
     return 0
 
 
+def _search(a) -> int:
+    from qsearch.search.run import search
+
+    out = search(a.space, workdir=a.workdir, address=a.address, storage=a.storage,
+                 tracking_uri=a.tracking_uri, resume=a.resume)
+    print(out.table)
+    print(f"MLflow: {out.tracking_uri} (parent run {out.parent_run_id}); Tune: {out.experiment_path}")
+    return 0 if all(r["status"] != "failed" for r in out.rows) else 1
+
+
+def _ui(a) -> int:
+    from qsearch.search.ui import serve
+
+    return serve(workdir=a.workdir, tracking_uri=a.tracking_uri, port=a.port)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         a = _parser().parse_args(argv)
-        return {"train": _train, "eval": _eval}[a.command](a)
+        return {"train": _train, "eval": _eval, "search": _search, "ui": _ui}[a.command](a)
     except QsearchError as e:
         print(f"qsearch: error: {e}", file=sys.stderr)
         return 2

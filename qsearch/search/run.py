@@ -1,0 +1,161 @@
+"""Set up and run a search: Ray, the Tuner (searcher, scheduler, resources, retries), MLflow's parent run.
+
+The search's working folder holds what a resume needs:
+  search.json   the space file, tracking URI, storage path, MLflow experiment and parent run
+  mlflow.db     the default MLflow store (SQLite), mlartifacts/ its artifacts
+  ray/<name>/   Tune's experiment (unless --storage points elsewhere): trial folders with bundles
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from qsearch.errors import QsearchError
+from qsearch.search import space as spaces
+from qsearch.search import tracking
+
+STATE = "search.json"
+
+
+@dataclass
+class Outcome:
+    rows: list[dict]
+    table: str
+    parent_run_id: str
+    tracking_uri: str
+    experiment_path: str
+
+
+def _param_space(space: spaces.SearchSpace) -> dict:
+    from ray import tune
+
+    keys = [c.key for c in space.configurations]
+    if space.search.searcher == "grid":  # every configuration x every seed, once
+        return {"configuration": tune.grid_search(keys), "seed": tune.grid_search(list(space.seeds))}
+    # Optuna picks a configuration (a categorical over the space's configurations) and a seed.
+    return {"configuration": tune.choice(keys), "seed": tune.choice(list(space.seeds))}
+
+
+def _tune_config(space: spaces.SearchSpace):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = space.search
+    scheduler = None
+    if s.scheduler == "asha":
+        # time_attr "step": the grace period and rungs are counted in environment steps.
+        scheduler = ASHAScheduler(time_attr="step", metric="eval_return", mode="max", max_t=space.steps,
+                                  grace_period=s.grace_steps, reduction_factor=s.reduction_factor)
+    if s.searcher == "optuna":
+        from optuna.samplers import TPESampler
+        from ray.tune.search.optuna import OptunaSearch
+
+        metrics = ["eval_return" if o == "return" else "cost" for o in s.objectives]
+        modes = ["max" if o == "return" else "min" for o in s.objectives]
+        searcher = OptunaSearch(metric=metrics if len(metrics) > 1 else metrics[0],
+                                mode=modes if len(modes) > 1 else modes[0], sampler=TPESampler(seed=0))
+        return tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=s.num_samples,
+                               max_concurrent_trials=s.max_concurrent or None)
+    return tune.TuneConfig(scheduler=scheduler, num_samples=1, max_concurrent_trials=s.max_concurrent or None)
+
+
+def _trainable(space, uri, experiment_id, parent_run_id):
+    from ray import tune
+
+    from qsearch.search.trainable import train_trial
+
+    res = {"cpu": space.resources.cpu}
+    if space.resources.gpu:
+        res["gpu"] = space.resources.gpu
+    t = tune.with_parameters(train_trial, space=space, tracking_uri=uri, experiment_id=experiment_id,
+                             parent_run_id=parent_run_id)
+    return tune.with_resources(t, res)
+
+
+def search(space_path: str | Path, workdir: str | Path | None = None, address: str | None = None,
+           storage: str | None = None, tracking_uri: str | None = None, resume: bool = False,
+           stream=None) -> Outcome:
+    space = spaces.load(space_path)  # refused here, before Ray starts
+    workdir = Path(workdir or Path("runs") / space.name).resolve()
+    state_file = workdir / STATE
+    if resume:
+        if not state_file.exists():
+            raise QsearchError(f"{workdir}: no search to resume (no {STATE}); start one without --resume")
+        state = json.loads(state_file.read_text())
+        if state["space_name"] != space.name:
+            raise QsearchError(f"{workdir} holds search {state['space_name']!r}, not {space.name!r}")
+        uri = tracking_uri or state["tracking_uri"]
+        storage_path = storage or state["storage"]
+    else:
+        if state_file.exists():
+            raise QsearchError(f"{workdir} already holds a search: use --resume, or another --workdir")
+        uri = tracking_uri or tracking.default_uri(workdir)
+        storage_path = storage or str(workdir / "ray")
+    workdir.mkdir(parents=True, exist_ok=True)
+    tracking.setup_environment()
+
+    experiment_id = tracking.experiment(uri, space.name, workdir)
+    if resume:
+        parent = state["parent_run_id"]
+    else:
+        parent = tracking.start_parent(uri, experiment_id, space.name, {
+            "space": str(Path(space_path).resolve()), "space_name": space.name, "algo": space.algo,
+            "steps": space.steps, "seeds": list(space.seeds), "configurations": len(space.configurations),
+            "trials": space.trials, "searcher": space.search.searcher, "scheduler": space.search.scheduler})
+        state = {"space_name": space.name, "space": str(Path(space_path).resolve()), "tracking_uri": uri,
+                 "storage": storage_path, "experiment_id": experiment_id, "parent_run_id": parent}
+        tmp = state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, state_file)
+
+    import ray
+    from ray import tune
+
+    from qsearch.search.summary import LiveView, rows, table
+
+    # "local": always a fresh Ray on this machine, never a cluster that happens to run here.
+    ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+             configure_logging=True, logging_level="warning")
+    try:
+        trainable = _trainable(space, uri, experiment_id, parent)
+        experiment_path = f"{storage_path.rstrip('/')}/{space.name}"
+        if resume and tune.Tuner.can_restore(experiment_path):
+            # Finished and failed trials stay as they are; unfinished ones start again.
+            tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True, resume_errored=False,
+                                       restart_errored=False, param_space=_param_space(space))
+        else:
+            tuner = tune.Tuner(
+                trainable, param_space=_param_space(space), tune_config=_tune_config(space),
+                run_config=tune.RunConfig(
+                    name=space.name, storage_path=storage_path, verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=space.retries),
+                    callbacks=[LiveView(space.trials)]))
+        results = tuner.fit()
+    finally:
+        ray.shutdown()
+
+    trial_rows = rows(results)
+    text = table(trial_rows)
+    _finish_parent(uri, experiment_id, parent, trial_rows, text, workdir)
+    return Outcome(trial_rows, text, parent, uri, experiment_path)
+
+
+def _finish_parent(uri, experiment_id, parent, trial_rows, text, workdir):
+    c = tracking.client(uri)
+    # Trials stopped early by ASHA end without a word to their child run: close those runs.
+    running = c.search_runs([experiment_id], filter_string=f"tags.`{tracking.PARENT_TAG}` = '{parent}' "
+                                                           "and attributes.status = 'RUNNING'")
+    for r in running:
+        c.set_terminated(r.info.run_id, "KILLED")
+    done = [r for r in trial_rows if r["status"] == "done"]
+    tracking.log_metrics(c, parent, {"trials_done": len(done),
+                                     "trials_failed": sum(r["status"] == "failed" for r in trial_rows)}, 0)
+    if done:
+        tracking.log_metrics(c, parent, {"best_final_return": max(r["final_return"] for r in done)}, 0)
+    (workdir / "summary.txt").write_text(text + "\n")
+    (workdir / "trials.json").write_text(json.dumps(trial_rows, indent=2) + "\n")
+    c.log_artifact(parent, str(workdir / "summary.txt"))
+    c.log_artifact(parent, str(workdir / "trials.json"))
+    c.set_terminated(parent, "FINISHED" if len(done) == len(trial_rows) else "FAILED")

@@ -1,0 +1,314 @@
+"""Search spaces: a YAML file -> a typed, validated SearchSpace, refused before Ray starts.
+
+A space names the environments, the algorithm and its hyperparameters, the budget, the seeds, and
+one or more sweep groups. Each group is a cartesian product of its axes (a scalar is a one-value
+axis); the configurations of a space are the union of its groups. One trial = one configuration x
+one seed. Example (see search_spaces/quickstart.yaml):
+
+    name: quickstart
+    envs: [InvertedPendulum-v5]
+    algo: sac
+    algo_config: {learning_starts: 500, batch_size: 64}
+    steps: 4000
+    seeds: [0, 1]
+    policy: {width: 64, depth: 2}
+    sweep:
+      - {fp32: true}
+      - {scope: core, bits: [2, 4]}
+
+Every error is one line naming the file, the key and the reason (QsearchError).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from qsearch.config import ALGO_CONFIGS, ALGOS, MAX_BITS, MIN_BITS, SCOPES, PolicyConfig, QuantBits, TrainConfig
+from qsearch.errors import QsearchError
+
+SEARCHERS = ("grid", "optuna")
+SCHEDULERS = ("none", "asha")
+BIT_AXES = ("bits_in", "bits_weight", "bits_act", "bits_out", "bits_core")
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One point of the space, without its seed."""
+
+    env_id: str
+    policy: PolicyConfig
+
+    @property
+    def key(self) -> str:
+        """A short, stable, readable name: the same configuration always gets the same key."""
+        p, q = self.policy, self.policy.quant
+        bits = "fp32" if q is None else f"i{q.bits_in}w{q.bits_weight}a{q.bits_act}o{q.bits_out}"
+        return f"{self.env_id}/{bits}/h{p.width}x{p.depth}"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How Ray Tune explores the space."""
+
+    searcher: str = "grid"  # grid: every configuration x every seed (the paper's protocol)
+    num_samples: int = 10  # optuna only: how many trials to sample
+    objectives: tuple[str, ...] = ("return",)  # optuna: ("return",) or ("return", "cost")
+    scheduler: str = "none"
+    grace_steps: int = 10_000  # asha: environment steps before a trial may be stopped
+    reduction_factor: int = 3  # asha
+    max_concurrent: int = 0  # 0: as many as the cluster has room for
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float = 1.0
+    gpu: float = 0.0  # a fraction shares one GPU between trials
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    path: str
+    algo: str
+    algo_config: object  # SACConfig | DDPGConfig | TD3Config, with the file's overrides
+    steps: int
+    seeds: tuple[int, ...]
+    eval_every: int
+    eval_episodes: int
+    final_episodes: int
+    configurations: tuple[Configuration, ...]
+    search: SearchConfig = field(default_factory=SearchConfig)
+    resources: Resources = field(default_factory=Resources)
+    retries: int = 0
+
+    def train_config(self, conf: Configuration, seed: int) -> TrainConfig:
+        return TrainConfig(env_id=conf.env_id, algo=self.algo, policy=conf.policy, total_steps=self.steps,
+                           seed=seed, eval_every=self.eval_every, eval_episodes=self.eval_episodes,
+                           algo_config=self.algo_config)
+
+    @property
+    def trials(self) -> int:
+        if self.search.searcher == "grid":
+            return len(self.configurations) * len(self.seeds)
+        return self.search.num_samples
+
+
+TOP_KEYS = {"name", "envs", "algo", "algo_config", "steps", "seeds", "eval_every", "eval_episodes",
+            "final_episodes", "policy", "sweep", "search", "resources", "retries"}
+REQUIRED = ("name", "envs", "steps", "seeds", "sweep")
+GROUP_KEYS = {"envs", "fp32", "scope", "bits", "width", "depth", *BIT_AXES}
+
+
+class _Err:
+    """Builds the one-line error: file, key, reason."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __call__(self, key: str, reason: str) -> QsearchError:
+        return QsearchError(f"{self.path}: {key}: {reason}")
+
+
+def _int(err, key, v, lo=None, hi=None):
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise err(key, f"must be an integer, got {v!r}")
+    if lo is not None and v < lo:
+        raise err(key, f"must be at least {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise err(key, f"must be at most {hi}, got {v}")
+    return v
+
+
+def _list(err, key, v, item):
+    """A scalar or a non-empty list of scalars, each checked by item(key, value)."""
+    values = v if isinstance(v, list) else [v]
+    if not values:
+        raise err(key, "must not be an empty list")
+    return [item(f"{key}[{i}]" if isinstance(v, list) else key, x) for i, x in enumerate(values)]
+
+
+def _mapping(err, key, v, allowed):
+    if not isinstance(v, dict):
+        raise err(key, f"must be a mapping, got {type(v).__name__}")
+    for k in v:
+        if k not in allowed:
+            raise err(f"{key}.{k}" if key else str(k), f"unknown key; allowed: {', '.join(sorted(allowed))}")
+    return v
+
+
+def _env(err, key, v):
+    from qsearch.rl.envs import check_env
+
+    if not isinstance(v, str):
+        raise err(key, f"must be an environment id (a string), got {v!r}")
+    try:
+        check_env(v)
+    except QsearchError as e:
+        raise err(key, str(e)) from None
+    return v
+
+
+def load(path: str | Path) -> SearchSpace:
+    path = Path(path)
+    err = _Err(str(path))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise QsearchError(f"{path}: cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise QsearchError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    return parse(data, str(path))
+
+
+def parse(data, path: str = "<space>") -> SearchSpace:
+    err = _Err(path)
+    _mapping(err, "", data, TOP_KEYS)
+    for k in REQUIRED:
+        if k not in data:
+            raise err(k, "missing (required)")
+
+    name = data["name"]
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise err("name", f"must be a non-empty string of letters, digits, '-', '_' or '.', got {name!r}")
+    algo = data.get("algo", "sac")
+    if algo not in ALGOS:
+        raise err("algo", f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
+    algo_config = _algo_config(err, algo, data.get("algo_config", {}))
+    steps = _int(err, "steps", data["steps"], lo=1)
+    seeds = tuple(_list(err, "seeds", data["seeds"], lambda k, v: _int(err, k, v, lo=0)))
+    if len(set(seeds)) != len(seeds):
+        raise err("seeds", "repeats a seed")
+    eval_every = _int(err, "eval_every", data.get("eval_every", min(10_000, steps)), lo=1)
+    eval_episodes = _int(err, "eval_episodes", data.get("eval_episodes", 10), lo=1)
+    final_episodes = _int(err, "final_episodes", data.get("final_episodes", eval_episodes), lo=1)
+    envs = _list(err, "envs", data["envs"], lambda k, v: _env(err, k, v))
+
+    pol = _mapping(err, "policy", data.get("policy", {}), {"width", "depth"})
+    base_width = _int(err, "policy.width", pol.get("width", 256), lo=1)
+    base_depth = _int(err, "policy.depth", pol.get("depth", 2), lo=1)
+
+    sweep = data["sweep"]
+    if not isinstance(sweep, list) or not sweep:
+        raise err("sweep", "must be a non-empty list of groups")
+    configurations: list[Configuration] = []
+    for i, group in enumerate(sweep):
+        for c in _group(err, f"sweep[{i}]", group, envs, base_width, base_depth):
+            if c not in configurations:  # groups may overlap (e.g. 8 bits in every scope): train it once
+                configurations.append(c)
+
+    search = _search(err, data.get("search", {}), steps)
+    res = _mapping(err, "resources", data.get("resources", {}), {"cpu", "gpu"})
+    resources = Resources(cpu=_positive(err, "resources.cpu", res.get("cpu", 1.0)),
+                          gpu=_positive(err, "resources.gpu", res.get("gpu", 0.0), zero=True))
+    retries = _int(err, "retries", data.get("retries", 0), lo=0)
+    return SearchSpace(name=name, path=path, algo=algo, algo_config=algo_config, steps=steps, seeds=seeds,
+                       eval_every=eval_every, eval_episodes=eval_episodes, final_episodes=final_episodes,
+                       configurations=tuple(configurations), search=search, resources=resources, retries=retries)
+
+
+def _positive(err, key, v, zero=False):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (v == 0 and not zero):
+        raise err(key, f"must be a {'non-negative' if zero else 'positive'} number, got {v!r}")
+    return float(v)
+
+
+def _algo_config(err, algo, overrides):
+    cls = ALGO_CONFIGS[algo]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _mapping(err, "algo_config", overrides, set(fields))
+    base, overrides = cls(), dict(overrides)
+    for k, v in overrides.items():
+        default = getattr(base, k)
+        key = f"algo_config.{k}"
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise err(key, f"must be true or false, got {v!r}")
+        elif isinstance(default, int):
+            _int(err, key, v, lo=0 if k == "learning_starts" else 1)
+        elif isinstance(default, float):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise err(key, f"must be a number, got {v!r}")
+            overrides[k] = float(v)
+    return cls(**overrides)
+
+
+def _bits(err, key, v):
+    return _int(err, key, v, lo=MIN_BITS, hi=MAX_BITS)
+
+
+def _group(err, key, group, envs, width, depth):
+    _mapping(err, key, group, GROUP_KEYS)
+    g_envs = _list(err, f"{key}.envs", group["envs"], lambda k, v: _env(err, k, v)) if "envs" in group else envs
+    widths = _list(err, f"{key}.width", group.get("width", width), lambda k, v: _int(err, k, v, lo=1))
+    depths = _list(err, f"{key}.depth", group.get("depth", depth), lambda k, v: _int(err, k, v, lo=1))
+    bit_keys = [k for k in ("scope", "bits", *BIT_AXES) if k in group]
+    fp32 = group.get("fp32", False)
+    if not isinstance(fp32, bool):
+        raise err(f"{key}.fp32", f"must be true or false, got {fp32!r}")
+    if fp32:
+        if bit_keys:
+            raise err(f"{key}.fp32", f"an FP32 group has no bit widths, but {bit_keys[0]} is set")
+        quants = [None]
+    elif "scope" in group or "bits" in group:
+        if "scope" not in group or "bits" not in group:
+            raise err(f"{key}.{'bits' if 'scope' in group else 'scope'}", "missing: scope and bits go together")
+        others = [k for k in BIT_AXES if k in group]
+        if others:
+            raise err(f"{key}.{others[0]}", "use either scope/bits or bits_* axes in one group, not both")
+        scopes = _list(err, f"{key}.scope", group["scope"], lambda k, v: _scope(err, k, v))
+        bits = _list(err, f"{key}.bits", group["bits"], lambda k, v: _bits(err, k, v))
+        quants = [QuantBits.from_scope(s, b) for s, b in itertools.product(scopes, bits)]
+    else:
+        if "bits_core" in group and ("bits_weight" in group or "bits_act" in group):
+            raise err(f"{key}.bits_core", "sets bits_weight and bits_act: give one or the other")
+        axes = {k: _list(err, f"{key}.{k}", group.get(k, 8), lambda kk, v: _bits(err, kk, v))
+                for k in ("bits_in", "bits_weight", "bits_act", "bits_out", "bits_core") if k != "bits_core" or k in group}
+        core = axes.pop("bits_core", None)
+        quants = []
+        if core is not None:
+            axes.pop("bits_weight"), axes.pop("bits_act")
+            for c, i, o in itertools.product(core, axes["bits_in"], axes["bits_out"]):
+                quants.append(QuantBits(bits_in=i, bits_weight=c, bits_act=c, bits_out=o))
+        else:
+            for i, w, a, o in itertools.product(*axes.values()):
+                quants.append(QuantBits(i, w, a, o))
+    return [Configuration(e, PolicyConfig(width=w, depth=d, quant=q))
+            for e, q, w, d in itertools.product(g_envs, quants, widths, depths)]
+
+
+def _scope(err, key, v):
+    if v not in SCOPES:
+        raise err(key, f"unknown scope {v!r}; choose one of {', '.join(SCOPES)}")
+    return v
+
+
+def _search(err, s, steps) -> SearchConfig:
+    fields = {f.name for f in dataclasses.fields(SearchConfig)}
+    _mapping(err, "search", s, fields)
+    searcher = s.get("searcher", "grid")
+    if searcher not in SEARCHERS:
+        raise err("search.searcher", f"unknown searcher {searcher!r}; choose one of {', '.join(SEARCHERS)}")
+    scheduler = s.get("scheduler", "none")
+    if scheduler not in SCHEDULERS:
+        raise err("search.scheduler", f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    objectives = tuple(_list(err, "search.objectives", s.get("objectives", ["return"]),
+                             lambda k, v: _objective(err, k, v)))
+    if objectives[0] != "return" or len(set(objectives)) != len(objectives):
+        raise err("search.objectives", "must be [return] or [return, cost]")
+    if len(objectives) > 1 and searcher != "optuna":
+        raise err("search.objectives", "several objectives need searcher: optuna")
+    grace = _int(err, "search.grace_steps", s.get("grace_steps", min(10_000, steps)), lo=1, hi=steps)
+    return SearchConfig(searcher=searcher, num_samples=_int(err, "search.num_samples", s.get("num_samples", 10), lo=1),
+                        objectives=objectives, scheduler=scheduler, grace_steps=grace,
+                        reduction_factor=_int(err, "search.reduction_factor", s.get("reduction_factor", 3), lo=2),
+                        max_concurrent=_int(err, "search.max_concurrent", s.get("max_concurrent", 0), lo=0))
+
+
+def _objective(err, key, v):
+    if v not in ("return", "cost"):
+        raise err(key, f"unknown objective {v!r}; choose return or cost")
+    return v

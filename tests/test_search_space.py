@@ -1,0 +1,104 @@
+"""Search-space files: refused with file, key and reason before anything starts; shipped ones load."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qsearch.cli import main
+from qsearch.config import QuantBits
+from qsearch.errors import QsearchError
+from qsearch.search import space as spaces
+
+SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
+
+GOOD = {
+    "name": "tiny", "envs": ["InvertedPendulum-v5"], "algo": "sac", "steps": 300, "seeds": [0, 1],
+    "algo_config": {"learning_starts": 50, "batch_size": 16}, "policy": {"width": 8},
+    "sweep": [{"fp32": True}, {"scope": "core", "bits": [2, 3]}],
+}
+
+
+def write(tmp_path, data, name="space.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def with_(**changes):
+    d = {**GOOD, **changes}
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def test_good_space(tmp_path):
+    s = spaces.load(write(tmp_path, GOOD))
+    assert [c.key for c in s.configurations] == [
+        "InvertedPendulum-v5/fp32/h8x2", "InvertedPendulum-v5/i8w2a2o8/h8x2", "InvertedPendulum-v5/i8w3a3o8/h8x2"]
+    assert s.trials == 6 and s.seeds == (0, 1)
+    cfg = s.train_config(s.configurations[1], 1)
+    assert cfg.policy.quant == QuantBits(bits_weight=2, bits_act=2) and cfg.seed == 1
+    assert cfg.algo_config.learning_starts == 50 and cfg.algo_config.batch_size == 16
+    assert cfg.algo_config.q_lr == 1e-3  # not overridden: the paper's default
+
+
+@pytest.mark.parametrize("data, key, reason", [
+    (with_(colour="red"), "colour", "unknown key"),
+    (with_(sweep=[{"scope": "core", "bitz": 3}]), "sweep[0].bitz", "unknown key"),
+    (with_(algo_config={"learning_rate": 1e-3}), "algo_config.learning_rate", "unknown key"),
+    (with_(steps="many"), "steps", "must be an integer"),
+    (with_(seeds=[0, "one"]), "seeds[1]", "must be an integer"),
+    (with_(policy={"width": 8.5}), "policy.width", "must be an integer"),
+    (with_(algo_config={"q_lr": "fast"}), "algo_config.q_lr", "must be a number"),
+    (with_(sweep=[{"scope": "core", "bits": [2, 9]}]), "sweep[0].bits[1]", "must be at most 8"),
+    (with_(sweep=[{"bits_in": 1}]), "sweep[0].bits_in", "must be at least 2"),
+    (with_(envs=["Hopper-v99"]), "envs[0]", "unknown environment id 'Hopper-v99'"),
+    (with_(envs=["CartPole-v1"]), "envs[0]", "continuous Box action space"),
+    (with_(sweep=[{"scope": "middle", "bits": 3}]), "sweep[0].scope", "unknown scope"),
+    (with_(sweep=[{"fp32": True, "bits": 3}]), "sweep[0].fp32", "no bit widths"),
+    (with_(steps=None), "steps", "missing"),
+    (with_(algo="ppo"), "algo", "unknown algorithm"),
+    (with_(search={"searcher": "random"}), "search.searcher", "unknown searcher"),
+    (with_(search={"objectives": ["return", "cost"]}), "search.objectives", "need searcher: optuna"),
+])
+def test_bad_space_names_file_key_reason(tmp_path, data, key, reason):
+    p = write(tmp_path, data)
+    with pytest.raises(QsearchError) as e:
+        spaces.load(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: {key}: "), msg
+    assert reason in msg
+    assert "\n" not in msg
+
+
+def test_cli_refuses_bad_space_with_exit_2(tmp_path, capsys):
+    p = write(tmp_path, with_(sweep=[{"scope": "core", "bits": 12}]))
+    assert main(["search", str(p), "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"qsearch: error: {p}: sweep[0].bits: must be at most 8, got 12"
+    assert not (tmp_path / "w").exists()  # refused before anything was started or written
+
+
+def test_cli_refuses_unreadable_yaml(tmp_path, capsys):
+    p = tmp_path / "broken.yaml"
+    p.write_text("name: [unclosed\n")
+    assert main(["search", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert f"{p}: not valid YAML" in err and len(err.strip().splitlines()) == 1
+
+
+def test_shipped_spaces_validate():
+    found = {p.name: spaces.load(p) for p in sorted(SPACES.glob("*.yaml"))}
+    assert {"paper_bitwidth_sensitivity.yaml", "paper_width.yaml", "paper_input_bits.yaml",
+            "quickstart.yaml"} <= set(found)
+    sens = found["paper_bitwidth_sensitivity.yaml"]
+    envs = {"Hopper-v5", "Walker2d-v5", "Ant-v5", "HalfCheetah-v5", "Humanoid-v5"}
+    assert {c.env_id for c in sens.configurations} == envs
+    assert sens.steps == 1_000_000 and len(sens.seeds) == 10
+    # 4 scopes x 7 bit widths, where 8 bits is the same network in every scope, plus FP32: 26 per task
+    assert len(sens.configurations) == 5 * 26
+    assert sum(c.policy.quant is None for c in sens.configurations) == 5
+    width = found["paper_width.yaml"]
+    assert {c.policy.width for c in width.configurations if c.policy.quant} == {256, 128, 64, 32, 16}
+    inp = found["paper_input_bits.yaml"]
+    assert {c.policy.quant.bits_in for c in inp.configurations if c.policy.quant} == set(range(2, 9))
+    quick = found["quickstart.yaml"]
+    assert 2 <= len(quick.seeds) <= 3 and quick.steps <= 10_000
