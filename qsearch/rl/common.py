@@ -68,6 +68,18 @@ def _ensemble_linear(n: int, d_in: int, d_out: int) -> tuple[nn.Parameter, nn.Pa
     return w, b
 
 
+def critic_adam(params, lr: float) -> torch.optim.Adam:
+    """Fused: one kernel over all tensors, ~3x faster than Adam's default per-tensor loop on CPU."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
+def actor_adam(params, lr: float) -> torch.optim.Adam:
+    """Not fused: the fused kernel updates parameters without bumping their version counters, and the
+    QAT actor's no-grad path reuses its quantized weights until a parameter's version changes, so it
+    would keep acting with the initial weights. foreach bumps them and is still one call."""
+    return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
 def target_copy(module: nn.Module) -> nn.Module:
     """A frozen deep copy for a target network (only ever run under no_grad, in eval mode)."""
     target = copy.deepcopy(module).eval()
