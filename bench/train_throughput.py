@@ -1,5 +1,9 @@
 """Environment steps per second while learning, SAC on Hopper-v5 with 256-wide networks, one thread.
 
+Steps are counted per second of wall time and per second of the process's CPU time. The machines
+are shared and noisy: when other processes compete for the cores, wall-time figures drop unevenly
+between variants, while CPU-time figures stay comparable. Compare ratios within one run.
+
 Runs, in one process one after another so the figures are comparable (the machines are noisy, so
 compare ratios within one run): the CleanRL-style FP32 reference loop, qsearch's FP32 SAC, and
 qsearch's QAT SAC with a 3-bit and a 2-bit core. Each qsearch run first passes the learning start
@@ -27,14 +31,13 @@ LEARNING_STARTS = 1_000
 WARMUP_END = 2_000  # learning steps 1,000-2,000 hold the actor's 300 warm-up updates (one update per step)
 
 
-def qsearch_sac(env_id: str, quant: QuantBits | None, steps: int) -> tuple[float, float]:
-    """(steps/s after the warm-up, seconds of the first 1,000 learning steps, warm-up included).
-
-    Times come from the learners' progress reports, made every 1,000 steps."""
+def qsearch_sac(env_id: str, quant: QuantBits | None, steps: int) -> tuple[float, float, float]:
+    """(steps per wall second and per CPU second after the warm-up, CPU seconds of the first 1,000
+    learning steps, warm-up included). Times come from the learners' progress reports (every 1,000 steps)."""
     marks = {}
 
     def progress(m):
-        marks[m["step"]] = time.perf_counter()
+        marks[m["step"]] = (time.perf_counter(), time.process_time())
 
     cfg = TrainConfig(
         env_id=env_id, algo="sac", policy=PolicyConfig(width=256, quant=quant),
@@ -42,7 +45,8 @@ def qsearch_sac(env_id: str, quant: QuantBits | None, steps: int) -> tuple[float
         algo_config=dataclasses.replace(SACConfig(), learning_starts=LEARNING_STARTS),
     )
     rl.train(cfg, progress)
-    return steps / (marks[WARMUP_END + steps] - marks[WARMUP_END]), marks[WARMUP_END] - marks[LEARNING_STARTS]
+    (w0, c0), (w1, c1), (_, cs) = marks[WARMUP_END], marks[WARMUP_END + steps], marks[LEARNING_STARTS]
+    return steps / (w1 - w0), steps / (c1 - c0), c0 - cs
 
 
 def main() -> None:
@@ -53,17 +57,18 @@ def main() -> None:
     a = p.parse_args()
     rows = []
     for r in range(a.repeats):
-        ref = cleanrl_sac_reference.run(a.env, LEARNING_STARTS, a.steps)
-        rows.append(("CleanRL-style FP32 reference", ref, None, ref))
+        ref_wall, ref_cpu = cleanrl_sac_reference.run(a.env, LEARNING_STARTS, a.steps)
+        rows.append(("CleanRL-style FP32 reference", ref_wall, ref_cpu, None, ref_wall, ref_cpu))
         for name, quant in [("qsearch SAC FP32", None),
                             ("qsearch SAC QAT core 3-bit", QuantBits.from_scope("core", 3)),
                             ("qsearch SAC QAT core 2-bit", QuantBits.from_scope("core", 2))]:
-            sps, warm = qsearch_sac(a.env, quant, a.steps)
-            rows.append((name, sps, warm if quant else None, ref))
+            wall, cpu, warm = qsearch_sac(a.env, quant, a.steps)
+            rows.append((name, wall, cpu, warm if quant else None, ref_wall, ref_cpu))
     print(f"\n{a.env}, width 256, batch 256, one thread, {a.steps} learning steps per variant")
-    print(f"{'variant':34s} {'steps/s':>8s} {'x reference':>12s} {'first 1k learning steps, s':>27s}")
-    for name, sps, warm, ref in rows:
-        print(f"{name:34s} {sps:8.1f} {sps / ref:12.2f} {'' if warm is None else f'{warm:27.1f}'}")
+    print(f"{'variant':30s} {'steps/wall s':>12s} {'x ref':>6s} {'steps/CPU s':>12s} {'x ref':>6s} {'first 1k learning steps, CPU s':>31s}")
+    for name, wall, cpu, warm, ref_wall, ref_cpu in rows:
+        print(f"{name:30s} {wall:12.1f} {wall / ref_wall:6.2f} {cpu:12.1f} {cpu / ref_cpu:6.2f} "
+              f"{'' if warm is None else f'{warm:31.1f}'}")
 
 
 if __name__ == "__main__":
