@@ -68,8 +68,9 @@ def _ensemble_linear(n: int, d_in: int, d_out: int) -> tuple[nn.Parameter, nn.Pa
     return w, b
 
 
-def critic_adam(params, lr: float) -> torch.optim.Adam:
-    """Fused: one kernel over all tensors, ~3x faster than Adam's default per-tensor loop on CPU."""
+def fused_adam(params, lr: float) -> torch.optim.Adam:
+    """For the critics and alpha. Fused: one kernel over all tensors, ~3x faster than Adam's default
+    per-tensor loop on CPU."""
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 

@@ -7,7 +7,7 @@ import torch
 from qsearch.config import DDPGConfig, TrainConfig
 from qsearch.quant.actor import QuantActor
 from qsearch.rl.buffer import ReplayBuffer
-from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, actor_adam, critic_adam,
+from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, actor_adam, fused_adam,
                                seed_everything, soft_update, sync_warmup, target_copy)
 from qsearch.rl.envs import action_bias, action_scale, make_env
 from qsearch.rl.normalize import RunningNorm
@@ -32,7 +32,7 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
     qf = QEnsemble(obs_dim, act_dim, args.critic_width, n=1)
     qf_target = target_copy(qf)
     q_pairs = (list(qf_target.parameters()), list(qf.parameters()))
-    q_optimizer = critic_adam(qf.parameters(), args.learning_rate)
+    q_optimizer = fused_adam(qf.parameters(), args.learning_rate)
     actor_params = list(actor.parameters())
     actor_optimizer = actor_adam(actor_params, args.learning_rate)
 

@@ -16,7 +16,7 @@ from torch import nn
 from qsearch.config import SACConfig, TrainConfig
 from qsearch.quant.actor import QuantActor
 from qsearch.rl.buffer import ReplayBuffer
-from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, actor_adam, critic_adam,
+from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, actor_adam, fused_adam,
                                seed_everything, soft_update, target_copy)
 from qsearch.rl.envs import action_bias, action_scale, make_env
 from qsearch.rl.normalize import RunningNorm
@@ -62,7 +62,7 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
     qf = QEnsemble(obs_dim, act_dim, args.critic_width, n=2)
     qf_target = target_copy(qf)
     q_pairs = (list(qf_target.parameters()), list(qf.parameters()))
-    q_optimizer = critic_adam(qf.parameters(), args.q_lr)
+    q_optimizer = fused_adam(qf.parameters(), args.q_lr)
     actor_params = [*actor.parameters(), *log_std_net.parameters()]
     actor_optimizer = actor_adam(actor_params, args.policy_lr)
 
@@ -70,7 +70,7 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
         target_entropy = -float(act_dim)
         log_alpha = torch.zeros(1, requires_grad=True)
         alpha = log_alpha.detach().exp()
-        a_optimizer = critic_adam([log_alpha], args.q_lr)
+        a_optimizer = fused_adam([log_alpha], args.q_lr)
     else:
         alpha = torch.tensor(args.alpha)
 
