@@ -58,6 +58,8 @@ def _tune_config(space: spaces.SearchSpace):
                                 mode=modes if len(modes) > 1 else modes[0], sampler=TPESampler(seed=0))
         return tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=s.num_samples,
                                max_concurrent_trials=s.max_concurrent or None)
+    # Actors are not reused between trials: a reused actor's tune.get_context() keeps the previous
+    # trial's folder (measured with ray 2.60), so bundles would land in the wrong trial.
     return tune.TuneConfig(scheduler=scheduler, num_samples=1, max_concurrent_trials=s.max_concurrent or None)
 
 
@@ -133,6 +135,7 @@ def search(space_path: str | Path, workdir: str | Path | None = None, address: s
                     failure_config=tune.FailureConfig(max_failures=space.retries),
                     callbacks=[LiveView(space.trials)]))
         results = tuner.fit()
+        LiveView(space.trials).print_results(results)
     finally:
         ray.shutdown()
 

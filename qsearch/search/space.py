@@ -41,13 +41,15 @@ class Configuration:
 
     env_id: str
     policy: PolicyConfig
+    algo_overrides: tuple = ()  # (name, value) pairs a sweep group sets over the space's algo_config
 
     @property
     def key(self) -> str:
         """A short, stable, readable name: the same configuration always gets the same key."""
         p, q = self.policy, self.policy.quant
         bits = "fp32" if q is None else f"i{q.bits_in}w{q.bits_weight}a{q.bits_act}o{q.bits_out}"
-        return f"{self.env_id}/{bits}/h{p.width}x{p.depth}"
+        extra = "".join(f"/{k}={v}" for k, v in self.algo_overrides)
+        return f"{self.env_id}/{bits}/h{p.width}x{p.depth}{extra}"
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,10 @@ class SearchSpace:
     retries: int = 0
 
     def train_config(self, conf: Configuration, seed: int) -> TrainConfig:
+        algo_config = dataclasses.replace(self.algo_config, **dict(conf.algo_overrides))
         return TrainConfig(env_id=conf.env_id, algo=self.algo, policy=conf.policy, total_steps=self.steps,
                            seed=seed, eval_every=self.eval_every, eval_episodes=self.eval_episodes,
-                           algo_config=self.algo_config)
+                           algo_config=algo_config)
 
     @property
     def trials(self) -> int:
@@ -100,7 +103,7 @@ class SearchSpace:
 TOP_KEYS = {"name", "envs", "algo", "algo_config", "steps", "seeds", "eval_every", "eval_episodes",
             "final_episodes", "policy", "sweep", "search", "resources", "retries"}
 REQUIRED = ("name", "envs", "steps", "seeds", "sweep")
-GROUP_KEYS = {"envs", "fp32", "scope", "bits", "width", "depth", *BIT_AXES}
+GROUP_KEYS = {"envs", "algo_config", "fp32", "scope", "bits", "width", "depth", *BIT_AXES}
 
 
 class _Err:
@@ -196,7 +199,7 @@ def parse(data, path: str = "<space>") -> SearchSpace:
         raise err("sweep", "must be a non-empty list of groups")
     configurations: list[Configuration] = []
     for i, group in enumerate(sweep):
-        for c in _group(err, f"sweep[{i}]", group, envs, base_width, base_depth):
+        for c in _group(err, f"sweep[{i}]", group, envs, base_width, base_depth, algo):
             if c not in configurations:  # groups may overlap (e.g. 8 bits in every scope): train it once
                 configurations.append(c)
 
@@ -216,22 +219,22 @@ def _positive(err, key, v, zero=False):
     return float(v)
 
 
-def _algo_config(err, algo, overrides):
+def _algo_config(err, algo, overrides, key="algo_config"):
     cls = ALGO_CONFIGS[algo]
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    _mapping(err, "algo_config", overrides, set(fields))
+    _mapping(err, key, overrides, set(fields))
     base, overrides = cls(), dict(overrides)
     for k, v in overrides.items():
         default = getattr(base, k)
-        key = f"algo_config.{k}"
+        at = f"{key}.{k}"
         if isinstance(default, bool):
             if not isinstance(v, bool):
-                raise err(key, f"must be true or false, got {v!r}")
+                raise err(at, f"must be true or false, got {v!r}")
         elif isinstance(default, int):
-            _int(err, key, v, lo=0 if k == "learning_starts" else 1)
+            _int(err, at, v, lo=0 if k == "learning_starts" else 1)
         elif isinstance(default, float):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise err(key, f"must be a number, got {v!r}")
+                raise err(at, f"must be a number, got {v!r}")
             overrides[k] = float(v)
     return cls(**overrides)
 
@@ -240,8 +243,13 @@ def _bits(err, key, v):
     return _int(err, key, v, lo=MIN_BITS, hi=MAX_BITS)
 
 
-def _group(err, key, group, envs, width, depth):
+def _group(err, key, group, envs, width, depth, algo):
     _mapping(err, key, group, GROUP_KEYS)
+    # Per-group hyperparameters (e.g. a learning rate for one task); validated like the top level.
+    overrides = group.get("algo_config", {})
+    _algo_config(err, algo, overrides, f"{key}.algo_config")
+    overrides = tuple(sorted((k, float(v) if isinstance(getattr(ALGO_CONFIGS[algo](), k), float) else v)
+                             for k, v in overrides.items()))
     g_envs = _list(err, f"{key}.envs", group["envs"], lambda k, v: _env(err, k, v)) if "envs" in group else envs
     widths = _list(err, f"{key}.width", group.get("width", width), lambda k, v: _int(err, k, v, lo=1))
     depths = _list(err, f"{key}.depth", group.get("depth", depth), lambda k, v: _int(err, k, v, lo=1))
@@ -276,7 +284,7 @@ def _group(err, key, group, envs, width, depth):
         else:
             for i, w, a, o in itertools.product(*axes.values()):
                 quants.append(QuantBits(i, w, a, o))
-    return [Configuration(e, PolicyConfig(width=w, depth=d, quant=q))
+    return [Configuration(e, PolicyConfig(width=w, depth=d, quant=q), overrides)
             for e, q, w, d in itertools.product(g_envs, quants, widths, depths)]
 
 

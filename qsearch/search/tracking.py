@@ -71,14 +71,20 @@ def start_child(uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
     """A fresh child run for a trial. A run left RUNNING by an earlier attempt of the same trial (a
     retry, or a driver killed mid-search) is marked KILLED, so the finished children are exactly
     the finished trials."""
-    c = client(uri)
-    stale = c.search_runs([experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and attributes.status = 'RUNNING'")
-    for r in stale:
-        c.set_terminated(r.info.run_id, "KILLED")
+    c = close_stale(uri, experiment_id, trial_id, "KILLED")
     run = c.create_run(experiment_id, run_name=name, tags={PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id,
                                                            "qsearch.kind": "trial"})
     log_params(c, run.info.run_id, params)
     return c, run.info.run_id
+
+
+def close_stale(uri: str, experiment_id: str, trial_id: str, status: str):
+    """End the runs of a trial that an earlier attempt left RUNNING with `status`."""
+    c = client(uri)
+    stale = c.search_runs([experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and attributes.status = 'RUNNING'")
+    for r in stale:
+        c.set_terminated(r.info.run_id, status)
+    return c
 
 
 def log_metrics(c, run_id: str, metrics: dict, step: int) -> None:

@@ -31,7 +31,7 @@ def trial_params(space: SearchSpace, conf, seed: int) -> dict:
             "width": conf.policy.width, "depth": conf.policy.depth, "seed": seed, "steps": space.steps,
             "eval_every": space.eval_every, "eval_episodes": space.eval_episodes,
             "final_episodes": space.final_episodes, "configuration": conf.key,
-            **{f"algo_config.{k}": v for k, v in vars(space.algo_config).items()}}
+            **{f"algo_config.{k}": v for k, v in vars(space.train_config(conf, seed).algo_config).items()}}
 
 
 def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_id: str, parent_run_id: str):
@@ -47,6 +47,13 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
     cfg = space.train_config(conf, seed)
     ctx = tune.get_context()
     trial_dir = Path(ctx.get_trial_dir())
+    done_file = trial_dir / "trial.json"
+    if done_file.exists():
+        # Finished under an earlier driver that was killed before Tune saved its state: report the
+        # result again instead of training a second time.
+        tracking.close_stale(tracking_uri, experiment_id, ctx.get_trial_id(), "FINISHED")
+        tune.report({"step": cfg.total_steps, **json.loads(done_file.read_text())})
+        return
 
     env = gym.make(cfg.env_id)
     cost = weight_bits(env.observation_space.shape[0], env.action_space.shape[0], conf.policy)
@@ -77,6 +84,10 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
             summary["final_return_int"] = b.evaluation["int"]["mean"]
         tracking.log_metrics(client, run_id, summary, cfg.total_steps)
         client.log_artifacts(run_id, str(trial_dir / "bundle"), artifact_path="bundle")
+        done = {"eval_return": final, **summary}
+        tmp = trial_dir / "trial.json.tmp"
+        tmp.write_text(json.dumps(done) + "\n")
+        tmp.replace(done_file)  # whole or absent: it marks the trial as done
         client.set_terminated(run_id, "FINISHED")
     except BaseException as e:
         # Recorded on the child run, then re-raised so that Tune retries or marks the trial failed.
@@ -84,5 +95,4 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
         client.set_terminated(run_id, "FAILED")
         (trial_dir / "error.txt").write_text(traceback.format_exc())
         raise
-    tune.report({"step": cfg.total_steps, "eval_return": final, "done": True, **summary})
-    (trial_dir / "trial.json").write_text(json.dumps({"configuration": conf.key, "seed": seed, **summary}) + "\n")
+    tune.report({"step": cfg.total_steps, **done})

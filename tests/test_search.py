@@ -1,0 +1,205 @@
+"""Distributed search end to end, with real components: a local Ray (2 CPUs, started here with
+`ray start --head`) and a real `mlflow server` on a loopback port, queried over its REST API.
+
+One Ray and one MLflow server are shared by the whole module (Ray ~5 s and MLflow ~15 s to start).
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from qsearch.search.run import search
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "MLFLOW_DISABLE_TELEMETRY": "true",
+       "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd, log):
+    # A session of its own, so that teardown ends exactly this process group and nothing else.
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
+
+
+def stop(proc):
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    """(ray address, MLflow URL), both started in parallel."""
+    root = tmp_path_factory.mktemp("services")
+    ray_port, mlflow_port = free_port(), free_port()
+    ray_log, mlflow_log = open(root / "ray.log", "w"), open(root / "mlflow.log", "w")
+    ray = start([str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port", str(ray_port),
+                 "--include-dashboard", "false", "--disable-usage-stats"], ray_log)
+    mlflow = start([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
+                    "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                    "--artifacts-destination", str(root / "artifacts"), "--workers", "1"], mlflow_log)
+    url = f"http://127.0.0.1:{mlflow_port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if requests.get(f"{url}/health", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert mlflow.poll() is None and ray.poll() is None, (root / "mlflow.log").read_text()[-2000:]
+            assert time.time() < deadline, "mlflow server did not answer /health"
+            time.sleep(0.5)
+        yield f"127.0.0.1:{ray_port}", url
+    finally:
+        stop(mlflow)
+        stop(ray)
+
+
+def space(tmp_path, name, steps=300, seeds=(0, 1), sweep=None, retries=0) -> Path:
+    data = {
+        "name": name, "envs": ["InvertedPendulum-v5"], "algo": "sac", "steps": steps, "seeds": list(seeds),
+        "algo_config": {"learning_starts": 100, "batch_size": 32, "critic_width": 16, "sigma_width": 8},
+        "eval_every": 150, "eval_episodes": 2, "final_episodes": 2, "policy": {"width": 8},
+        "sweep": sweep or [{"fp32": True}, {"scope": "core", "bits": 2}], "retries": retries,
+    }
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def api(url, path, **body):
+    r = requests.post(f"{url}/api/2.0/mlflow/{path}", json=body, timeout=30) if body else \
+        requests.get(f"{url}/api/2.0/mlflow/{path}", timeout=30)
+    r.raise_for_status()
+    return r.json()
+
+
+def children(url, name):
+    exp = requests.get(f"{url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name},
+                       timeout=30).json()["experiment"]["experiment_id"]
+    parents = api(url, "runs/search", experiment_ids=[exp], filter="tags.`qsearch.kind` = 'search'")["runs"]
+    assert len(parents) == 1
+    parent = parents[0]
+    kids = api(url, "runs/search", experiment_ids=[exp], max_results=1000,
+               filter=f"tags.`mlflow.parentRunId` = '{parent['info']['run_id']}'").get("runs", [])
+    return parent, kids
+
+
+def tags(run):
+    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+
+
+def params(run):
+    return {p["key"]: p["value"] for p in run["data"].get("params", [])}
+
+
+def test_search_tracked_in_mlflow(services, tmp_path):
+    address, url = services
+    out = search(space(tmp_path, "tiny"), workdir=tmp_path / "w", address=address, tracking_uri=url)
+    assert [r["status"] for r in out.rows] == ["done"] * 4
+    assert "InvertedPendulum-v5/fp32/h8x2" in out.table and "+-" in out.table
+
+    parent, kids = children(url, "tiny")
+    assert parent["info"]["status"] == "FINISHED" and parent["info"]["run_id"] == out.parent_run_id
+    assert len(kids) == 4 and {k["info"]["status"] for k in kids} == {"FINISHED"}
+    seen = {(params(k)["configuration"], params(k)["seed"]) for k in kids}
+    assert seen == {(c, s) for c in ("InvertedPendulum-v5/fp32/h8x2", "InvertedPendulum-v5/i8w2a2o8/h8x2")
+                    for s in ("0", "1")}
+    q = next(k for k in kids if params(k)["fp32"] == "False")
+    p = params(q)
+    assert (p["env_id"], p["bits_weight"], p["bits_act"], p["bits_in"], p["bits_out"], p["width"], p["steps"]) == \
+        ("InvertedPendulum-v5", "2", "2", "8", "8", "8", "300")
+    run_id = q["info"]["run_id"]
+    hist = requests.get(f"{url}/api/2.0/mlflow/metrics/get-history",
+                        params={"run_id": run_id, "metric_key": "eval_return_mean"}, timeout=30).json()["metrics"]
+    assert [m["step"] for m in hist] == [150, 300]  # evaluation return over environment steps
+    metrics = {m["key"] for m in q["data"]["metrics"]}
+    assert {"eval_return_mean", "steps_per_s", "qf_loss", "actor_loss", "final_return", "cost"} <= metrics
+    files = requests.get(f"{url}/api/2.0/mlflow/artifacts/list", params={"run_id": run_id, "path": "bundle"},
+                         timeout=30).json()["files"]
+    assert {"bundle/bundle.json", "bundle/actor.pt", "bundle/integer.npz"} <= {f["path"] for f in files}
+
+
+def test_failing_trial_recorded_while_others_finish(services, tmp_path):
+    address, url = services
+    # A learning rate of 1e30 really diverges: the critic loss is NaN at the first report.
+    sweep = [{"fp32": True}, {"fp32": True, "algo_config": {"q_lr": 1e30}}]
+    out = search(space(tmp_path, "diverging", seeds=[0], sweep=sweep, retries=1), workdir=tmp_path / "w",
+                 address=address, tracking_uri=url)
+    by_conf = {r["configuration"]: r for r in out.rows}
+    assert by_conf["InvertedPendulum-v5/fp32/h8x2"]["status"] == "done"
+    bad = by_conf["InvertedPendulum-v5/fp32/h8x2/q_lr=1e+30"]
+    assert bad["status"] == "failed" and "training diverged: qf_loss is nan" in bad["error"]
+    parent, kids = children(url, "diverging")
+    assert parent["info"]["status"] == "FAILED"  # not every trial finished
+    status = sorted((params(k)["configuration"], k["info"]["status"]) for k in kids)
+    # the failing trial ran twice (one retry), and both attempts are recorded as failed, with the error
+    assert status == [("InvertedPendulum-v5/fp32/h8x2", "FINISHED"),
+                      ("InvertedPendulum-v5/fp32/h8x2/q_lr=1e+30", "FAILED"),
+                      ("InvertedPendulum-v5/fp32/h8x2/q_lr=1e+30", "FAILED")]
+    assert all("diverged" in tags(k)["qsearch.error"] for k in kids if k["info"]["status"] == "FAILED")
+    summary = (tmp_path / "w" / "summary.txt").read_text()
+    assert "q_lr=1e+30" in summary
+
+
+def test_resume_after_driver_killed(services, tmp_path):
+    address, url = services
+    yml = space(tmp_path, "resumed", steps=450)
+    workdir = tmp_path / "w"
+    cmd = [str(BIN / "qsearch"), "search", str(yml), "--workdir", str(workdir), "--address", address,
+           "--tracking-uri", url]
+    log = open(tmp_path / "first.log", "w")
+    driver = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV)
+    trials = workdir / "ray" / "resumed"
+    deadline = time.time() + 240
+    while not list(trials.glob("*/trial.json")):  # kill after the first trial has finished
+        assert driver.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        assert time.time() < deadline
+        time.sleep(0.5)
+    driver.kill()  # SIGKILL: no chance to clean up, as when a laptop sleeps or a login node drops
+    driver.wait()
+    # train_seconds is a measured time: the same file content means the same training run
+    finished_before = {p.parent.name: p.read_text() for p in trials.glob("*/trial.json")}
+    assert 1 <= len(finished_before) < 4
+
+    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=ENV, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    done = {p.parent.name: p.read_text() for p in trials.glob("*/trial.json")}
+    assert len(done) == 4
+    for name, text in finished_before.items():  # finished trials were not run again
+        assert done[name] == text
+    rows = json.loads((workdir / "trials.json").read_text())
+    assert sorted((r["configuration"], r["seed"], r["status"]) for r in rows) == sorted(
+        (c, s, "done") for c in ("InvertedPendulum-v5/fp32/h8x2", "InvertedPendulum-v5/i8w2a2o8/h8x2") for s in (0, 1))
+
+    parent, kids = children(url, "resumed")
+    assert parent["info"]["status"] == "FINISHED"
+    finished = [tags(k)["qsearch.trial_id"] for k in kids if k["info"]["status"] == "FINISHED"]
+    assert len(finished) == 4 and len(set(finished)) == 4  # every trial done exactly once
+    started = [tags(k)["qsearch.trial_id"] for k in kids]
+    for name in finished_before:  # ... and a trial finished before the kill was started only once
+        trial_id = "_".join(name.split("_")[2:4])
+        assert started.count(trial_id) == 1, (trial_id, started)
+    # a trial cut off by the kill left a run that is now marked KILLED, not one still RUNNING
+    assert {k["info"]["status"] for k in kids} <= {"FINISHED", "KILLED"}
