@@ -45,8 +45,10 @@ def _tune_config(space: spaces.SearchSpace):
     s = space.search
     scheduler = None
     if s.scheduler == "asha":
-        # time_attr "step": the grace period and rungs are counted in environment steps.
-        scheduler = ASHAScheduler(time_attr="step", metric="eval_return", mode="max", max_t=space.steps,
+        # time_attr "step": the grace period and rungs are counted in environment steps. max_t is one
+        # past the budget: ASHA stops a trial that reaches max_t, which would cut off its final
+        # evaluation and bundle.
+        scheduler = ASHAScheduler(time_attr="step", metric="eval_return", mode="max", max_t=space.steps + 1,
                                   grace_period=s.grace_steps, reduction_factor=s.reduction_factor)
     if s.searcher == "optuna":
         from optuna.samplers import TPESampler

@@ -83,15 +83,17 @@ def rows(results) -> list[dict]:
 def table(trial_rows: list[dict]) -> str:
     """Configurations with mean +- std of the final return over their finished seeds."""
     groups = defaultdict(list)
-    failed = defaultdict(int)
+    failed, stopped = defaultdict(int), defaultdict(int)  # stopped: by the scheduler (ASHA), early
     for r in trial_rows:
         if r["status"] == "done":
             groups[r["configuration"]].append(r["final_return"])
         elif r["status"] == "failed":
             failed[r["configuration"]] += 1
-    keys = sorted(set(groups) | set(failed), key=str)
+        else:
+            stopped[r["configuration"]] += 1
+    keys = sorted(set(groups) | set(failed) | set(stopped), key=str)
     width = max([len("configuration")] + [len(str(k)) for k in keys])
-    lines = [f"{'configuration':<{width}}  {'seeds':>5}  {'failed':>6}  {'return mean +- std':>22}"]
+    lines = [f"{'configuration':<{width}}  {'seeds':>5}  {'failed':>6}  {'stopped':>7}  {'return mean +- std':>22}"]
     for k in keys:
         v = groups.get(k, [])
         if v:
@@ -100,5 +102,5 @@ def table(trial_rows: list[dict]) -> str:
             stat = f"{mean:10.1f} +- {std:8.1f}"
         else:
             stat = "-"
-        lines.append(f"{str(k):<{width}}  {len(v):>5}  {failed[k]:>6}  {stat:>22}")
+        lines.append(f"{str(k):<{width}}  {len(v):>5}  {failed[k]:>6}  {stopped[k]:>7}  {stat:>22}")
     return "\n".join(lines)

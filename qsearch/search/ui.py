@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,8 +10,9 @@ from qsearch.search import tracking
 
 
 def command(uri: str, port: int) -> list[str]:
+    # one worker: a UI for one person; mlflow's default of 4 costs ~2 GB and a minute to start here
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-            "--port", str(port)]
+            "--port", str(port), "--workers", "1"]
 
 
 def serve(workdir: str | None = None, tracking_uri: str | None = None, port: int = 5000) -> int:
@@ -27,7 +27,6 @@ def serve(workdir: str | None = None, tracking_uri: str | None = None, port: int
         tracking_uri = tracking.default_uri(Path(workdir))
     tracking.setup_environment()
     print(f"MLflow UI on {tracking_uri}: http://127.0.0.1:{port}  (Ctrl-C stops it)", flush=True)
-    try:
-        return subprocess.call(command(tracking_uri, port), env=os.environ.copy())
-    except KeyboardInterrupt:
-        return 0
+    # Replace this process: signals (Ctrl-C, kill) then reach the server itself, not a wrapper.
+    cmd = command(tracking_uri, port)
+    os.execv(cmd[0], cmd)
