@@ -7,6 +7,7 @@ import torch
 
 from qsearch import rl
 from qsearch.config import DDPGConfig, PolicyConfig, QuantBits, SACConfig, TD3Config, TrainConfig
+from qsearch.errors import QsearchError
 from qsearch.quant.actor import QuantActor
 from qsearch.rl.common import QEnsemble, actor_adam, sync_warmup, target_copy
 from qsearch.rl.evaluate import evaluate, torch_policy
@@ -121,3 +122,13 @@ def test_acting_sees_each_actor_update():
         after = actor(x)
     assert not torch.equal(after, before)
     assert torch.equal(after, actor(x).detach())  # the grad-enabled path never caches
+
+
+@pytest.mark.parametrize("algo", ["sac", "ddpg"])
+def test_divergence_is_a_one_line_error(algo):
+    huge = {"sac": dict(q_lr=1e8, policy_lr=1e8), "ddpg": dict(learning_rate=1e8)}[algo]
+    args = type(SMALL[algo])(**{**SMALL[algo].__dict__, **huge})
+    cfg = TrainConfig(env_id=ENV, algo=algo, policy=PolicyConfig(width=16, quant=None), total_steps=2000,
+                      eval_every=10**6, algo_config=args)
+    with pytest.raises(QsearchError, match=r"^training diverged: .* is .* at step \d+$"):
+        rl.train(cfg)

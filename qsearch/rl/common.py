@@ -33,6 +33,17 @@ class TrainResult:
     actor_updates: int = 0  # gradient steps of the actor (= its training-mode calls)
 
 
+def diverged(what: str, value, step: int) -> QsearchError:
+    return QsearchError(f"training diverged: {what} is {value} at step {step}")
+
+
+def check_action(action: np.ndarray, step: int) -> None:
+    """Stop at the first non-finite action, before the simulator sees it (losses are read only every
+    REPORT_EVERY steps; a diverged network makes NaN actions right away)."""
+    if not np.isfinite(action).all():
+        raise diverged("the action", action.tolist(), step)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -153,7 +164,7 @@ class Monitor:
                 continue
             value = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
             if not math.isfinite(value):
-                raise QsearchError(f"training diverged: {name} is {value} at step {step}")
+                raise diverged(name, value, step)
             metrics[name] = value
         if step % self.cfg.eval_every == 0 or step == self.cfg.total_steps:
             result = evaluate(torch_policy(self.actor), self.cfg.env_id, self.running.frozen(),

@@ -7,8 +7,8 @@ import torch
 from qsearch.config import DDPGConfig, TrainConfig
 from qsearch.quant.actor import QuantActor
 from qsearch.rl.buffer import ReplayBuffer
-from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, actor_adam, fused_adam,
-                               seed_everything, soft_update, sync_warmup, target_copy)
+from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, actor_adam, check_action,
+                               fused_adam, seed_everything, soft_update, sync_warmup, target_copy)
 from qsearch.rl.envs import action_bias, action_scale, make_env
 from qsearch.rl.normalize import RunningNorm
 
@@ -53,6 +53,7 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
                 action = torch.tanh(actor(x))[0] * scale + bias
                 action = torch.normal(0.0, noise_std) + action
             action = action.numpy().clip(low, high)
+            check_action(action, global_step + 1)
 
         next_obs, reward, terminated, truncated, _ = env.step(action)
         running.update(next_obs)

@@ -16,8 +16,8 @@ from torch import nn
 from qsearch.config import SACConfig, TrainConfig
 from qsearch.quant.actor import QuantActor
 from qsearch.rl.buffer import ReplayBuffer
-from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, actor_adam, fused_adam,
-                               seed_everything, soft_update, target_copy)
+from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, actor_adam, check_action,
+                               fused_adam, seed_everything, soft_update, target_copy)
 from qsearch.rl.envs import action_bias, action_scale, make_env
 from qsearch.rl.normalize import RunningNorm
 
@@ -89,6 +89,7 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
             with torch.no_grad():
                 x = torch.from_numpy(running(obs)[None])
                 action = sample_action(actor(x), log_std_net(x), scale, bias)[0][0].numpy()
+            check_action(action, global_step + 1)
 
         next_obs, reward, terminated, truncated, _ = env.step(action)
         running.update(next_obs)
