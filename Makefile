@@ -16,8 +16,8 @@ install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 
 demo: install
-	$(BIN)/qsearch train --env InvertedPendulum-v5 --algo sac --scope core --bits 2 --width 64 \
-		--steps 6000 --seed 0 --out runs/demo --force
+	$(BIN)/qsearch train --env InvertedPendulum-v5 --algo sac --scope core --bits 3 --width 64 \
+		--steps 5000 --learning-starts 1000 --eval-every 1000 --seed 0 --out runs/demo --force
 	$(BIN)/qsearch eval runs/demo --episodes 10 --engine int
 
 test: install
