@@ -15,6 +15,7 @@ from torch import nn
 
 from qsearch.config import TrainConfig
 from qsearch.errors import QsearchError
+from qsearch.quant.fastpath import scaling_impl
 from qsearch.rl.evaluate import evaluate, torch_policy
 from qsearch.rl.normalize import ObsNorm, RunningNorm
 
@@ -105,10 +106,6 @@ def soft_update(target_params: list[torch.Tensor], params: list[torch.Tensor], t
     torch._foreach_lerp_(target_params, params, tau)
 
 
-def _scaling_impls(actor) -> list:
-    return [q.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl for q in actor.act_quantizers()]
-
-
 def sync_warmup(target_actor, actor) -> None:
     """Give a target actor the online actor's activation-scale warm-up state.
 
@@ -118,7 +115,7 @@ def sync_warmup(target_actor, actor) -> None:
     averages like the weights. Cheap: once both counters match, this only compares integers."""
     if not actor.quantized:
         return
-    for t, o in zip(_scaling_impls(target_actor), _scaling_impls(actor)):
+    for t, o in zip(map(scaling_impl, target_actor.act_quantizers()), map(scaling_impl, actor.act_quantizers())):
         if t.counter != o.counter:
             t.counter = o.counter
             with torch.no_grad():
