@@ -20,7 +20,8 @@ def test_check_env_suggests_close_id():
 def test_check_env_discrete():
     with pytest.raises(QsearchError) as e:
         check_env("CartPole-v1")
-    assert str(e.value) == "CartPole-v1 has a Discrete action space; qsearch needs a continuous Box action space"
+    expected = "CartPole-v1 has a Discrete action space; qsearch needs a continuous Box action space"
+    assert str(e.value) == expected
     assert "\n" not in str(e.value)
 
 

@@ -9,6 +9,7 @@ from qsearch import rl
 from qsearch.config import DDPGConfig, PolicyConfig, QuantBits, SACConfig, TD3Config, TrainConfig
 from qsearch.errors import QsearchError
 from qsearch.quant.actor import QuantActor
+from qsearch.quant.fastpath import scaling_impl
 from qsearch.rl.common import QEnsemble, actor_adam, sync_warmup, target_copy
 from qsearch.rl.evaluate import evaluate, torch_policy
 
@@ -28,7 +29,8 @@ def small_config(algo, quant, seed=0, steps=STEPS):
 
 
 def counters(actor):
-    return [q.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.counter for q in actor.act_quantizers()]
+    """brevitas' warm-up counters, one per activation quantizer."""
+    return [scaling_impl(q).counter for q in actor.act_quantizers()]
 
 
 def expected_updates(algo):

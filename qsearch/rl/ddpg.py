@@ -75,7 +75,7 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
             q_optimizer.step()
 
             if global_step % args.policy_frequency == 0:
-                actor_mode(True)  # training mode only for this forward: it is what brevitas' warm-up counts
+                actor_mode(True)  # training mode for this forward only: brevitas' warm-up counts these
                 mean = actor(data.obs)
                 actor_mode(False)
                 actor_loss = -qf(data.obs, torch.tanh(mean) * scale + bias)[0].mean()

@@ -26,7 +26,8 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class LogStd(nn.Module):
-    """The FP32 sigma branch: normalized obs -> one hidden ReLU layer -> log std in [LOG_STD_MIN, LOG_STD_MAX]."""
+    """The FP32 sigma branch: normalized obs -> one hidden ReLU layer -> log std, squashed into
+    [LOG_STD_MIN, LOG_STD_MAX] as in CleanRL."""
 
     def __init__(self, obs_dim: int, act_dim: int, width: int):
         super().__init__()
@@ -102,7 +103,8 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
         if global_step > args.learning_starts:
             data = rb.sample(args.batch_size, running.frozen())
             with torch.no_grad():
-                next_actions, next_log_pi = sample_action(actor(data.next_obs), log_std_net(data.next_obs), scale, bias)
+                next_mean, next_log_std = actor(data.next_obs), log_std_net(data.next_obs)
+                next_actions, next_log_pi = sample_action(next_mean, next_log_std, scale, bias)
                 min_qf_next = qf_target(data.next_obs, next_actions).amin(0) - alpha * next_log_pi
                 next_q = data.rewards + (1 - data.terminations) * args.gamma * min_qf_next
             # sum over the two critics of each one's mean squared error, as CleanRL's qf1_loss + qf2_loss
@@ -113,7 +115,7 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
 
             if global_step % args.policy_frequency == 0:
                 for _ in range(args.policy_frequency):  # CleanRL: compensate for the delay
-                    actor_mode(True)  # training mode only for this forward: it is what brevitas' warm-up counts
+                    actor_mode(True)  # training mode for this forward only: brevitas' warm-up counts these
                     mean = actor(data.obs)
                     actor_mode(False)
                     pi, log_pi = sample_action(mean, log_std_net(data.obs), scale, bias)

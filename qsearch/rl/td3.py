@@ -68,7 +68,8 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
             data = rb.sample(args.batch_size, running.frozen())
             with torch.no_grad():
                 # target policy smoothing: clipped Gaussian noise on the target action
-                noise = (torch.randn_like(data.actions) * args.policy_noise).clamp(-args.noise_clip, args.noise_clip)
+                noise = torch.randn_like(data.actions) * args.policy_noise
+                noise = noise.clamp(-args.noise_clip, args.noise_clip)
                 next_actions = torch.tanh(target_actor(data.next_obs)) * scale + bias + noise * scale
                 next_actions = next_actions.clamp(low_t, high_t)
                 min_qf_next = qf_target(data.next_obs, next_actions).amin(0)
@@ -80,7 +81,7 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
             q_optimizer.step()
 
             if global_step % args.policy_frequency == 0:
-                actor_mode(True)  # training mode only for this forward: it is what brevitas' warm-up counts
+                actor_mode(True)  # training mode for this forward only: brevitas' warm-up counts these
                 mean = actor(data.obs)
                 actor_mode(False)
                 # the actor follows the first critic only (TD3); n=1 skips the second one's forward
