@@ -66,11 +66,13 @@ class QEnsemble(nn.Module):
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor, n: int | None = None) -> torch.Tensor:
         """(B, obs_dim), (B, act_dim) -> (n, B): the first n critics' values (all by default)."""
-        n = self.n if n is None else n
+        w1, b1, w2, b2, w3, b3 = self.w1, self.b1, self.w2, self.b2, self.w3, self.b3
+        if n is not None and n != self.n:  # sliced only when asked: a slice's backward zero-fills a copy
+            w1, b1, w2, b2, w3, b3 = (p[:n] for p in (w1, b1, w2, b2, w3, b3))
         x = torch.cat([obs, act], 1)
-        h = torch.relu(torch.baddbmm(self.b1[:n], x.expand(n, *x.shape), self.w1[:n]))
-        h = torch.relu(torch.baddbmm(self.b2[:n], h, self.w2[:n]))
-        return torch.baddbmm(self.b3[:n], h, self.w3[:n]).squeeze(-1)
+        h = torch.relu(torch.baddbmm(b1, x.expand(w1.shape[0], *x.shape), w1))
+        h = torch.relu(torch.baddbmm(b2, h, w2))
+        return torch.baddbmm(b3, h, w3).squeeze(-1)
 
 
 def _ensemble_linear(n: int, d_in: int, d_out: int) -> tuple[nn.Parameter, nn.Parameter]:
