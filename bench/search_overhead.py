@@ -38,10 +38,11 @@ def main() -> None:
     out = search(a.space, workdir=workdir / "search")
     wall = time.perf_counter() - t0
     train = sum(r["train_seconds"] or 0.0 for r in out.rows)
-    per_trial = train / max(1, len(out.rows))
+    done = [r for r in out.rows if r["status"] == "done"]
+    per_trial = train / max(1, len(done))
     ideal = train / slots
     print()
-    print(f"space {space.name}: {len(out.rows)} trials ({sum(r['status'] == 'done' for r in out.rows)} done), "
+    print(f"space {space.name}: {len(out.rows)} trials ({len(done)} done), "
           f"{slots:.0f} concurrent slots")
     print(f"wall                 {wall:8.1f} s")
     print(f"trial train (sum)    {train:8.1f} s   ({per_trial:.1f} s per trial)")

@@ -143,14 +143,14 @@ def test_search_tracked_in_mlflow(services, tmp_path):
 
 def test_failing_trial_recorded_while_others_finish(services, tmp_path):
     address, url = services
-    # A learning rate of 1e30 really diverges: the critic loss is NaN at the first report.
+    # A learning rate of 1e30 really diverges: NaN within the first few hundred steps.
     sweep = [{"fp32": True}, {"fp32": True, "algo_config": {"q_lr": 1e30}}]
     out = search(space(tmp_path, "diverging", seeds=[0], sweep=sweep, retries=1), workdir=tmp_path / "w",
                  address=address, tracking_uri=url)
     by_conf = {r["configuration"]: r for r in out.rows}
     assert by_conf["InvertedPendulum-v5/fp32/h8x2"]["status"] == "done"
     bad = by_conf["InvertedPendulum-v5/fp32/h8x2/q_lr=1e+30"]
-    assert bad["status"] == "failed" and "training diverged: qf_loss is nan" in bad["error"]
+    assert bad["status"] == "failed" and "training diverged" in bad["error"]
     parent, kids = children(url, "diverging")
     assert parent["info"]["status"] == "FAILED"  # not every trial finished
     status = sorted((params(k)["configuration"], k["info"]["status"]) for k in kids)

@@ -53,12 +53,12 @@ class LiveView(Callback):
 
     def print_results(self, results) -> None:
         """The closing line, from the final results (Tune calls no callback after the last trial ends)."""
-        statuses = [("ERROR" if r.error else "TERMINATED") for r in results]
-        done = [r.metrics.get("final_return") for r in results if not r.error and r.metrics]
-        done = [x for x in done if x is not None]
+        r = rows(results)
+        done = [x["final_return"] for x in r if x["status"] == "done"]
         best = f"{max(done):.1f}" if done else "-"
-        print(f"[{time.strftime('%H:%M:%S')}] trials {len(statuses)}: done {statuses.count('TERMINATED')}, "
-              f"failed {statuses.count('ERROR')}; best final return {best}", file=self.stream or sys.stdout, flush=True)
+        print(f"[{time.strftime('%H:%M:%S')}] trials {len(r)}: done {len(done)}, "
+              f"failed {sum(x['status'] == 'failed' for x in r)}, stopped {sum(x['status'] == 'stopped' for x in r)}; "
+              f"best final return {best}", file=self.stream or sys.stdout, flush=True)
 
     def __getstate__(self):  # pickled with the experiment for resume: never a stream
         d = dict(self.__dict__)
