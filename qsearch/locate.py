@@ -1,0 +1,119 @@
+"""Find policy bundles: a bundle folder, an MLflow run holding one, or the runs a selection tagged.
+
+Export and hardware commands take a bundle reference without caring where it came from:
+
+    locate_bundle("runs/x/bundle")                    # a folder: returned as it is
+    locate_bundle("3f2a...", "sqlite:///runs/x/mlflow.db")  # a run id: its `bundle/` artifacts,
+                                                      # downloaded once into a local cache folder
+    selected_bundles("runs/select_pendulum")          # the bundles of the runs tagged qsearch.selected=true
+
+The cache folder is $QSEARCH_CACHE, or ~/.cache/qsearch; a run's bundle lands in
+<cache>/bundles/<run id>/bundle, written to a temporary folder first and renamed into place.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from qsearch.errors import QsearchError
+
+SELECTED_TAG = "qsearch.selected"
+BUNDLE_ARTIFACT = "bundle"  # where a trial logs its bundle (qsearch/search/trainable.py)
+STATE_FILES = ("select.json", "search.json")  # a selection's or a search's folder: they name the store
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("QSEARCH_CACHE") or Path.home() / ".cache" / "qsearch")
+
+
+def tracking_uri_of(workdir_or_uri: str | Path) -> str:
+    """The MLflow tracking URI of a search or selection folder; a URI is returned as it is."""
+    text = str(workdir_or_uri)
+    if "://" in text or text.startswith("sqlite:"):
+        return text
+    workdir = Path(text)
+    if not workdir.is_dir():
+        raise QsearchError(f"{workdir}: no such folder (expected a search's folder or a tracking URI)")
+    for name in STATE_FILES:
+        state = workdir / name
+        if state.is_file():
+            try:
+                return json.loads(state.read_text())["tracking_uri"]
+            except (ValueError, KeyError, TypeError):
+                raise QsearchError(f"{state} is damaged: no tracking_uri") from None
+    if (workdir / "mlflow.db").is_file():
+        from qsearch.search.tracking import default_uri
+
+        return default_uri(workdir)
+    raise QsearchError(f"{workdir} holds no search: no {' or '.join(STATE_FILES)} and no mlflow.db")
+
+
+def locate_bundle(ref: str | Path, tracking_uri: str | None = None) -> Path:
+    """A local bundle folder for `ref`: a bundle folder, or the id of an MLflow run with a bundle."""
+    from qsearch.bundle import MARKER
+
+    path = Path(ref)
+    if path.is_dir():
+        if not (path / MARKER).is_file():
+            raise QsearchError(f"{path} is not a qsearch bundle: {MARKER} is missing")
+        return path
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise QsearchError(f"{ref} is neither a bundle folder nor a run id with a tracking URI "
+                           "(give --tracking-uri or set MLFLOW_TRACKING_URI)")
+    return _download(str(ref), uri)
+
+
+def _download(run_id: str, uri: str) -> Path:
+    from mlflow.exceptions import MlflowException
+
+    from qsearch.bundle import MARKER
+    from qsearch.search import tracking
+
+    c = tracking.client(uri)
+    try:
+        c.get_run(run_id)
+    except MlflowException:
+        raise QsearchError(f"no run {run_id!r} in the tracking store {uri}") from None
+    except Exception as e:  # an unreachable server: one line
+        raise QsearchError(f"MLflow tracking store {uri}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    dest = cache_dir() / "bundles" / run_id / BUNDLE_ARTIFACT
+    if (dest / MARKER).is_file():  # run artifacts never change once logged: the cached copy is good
+        return dest
+    if not any(f.path == f"{BUNDLE_ARTIFACT}/{MARKER}" for f in c.list_artifacts(run_id, BUNDLE_ARTIFACT)):
+        raise QsearchError(f"run {run_id} has no bundle in its artifacts (a failed or unfinished trial?)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download.", dir=dest.parent))
+    try:
+        c.download_artifacts(run_id, BUNDLE_ARTIFACT, str(tmp))
+        shutil.rmtree(dest, ignore_errors=True)
+        (tmp / BUNDLE_ARTIFACT).rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def selected_runs(uri: str) -> list:
+    """The finished runs tagged qsearch.selected=true, in every experiment of the store."""
+    from qsearch.search import tracking
+
+    c = tracking.client(uri)
+    try:
+        experiments = [e.experiment_id for e in c.search_experiments()]
+        runs = c.search_runs(experiments, filter_string=f"tags.`{SELECTED_TAG}` = 'true'",
+                             max_results=10_000) if experiments else []
+    except Exception as e:
+        raise QsearchError(f"MLflow tracking store {uri}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    return sorted(runs, key=lambda r: (r.data.params.get("env_id", ""), r.data.params.get("seed", ""), r.info.run_id))
+
+
+def selected_bundles(workdir_or_tracking_uri: str | Path) -> list[Path]:
+    """The bundles of the runs a selection tagged qsearch.selected=true (downloaded if needed)."""
+    uri = tracking_uri_of(workdir_or_tracking_uri)
+    runs = selected_runs(uri)
+    if not runs:
+        raise QsearchError(f"no selected runs (tag {SELECTED_TAG}=true) in {uri}: run `qsearch select` first")
+    return [locate_bundle(r.info.run_id, uri) for r in runs]
