@@ -14,6 +14,9 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" -c constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+# finn-plus without its pins (brevitas==0.13.0 would replace the CPU torch); its dependencies
+# come from pyproject.toml above. See hw_builds/README.md.
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt finn-plus==1.6.1
 
 demo: install
 	$(BIN)/qsearch train --env InvertedPendulum-v5 --algo sac --scope core --bits 3 --width 64 \
