@@ -57,6 +57,35 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--workdir", metavar="DIR", help="the search's folder (its mlflow.db)")
     u.add_argument("--tracking-uri", help="MLflow tracking URI instead of --workdir")
     u.add_argument("--port", type=int, default=5000)
+
+    sel = sub.add_parser("select", help="the paper's three-stage selection of the smallest FP32-matching configuration")
+    sel.add_argument("space", help="selection space file, e.g. search_spaces/selection_pendulum.yaml")
+    sel.add_argument("--workdir", metavar="DIR", help="the selection's folder (default runs/<space name>)")
+    sel.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: a local Ray)")
+    sel.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///DIR/mlflow.db)")
+    sel.add_argument("--rule", choices=("sigma", "welch", "bootstrap"), help="FP32-parity rule (default: the space's)")
+    sel.add_argument("--alpha", type=float, help="significance level of the welch and bootstrap rules")
+    sel.add_argument("--no-noise", action="store_true", help="skip the noise robustness evaluation")
+
+    r = sub.add_parser("report", help="figures and a Markdown summary of a search or selection")
+    r.add_argument("space", nargs="?", help="the search or selection space file (its folder is runs/<name>)")
+    r.add_argument("--workdir", metavar="DIR", help="the search's or selection's folder instead")
+
+    x = sub.add_parser("export", help="export a quantized bundle to QONNX, integer JSON, portable C or a FINN build folder")
+    x.add_argument("bundle", help="bundle folder or MLflow run id")
+    x.add_argument("--format", required=True, help="qonnx, json, c or finn")
+    x.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    x.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
+    x.add_argument("--force", action="store_true", help="replace a non-empty --out")
+
+    q = sub.add_parser("ptq", help="post-training quantization of an FP32 bundle (the PTQ baseline)")
+    q.add_argument("bundle", help="FP32 bundle folder")
+    q.add_argument("--bits-core", type=int, required=True, metavar="B", help="bits of the weights and hidden activations")
+    q.add_argument("--bits-in", type=int, required=True, metavar="B", help="bits of the input (output stays at 8)")
+    q.add_argument("--calib-episodes", type=int, default=10, metavar="N", help="rollouts that calibrate the scales")
+    q.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
+    q.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write")
+    q.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     return p
 
 
@@ -144,10 +173,54 @@ def _ui(a) -> int:
     return serve(workdir=a.workdir, tracking_uri=a.tracking_uri, port=a.port)
 
 
+def _select(a) -> int:
+    from qsearch.select import spec
+    from qsearch.select.parity import Rule
+    from qsearch.select.run import select
+
+    rule = None
+    if a.rule or a.alpha is not None:
+        base = spec.load(a.space).rule
+        rule = Rule(a.rule or base.name, base.alpha if a.alpha is None else a.alpha)
+    outcome = select(a.space, workdir=a.workdir, tracking_uri=a.tracking_uri, address=a.address, rule=rule,
+                     noise=not a.no_noise)
+    return 1 if outcome["unmatched"] else 0  # like grep: nothing selected for some environment
+
+
+def _report(a) -> int:
+    from qsearch.select.report import FIGURES, report
+
+    if (a.space is None) == (a.workdir is None):
+        raise QsearchError("report: give either a space file or --workdir")
+    out, drawn = report(a.space, a.workdir)
+    print(f"wrote {out / 'report.md'}")
+    for name, title, needs in FIGURES:
+        print(f"  {name}: {'drawn' if drawn[name] else 'not drawn (needs ' + needs + ')'}")
+    return 0
+
+
+def _export(a) -> int:
+    from qsearch.deploy.export import export
+
+    for line in export(a.bundle, a.format, a.out, tracking_uri=a.tracking_uri, force=a.force):
+        print(line)
+    return 0
+
+
+def _ptq(a) -> int:
+    from qsearch.deploy.ptq import ptq
+
+    b = ptq(a.bundle, a.out, a.bits_core, a.bits_in, a.calib_episodes, episodes=a.episodes, force=a.force)
+    print(f"wrote {a.out} (PTQ of {a.bundle} on {b.evaluation['ptq']['calib_observations']} observations)")
+    _print_evaluation(b.evaluation)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         a = _parser().parse_args(argv)
-        return {"train": _train, "eval": _eval, "search": _search, "ui": _ui}[a.command](a)
+        return {"train": _train, "eval": _eval, "search": _search, "ui": _ui, "select": _select, "report": _report,
+                "export": _export, "ptq": _ptq}[a.command](a)
     except QsearchError as e:
         print(f"qsearch: error: {e}", file=sys.stderr)
         return 2

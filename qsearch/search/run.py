@@ -28,17 +28,17 @@ class Outcome:
     experiment_path: str
 
 
-def _param_space(space: spaces.SearchSpace) -> dict:
+def _param_space(space: spaces.SearchSpace, only=None) -> dict:
     from ray import tune
 
     keys = [c.key for c in space.configurations]
-    if space.search.searcher == "grid":  # every configuration x every seed, once
+    if space.search.searcher == "grid" and not only:  # every configuration x every seed, once
         return {"configuration": tune.grid_search(keys), "seed": tune.grid_search(list(space.seeds))}
     # Optuna picks a configuration (a categorical over the space's configurations) and a seed.
     return {"configuration": tune.choice(keys), "seed": tune.choice(list(space.seeds))}
 
 
-def _tune_config(space: spaces.SearchSpace):
+def _tune_config(space: spaces.SearchSpace, only=None):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -62,6 +62,14 @@ def _tune_config(space: spaces.SearchSpace):
                                max_concurrent_trials=s.max_concurrent or None)
     # Actors are not reused between trials: a reused actor's tune.get_context() keeps the previous
     # trial's folder (measured with ray 2.60), so bundles would land in the wrong trial.
+    if only:
+        # A subset of the grid (qsearch select skips trials done before): each given point is one
+        # trial, and num_samples = len(points) leaves nothing to sample beyond them.
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        points = [{"configuration": k, "seed": seed} for k, seed in only]
+        return tune.TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=points), scheduler=scheduler,
+                               num_samples=len(points), max_concurrent_trials=s.max_concurrent or None)
     return tune.TuneConfig(scheduler=scheduler, num_samples=1, max_concurrent_trials=s.max_concurrent or None)
 
 
@@ -80,7 +88,8 @@ def _trainable(space, uri, experiment_id, parent_run_id):
 
 def search(space_path: str | Path, workdir: str | Path | None = None, address: str | None = None,
            storage: str | None = None, tracking_uri: str | None = None, resume: bool = False,
-           stream=None) -> Outcome:
+           stream=None, only: list[tuple[str, int]] | None = None) -> Outcome:
+    """only: (configuration key, seed) pairs of a grid space to run instead of the whole grid."""
     space = spaces.load(space_path)  # refused here, before Ray starts
     workdir = Path(workdir or Path("runs") / space.name).resolve()
     state_file = workdir / STATE
@@ -131,13 +140,13 @@ def search(space_path: str | Path, workdir: str | Path | None = None, address: s
                                        restart_errored=False, param_space=_param_space(space))
         else:
             tuner = tune.Tuner(
-                trainable, param_space=_param_space(space), tune_config=_tune_config(space),
+                trainable, param_space=_param_space(space, only), tune_config=_tune_config(space, only),
                 run_config=tune.RunConfig(
                     name=space.name, storage_path=storage_path, verbose=0,
                     failure_config=tune.FailureConfig(max_failures=space.retries),
-                    callbacks=[LiveView(space.trials)]))
+                    callbacks=[LiveView(len(only) if only else space.trials)]))
         results = tuner.fit()
-        LiveView(space.trials).print_results(results)
+        LiveView(len(only) if only else space.trials).print_results(results)
     finally:
         ray.shutdown()
 

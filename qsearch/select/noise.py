@@ -1,0 +1,54 @@
+"""Noise robustness (paper Section 3.3): return vs Gaussian noise on the normalized observation.
+
+Each trained model is evaluated at every sigma (deterministic policy, `episodes` episodes, the torch
+engine for FP32 and quantized alike); a curve is the mean and std over models of the per-model
+means. Models are evaluated in parallel as Ray tasks, one per model.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+NOISE_SEED = 20_000  # evaluation episodes are seeded apart from training's and the final evaluation's
+
+
+def model_curve(bundle_path: str, sigmas: list[float], episodes: int, seed: int) -> list[float]:
+    """Mean return of one bundle at each sigma."""
+    import torch
+
+    from qsearch import bundle as bundles
+    from qsearch.rl.evaluate import evaluate
+
+    torch.set_num_threads(1)  # one task per core; two threads per process are measured slower
+    b = bundles.read(Path(bundle_path))
+    policy = b.policy("torch")
+    return [evaluate(policy, b.config.env_id, b.obs_norm, episodes, NOISE_SEED + seed, s).mean for s in sigmas]
+
+
+def curves(models: dict[str, list[tuple[str, int]]], sigmas: list[float], episodes: int,
+           address: str | None = None) -> dict[str, dict]:
+    """models: label -> [(bundle folder, seed)]. Returns label -> {sigma, mean, std, per_model}."""
+    import ray
+
+    from qsearch.search import tracking
+
+    tracking.setup_environment()
+    jobs = [(label, path, seed) for label, ms in models.items() for path, seed in ms]
+    ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+             configure_logging=True, logging_level="warning")
+    try:
+        task = ray.remote(num_cpus=1)(model_curve)
+        refs = [task.remote(str(path), list(sigmas), episodes, seed) for _, path, seed in jobs]
+        values = ray.get(refs)
+    finally:
+        ray.shutdown()
+    out: dict[str, dict] = {}
+    for (label, _, seed), v in zip(jobs, values):
+        out.setdefault(label, {"sigma": list(sigmas), "seeds": [], "per_model": []})
+        out[label]["seeds"].append(seed)
+        out[label]["per_model"].append(v)
+    for c in out.values():
+        a = np.asarray(c["per_model"])
+        c["mean"], c["std"] = a.mean(0).tolist(), a.std(0).tolist()
+    return out

@@ -1,0 +1,178 @@
+"""`qsearch report`: figures and a Markdown summary of a search or a selection, logged to MLflow.
+
+Reads a search's folder (search.json: every finished trial of its experiment) or a selection's
+(select.json and selection.json: the trials its stages used, the picks, noise.json), draws the
+figures that its data supports (qsearch/select/figures.py), writes <folder>/report/ (report.md and
+the PNGs, written to a temporary folder and renamed into place) and logs that folder to the
+search's parent run or the selection's run, under `report/`.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from qsearch.errors import QsearchError
+from qsearch.search import summary as summaries
+from qsearch.search import tracking
+from qsearch.select import figures, results, stages
+from qsearch.select.results import Stats, Trial
+
+FIGURES = (  # file, title, what it needs
+    ("fig1_bitwidth.png", "Return vs bit width per scope (paper Figure 1)", "quantized configurations at the FP32 width"),
+    ("fig2_training.png", "Training curves, selected vs FP32 (paper Figure 2)", "a selection (qsearch select)"),
+    ("fig3_noise.png", "Return vs observation noise (paper Figure 3)", "a selection's noise robustness results"),
+    ("fig4_width.png", "Return vs hidden width (paper Figure 4)", "two or more widths at the same bits"),
+    ("fig5_input_bits.png", "Return vs input bits (paper Figure 5)", "two or more input bit widths at the same core bits and width"),
+)
+
+
+@dataclass
+class Data:
+    name: str
+    kind: str  # "search" or "selection"
+    uri: str
+    run_id: str  # the parent run the report is logged to
+    trials: list[Trial]
+    fp32: dict[str, Stats] = field(default_factory=dict)
+    fp32_width: dict[str, int] = field(default_factory=dict)
+    selection: dict | None = None
+    noise: dict | None = None
+
+
+def workdir_of(space_path: str | Path | None, workdir: str | Path | None) -> Path:
+    """The folder of the search or selection named by a space file, or the one given."""
+    if workdir is not None:
+        folder = Path(workdir)
+        if not folder.is_dir():
+            raise QsearchError(f"{folder}: no such folder (expected a search's or a selection's folder)")
+        return folder
+    if space_path is None:
+        raise QsearchError("give a space file or --workdir")
+    try:
+        data = yaml.safe_load(Path(space_path).read_text())
+    except OSError as e:
+        raise QsearchError(f"{space_path}: cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise QsearchError(f"{space_path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    name = data.get("name") if isinstance(data, dict) else None
+    if not isinstance(name, str):
+        raise QsearchError(f"{space_path}: name: missing (required)")
+    folder = Path("runs") / name
+    if not folder.is_dir():
+        raise QsearchError(f"no search or selection named {name!r}: {folder} does not exist "
+                           "(run `qsearch search` or `qsearch select` first, or pass --workdir)")
+    return folder
+
+
+def gather(folder: Path) -> Data:
+    sel_state, search_state = folder / "select.json", folder / "search.json"
+    if sel_state.is_file():
+        state = json.loads(sel_state.read_text())
+        outcome_file = folder / "selection.json"
+        if not outcome_file.is_file() or "selection_run_id" not in state:
+            raise QsearchError(f"{folder}: the selection has not finished (no selection.json); run `qsearch select` again")
+        outcome = json.loads(outcome_file.read_text())
+        used = {t["run_id"] for st in outcome["stages"].values() for o in st.values() for r in o["rows"]
+                for t in r["trials"]}
+        used |= {t["run_id"] for ts in outcome["fp32"].values() for t in ts}
+        trials = [t for t in results.load(state["tracking_uri"]) if t.run_id in used]
+        noise_file = folder / "noise.json"
+        data = Data(state["space_name"], "selection", state["tracking_uri"], state["selection_run_id"], trials,
+                    selection=outcome, noise=json.loads(noise_file.read_text())["envs"] if noise_file.is_file() else None)
+    elif search_state.is_file():
+        state = json.loads(search_state.read_text())
+        trials = results.load(state["tracking_uri"], [state["experiment_id"]])
+        data = Data(state["space_name"], "search", state["tracking_uri"], state["parent_run_id"], trials)
+    else:
+        raise QsearchError(f"{folder} holds no search or selection (no select.json or search.json)")
+    if not data.trials:
+        raise QsearchError(f"{data.name}: no finished trials in the tracking store {data.uri}")
+    for t, s in _fp32_configurations(data.trials):
+        data.fp32.setdefault(t.env_id, s)
+        data.fp32_width.setdefault(t.env_id, t.width)
+    without = sorted({t.env_id for t in data.trials} - set(data.fp32))
+    if without:
+        raise QsearchError(f"{data.name}: no FP32 baseline for {', '.join(without)}: "
+                           "a report compares with FP32 (add {fp32: true} to the space's sweep)")
+    return data
+
+
+def _fp32_configurations(trials):
+    """FP32 configurations, widest first: the reference when a space trains more than one."""
+    groups = [g for g in results.groups(trials) if g[0].fp32]
+    return sorted(groups, key=lambda g: (-g[0].width, g[0].configuration))
+
+
+def histories(data: Data) -> dict:
+    """env -> label -> per-run {step: eval_return_mean}, for the selected and FP32 runs."""
+    if data.selection is None:
+        return {}
+    c = tracking.client(data.uri)
+
+    def history(run_id):
+        return {m.step: m.value for m in c.get_metric_history(run_id, "eval_return_mean")}
+
+    out = {}
+    for env, s in data.selection["selected"].items():
+        label = f"selected: core {s['core_bits']}b, width {s['width']}, input {s['input_bits']}b"
+        out[env] = {label: [history(t["run_id"]) for t in s["trials"]],
+                    "FP32": [history(t["run_id"]) for t in data.selection["fp32"][env]]}
+    return out
+
+
+def write(data: Data, out: Path) -> dict[str, bool]:
+    """Figures and report.md into `out` (replaced whole). Returns which figures were drawn."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        drawn = {
+            "fig1_bitwidth.png": figures.bitwidth(data.trials, data.fp32, data.fp32_width, tmp / "fig1_bitwidth.png"),
+            "fig2_training.png": figures.training(histories(data), tmp / "fig2_training.png"),
+            "fig3_noise.png": figures.noise(data.noise or {}, tmp / "fig3_noise.png"),
+            "fig4_width.png": figures.width(data.trials, data.fp32, tmp / "fig4_width.png"),
+            "fig5_input_bits.png": figures.input_bits(data.trials, data.fp32, tmp / "fig5_input_bits.png"),
+        }
+        (tmp / "report.md").write_text(markdown(data, drawn))
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return drawn
+
+
+def markdown(data: Data, drawn: dict[str, bool]) -> str:
+    lines = [f"# qsearch report: {data.kind} `{data.name}`", "", f"Tracking store: `{data.uri}`, run `{data.run_id}`.", ""]
+    if data.selection is not None:
+        lines += ["## Selection (paper Table 1)", "", "```", stages.selection_table(data.selection), "```", "",
+                  "## Stages", "", "```", "\n\n".join(data.selection["stage_tables"]), "```", ""]
+    lines += ["## Configurations", "", "Final return over seeds (population std).", "", "```",
+              summaries.table([{"configuration": t.configuration, "seed": t.seed, "status": "done",
+                                "final_return": t.final_return} for t in data.trials]), "```", ""]
+    if data.noise:
+        lines += ["## Noise robustness", "", "Mean +- std over models of each model's mean return.", ""]
+        for env, by_label in sorted(data.noise.items()):
+            labels = sorted(by_label)
+            sigmas = by_label[labels[0]]["sigma"]
+            lines += [f"### {env}", "", "| sigma | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+            for i, s in enumerate(sigmas):
+                cells = [f"{by_label[lab]['mean'][i]:.1f} +- {by_label[lab]['std'][i]:.1f}" for lab in labels]
+                lines.append(f"| {s:g} | " + " | ".join(cells) + " |")
+            lines.append("")
+    lines += ["## Figures", ""]
+    for name, title, needs in FIGURES:
+        lines += [f"### {title}", "", f"![{title}]({name})" if drawn[name] else f"Not drawn: needs {needs}.", ""]
+    return "\n".join(lines)
+
+
+def report(space_path: str | Path | None = None, workdir: str | Path | None = None) -> tuple[Path, dict]:
+    folder = workdir_of(space_path, workdir)
+    data = gather(folder)
+    out = folder / "report"
+    drawn = write(data, out)
+    tracking.client(data.uri).log_artifacts(data.run_id, str(out), artifact_path="report")
+    return out, drawn

@@ -1,0 +1,200 @@
+"""`qsearch select`: the three selection stages as Ray Tune searches, then noise robustness.
+
+The selection's folder (default runs/<name>) holds:
+  select.json         the selection space, tracking URI, MLflow experiment and this selection's run
+  mlflow.db           the tracking store every stage shares (with mlartifacts/)
+  stages/<stage>.yaml each stage's generated search space
+  stages/<stage>-<k>/ the stage's k-th search (only when it had something to train)
+  selection.json      the outcome: every stage's candidates and verdicts, the picks, run ids
+  selection.md        the stage tables and the Table-1-like summary
+  noise.json          noise robustness curves of the selected and FP32 models
+
+Nothing is trained twice: before each stage, every configuration x seed that an identical finished
+trial in the store already answers (same params, from any search) is reused, and only the rest goes
+to Ray Tune. A second `qsearch select` of the same space therefore trains nothing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from qsearch import locate
+from qsearch.errors import QsearchError
+from qsearch.search import space as spaces
+from qsearch.search import tracking
+from qsearch.select import results, spec, stages
+from qsearch.select.parity import Rule
+
+STATE = "select.json"
+OUTCOME = "selection.json"
+
+
+def select(space_path: str | Path, workdir: str | Path | None = None, tracking_uri: str | None = None,
+           address: str | None = None, rule: Rule | None = None, noise: bool = True, stream=None) -> dict:
+    sel = spec.load(space_path)  # refused here, before anything starts
+    if rule is not None:
+        sel = dataclasses.replace(sel, rule=rule)
+    out = stream or sys.stdout
+    workdir = Path(workdir or Path("runs") / sel.name).resolve()
+    uri = _state(workdir, sel, space_path, tracking_uri)
+    experiment_id = tracking.experiment(uri, sel.name, workdir)
+    c = tracking.client(uri)
+    run_id = c.create_run(experiment_id, run_name=f"{sel.name} selection",
+                          tags={"qsearch.kind": "selection"}).info.run_id
+    tracking.log_params(c, run_id, {"space": str(Path(space_path).resolve()), "rule": sel.rule.describe(),
+                                    "core_bits": list(sel.core_bits), "widths": list(sel.widths),
+                                    "input_bits": list(sel.input_bits), "min_seeds": sel.min_seeds})
+    _write_json(workdir / STATE, {**json.loads((workdir / STATE).read_text()), "selection_run_id": run_id,
+                                  "experiment_id": experiment_id})
+    try:
+        outcome = _stages(sel, workdir, uri, address, out)
+        _tag(c, uri, sel, outcome)
+        if noise and outcome["selected"]:
+            print(f"[{time.strftime('%H:%M:%S')}] noise robustness: sigma {list(sel.noise_sigmas)}, "
+                  f"{sel.noise_episodes} episodes per model", file=out, flush=True)
+            _noise(sel, outcome, uri, address, workdir)
+        text = "\n\n".join(outcome["stage_tables"] + [stages.selection_table(outcome)])
+        _write_json(workdir / OUTCOME, outcome)
+        (workdir / "selection.md").write_text(text + "\n")
+        for name in (OUTCOME, "selection.md", "noise.json"):
+            if (workdir / name).exists():
+                c.log_artifact(run_id, str(workdir / name))
+        c.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        c.set_terminated(run_id, "FAILED")
+        raise
+    print(stages.selection_table(outcome), file=out, flush=True)
+    return outcome
+
+
+def _state(workdir: Path, sel, space_path, tracking_uri) -> str:
+    """The folder's tracking URI: kept from an earlier selection of the same space, else a new store."""
+    state_file = workdir / STATE
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        if state["space_name"] != sel.name:
+            raise QsearchError(f"{workdir} holds selection {state['space_name']!r}, not {sel.name!r}: "
+                               "use another --workdir")
+        if tracking_uri and tracking_uri != state["tracking_uri"]:
+            raise QsearchError(f"{workdir} tracks in {state['tracking_uri']}, not {tracking_uri}")
+        return state["tracking_uri"]
+    if (workdir / "search.json").exists():
+        raise QsearchError(f"{workdir} holds a search, not a selection: use another --workdir")
+    workdir.mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri or tracking.default_uri(workdir)
+    _write_json(state_file, {"space_name": sel.name, "space": str(Path(space_path).resolve()), "tracking_uri": uri})
+    return uri
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _stage_space(sel, stage: str, picks: dict, workdir: Path) -> tuple[Path, spaces.SearchSpace]:
+    folder = workdir / "stages"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{stage}.yaml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"# Stage {stage} of selection {sel.name}, generated from {sel.path}\n"
+                   + yaml.safe_dump(sel.stage_data(stage, picks), sort_keys=False))
+    os.replace(tmp, path)
+    return path, spaces.load(path)
+
+
+def _train_missing(path: Path, space, stage: str, uri: str, address, workdir: Path, out) -> results.Index:
+    from qsearch.search.run import search
+
+    index = results.Index(results.load(uri))
+    todo = stages.missing(space, index)
+    total = len(space.configurations) * len(space.seeds)
+    print(f"[{time.strftime('%H:%M:%S')}] stage {stage}: {total} trials, {total - len(todo)} reused from "
+          f"the tracking store, {len(todo)} to train", file=out, flush=True)
+    if not todo:
+        return index
+    k = 1
+    while (workdir / "stages" / f"{stage}-{k}").exists():  # one folder per search: never resume a foreign one
+        k += 1
+    search(path, workdir=workdir / "stages" / f"{stage}-{k}", address=address, tracking_uri=uri, only=todo)
+    return results.Index(results.load(uri))
+
+
+def _stages(sel, workdir: Path, uri: str, address, out) -> dict:
+    outcome = {"space": sel.name, "rule": sel.rule.describe(), "stages": {}, "stage_tables": [],
+               "fp32": {}, "selected": {}, "unmatched": {}}
+    picks: dict[str, tuple[int, int]] = {}  # env -> (core bits, width)
+    for stage in spec.STAGES:
+        if stage != "core" and not picks:
+            break  # no environment got past stage 1: nothing left to train
+        path, space_s = _stage_space(sel, stage, picks, workdir)
+        index = _train_missing(path, space_s, stage, uri, address, workdir, out)
+        if stage == "core":
+            fp32 = {env: stages.fp32_baseline(space_s, env, index, sel.min_seeds) for env in sel.envs}
+            outcome["fp32"] = {env: _trials_json(t) for env, t in fp32.items()}
+        result = stages.evaluate(stage, space_s, fp32, index, sel.rule, sel.min_seeds)
+        result = {env: o for env, o in result.items() if stage == "core" or env in picks}
+        text = f"Stage {stage}\n" + stages.table(list(result.values()), sel.rule)
+        print(text, file=out, flush=True)
+        outcome["stage_tables"].append(text)
+        outcome["stages"][stage] = {env: _outcome_json(o, space_s, index) for env, o in result.items()}
+        for env, o in result.items():
+            if o.chosen is None:  # only stage 1 can end here: later stages hold the earlier pick
+                outcome["unmatched"][env] = f"no configuration matches FP32 (core bits {list(sel.core_bits)})"
+                picks.pop(env, None)
+                continue
+            conf = next(c for c in space_s.configurations if c.key == o.chosen.configuration)
+            picks[env] = (conf.policy.quant.bits_weight, conf.policy.width)
+            outcome["selected"][env] = {
+                "configuration": conf.key, "core_bits": conf.policy.quant.bits_weight, "width": conf.policy.width,
+                "input_bits": conf.policy.quant.bits_in, "output_bits": conf.policy.quant.bits_out,
+                "mean": o.chosen.stats.mean, "std": o.chosen.stats.std, "seeds": list(o.chosen.stats.seeds),
+                "fp32_mean": o.fp32.mean, "fp32_std": o.fp32.std,
+                "trials": _trials_json(stages.trials_of(space_s, conf, index))}
+    return outcome
+
+
+def _trials_json(trials) -> list[dict]:
+    return [{"run_id": t.run_id, "seed": t.seed, "final_return": t.final_return} for t in trials]
+
+
+def _outcome_json(o: stages.Outcome, space_s, index) -> dict:
+    by_key = {c.key: c for c in space_s.configurations}
+    return {"fp32_mean": o.fp32.mean, "fp32_std": o.fp32.std,
+            "chosen": None if o.chosen is None else o.chosen.configuration,
+            "rows": [{"value": r.value, "configuration": r.configuration, "mean": r.stats.mean, "std": r.stats.std,
+                      "seeds": list(r.stats.seeds), "match": r.verdict.match, "detail": r.verdict.detail,
+                      "eligible": r.eligible,
+                      "trials": _trials_json(stages.trials_of(space_s, by_key[r.configuration], index))}
+                     for r in o.rows]}
+
+
+def _tag(c, uri: str, sel, outcome: dict) -> None:
+    """Tag the selected runs; a tag left by an earlier selection of these environments is cleared."""
+    for r in locate.selected_runs(uri):
+        if r.data.params.get("env_id") in sel.envs:
+            c.set_tag(r.info.run_id, locate.SELECTED_TAG, "false")
+    for env, s in outcome["selected"].items():
+        for t in s["trials"]:
+            c.set_tag(t["run_id"], locate.SELECTED_TAG, "true")
+
+
+def _noise(sel, outcome: dict, uri: str, address, workdir: Path) -> None:
+    from qsearch.select import noise
+
+    models = {}
+    for env, s in outcome["selected"].items():
+        models[f"{env}|selected"] = [(locate.locate_bundle(t["run_id"], uri), t["seed"]) for t in s["trials"]]
+        models[f"{env}|fp32"] = [(locate.locate_bundle(t["run_id"], uri), t["seed"]) for t in outcome["fp32"][env]]
+    curves = noise.curves(models, list(sel.noise_sigmas), sel.noise_episodes, address)
+    data = {}
+    for label, curve in curves.items():
+        env, kind = label.split("|")
+        data.setdefault(env, {})[kind] = curve
+    _write_json(workdir / "noise.json", {"episodes": sel.noise_episodes, "envs": data})

@@ -1,0 +1,67 @@
+"""A real MLflow store filled with synthetic finished trials, as a search would have logged them.
+
+The runs carry the trainable's own params (trial_params), a final return and an evaluation history,
+so selection and reports read them exactly as they read trained ones; only the returns are made up.
+"""
+from pathlib import Path
+
+import yaml
+
+from qsearch.search import space as spaces
+from qsearch.search import tracking
+from qsearch.search.trainable import trial_params
+from qsearch.select import spec
+
+ENV = "InvertedPendulum-v5"
+
+
+def selection_file(folder: Path, name="synthetic", **selection) -> Path:
+    data = {"name": name, "envs": [ENV], "algo": "sac", "steps": 50, "seeds": [0, 1, 2],
+            "eval_every": 25, "eval_episodes": 1, "final_episodes": 1, "policy": {"width": 64, "depth": 2},
+            "algo_config": {"learning_starts": 10, "batch_size": 8},
+            "selection": {"core_bits": [2, 3, 4], "widths": [32, 16], "input_bits": [2, 4], **selection}}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def superset(sel: spec.Selection) -> spaces.SearchSpace:
+    """Every configuration any stage could ask for: FP32, and all core bits x widths x input bits."""
+    data = dict(sel.data, sweep=[{"fp32": True}, {"bits_core": list(sel.core_bits), "bits_out": 8,
+                                                  "width": sorted(set(sel.widths) | {sel.width}),
+                                                  "bits_in": sorted(set(sel.input_bits) | {8})}])
+    return spaces.parse(data, "superset")
+
+
+def fill(uri: str, workdir: Path, space_path: Path, returns, experiment="earlier-search", skip=()) -> int:
+    """Log a finished trial for every configuration x seed of the superset: returns(conf, seed) -> float
+    (None: no run). skip: (configuration key, seed) pairs left out. Returns the number of runs."""
+    sel = spec.load(space_path)
+    space = superset(sel)
+    exp = tracking.experiment(uri, experiment, workdir)
+    c = tracking.client(uri)
+    n = 0
+    for conf in space.configurations:
+        for seed in space.seeds:
+            r = returns(conf, seed)
+            if r is None or (conf.key, seed) in skip:
+                continue
+            run = c.create_run(exp, tags={"qsearch.kind": "trial"}).info.run_id
+            tracking.log_params(c, run, trial_params(space, conf, seed))
+            for step in (25, 50):
+                tracking.log_metrics(c, run, {"eval_return_mean": r * step / 50}, step)
+            tracking.log_metrics(c, run, {"final_return": r}, 50)
+            c.set_terminated(run, "FINISHED")
+            n += 1
+    return n
+
+
+def paper_like(conf, seed):
+    """FP32 1000 +- ~8; core 2 fails; core 3 and 4 match; width 16 fails; input 2 fails."""
+    q, p = conf.policy.quant, conf.policy
+    noise = (seed - 1) * 10.0
+    if q is None:
+        return 1000.0 + noise
+    if q.bits_weight == 2 or p.width == 16 or q.bits_in == 2:
+        return 600.0 + noise
+    return 998.0 + noise

@@ -1,0 +1,175 @@
+"""Staged selection on synthetic results in a real MLflow store (no training): each stage, ties,
+missing seeds, no configuration matching, reuse of finished trials, tags, and bad input."""
+import io
+import json
+
+import pytest
+
+from qsearch.cli import main
+from qsearch.errors import QsearchError
+from qsearch.locate import SELECTED_TAG, selected_runs
+from qsearch.search import tracking
+from qsearch.select import spec
+from qsearch.select.parity import Rule
+from qsearch.select.results import Stats
+from qsearch.select.run import select
+from qsearch.select.stages import pick, selection_table, table
+from select_store import ENV, fill, paper_like, selection_file
+
+FP32 = Stats((990.0, 1000.0, 1010.0), (0, 1, 2))
+
+
+def s(*returns):
+    return Stats(tuple(returns), tuple(range(len(returns))))
+
+
+def test_pick_takes_the_smallest_match_even_over_a_better_larger_one():
+    o = pick("core", ENV, [(4, "c4", s(1100, 1100, 1100)), (2, "c2", s(600, 600, 600)),
+                           (3, "c3", s(995, 995, 995))], FP32, Rule(), 3)
+    assert o.chosen.value == 3
+    assert [r.value for r in o.rows] == [2, 3, 4]
+
+
+def test_pick_tie_on_the_band_edge_and_between_candidates():
+    edge = FP32.mean - FP32.std
+    o = pick("width", ENV, [(32, "w32", s(edge, edge, edge)), (16, "w16", s(edge, edge, edge))], FP32, Rule(), 3)
+    assert o.chosen.value == 16  # both on the edge (a match): the smaller one
+
+
+def test_pick_skips_a_candidate_with_missing_seeds():
+    o = pick("core", ENV, [(2, "c2", s(1000, 1000)), (3, "c3", s(1000, 1000, 1000))], FP32, Rule(), 3)
+    assert o.chosen.value == 3
+    assert not o.rows[0].eligible and o.rows[0].verdict.match
+    assert "2 seeds (too few)" in table([o], Rule())
+
+
+def test_pick_with_no_match_says_so():
+    o = pick("core", ENV, [(2, "c2", s(10, 10, 10)), (3, "c3", s(20, 20, 20))], FP32, Rule(), 3)
+    assert o.chosen is None
+    assert "no configuration matches FP32" in table([o], Rule())
+
+
+def test_three_stages_on_a_store_that_holds_every_result(tmp_path):
+    path = selection_file(tmp_path)
+    workdir = tmp_path / "sel"
+    workdir.mkdir()
+    uri = tracking.default_uri(workdir)
+    fill(uri, workdir, path, paper_like)
+    out = io.StringIO()
+    outcome = select(path, workdir=workdir, noise=False, stream=out)
+    text = out.getvalue()
+    assert text.count("to train") == 3 and "0 to train" in text  # every stage answered by the store
+    assert not any(p.is_dir() for p in (workdir / "stages").iterdir())  # no search was started
+    chosen = outcome["selected"][ENV]
+    assert (chosen["core_bits"], chosen["width"], chosen["input_bits"]) == (3, 32, 4)
+    assert chosen["mean"] == pytest.approx(998.0) and chosen["fp32_mean"] == pytest.approx(1000.0)
+    # Stage 2 held the stage-1 width 64 as a candidate, stage 3 the 8-bit input.
+    assert [r["value"] for r in outcome["stages"]["width"][ENV]["rows"]] == [16, 32, 64]
+    assert [r["value"] for r in outcome["stages"]["input"][ENV]["rows"]] == [2, 4, 8]
+    tagged = selected_runs(uri)
+    assert sorted(r.data.params["seed"] for r in tagged) == ["0", "1", "2"]
+    assert {r.data.params["configuration"] for r in tagged} == {chosen["configuration"]}
+    table_text = selection_table(outcome)
+    assert "998.0 +- 8.2" in table_text and "1000.0 +- 8.2" in table_text and "sigma" in table_text
+    saved = json.loads((workdir / "selection.json").read_text())
+    assert saved["selected"][ENV]["configuration"] == chosen["configuration"]
+
+
+def test_a_second_select_trains_nothing_and_retags(tmp_path):
+    path = selection_file(tmp_path)
+    workdir = tmp_path / "sel"
+    workdir.mkdir()
+    uri = tracking.default_uri(workdir)
+    fill(uri, workdir, path, paper_like)
+    select(path, workdir=workdir, noise=False, stream=io.StringIO())
+    # Same space again: every stage is answered by the store, and the tags are set once more.
+    out = io.StringIO()
+    outcome = select(path, workdir=workdir, noise=False, stream=out, rule=Rule("sigma"))
+    assert out.getvalue().count(" 0 to train") == 3
+    assert len(selected_runs(uri)) == 3
+    c = tracking.client(uri)
+    kinds = [r.data.tags.get("qsearch.kind") for r in c.search_runs([e.experiment_id for e in c.search_experiments()])]
+    assert kinds.count("selection") == 2 and kinds.count("search") == 0  # two selections, no search
+    assert outcome["selected"][ENV]["core_bits"] == 3
+
+
+def test_missing_seeds_move_the_pick(tmp_path):
+    path = selection_file(tmp_path)
+    workdir = tmp_path / "sel"
+    workdir.mkdir()
+    uri = tracking.default_uri(workdir)
+    # Core 3 lost seed 2 everywhere: 2 of 3 seeds is too few, so core 4 is picked; the stage
+    # searches would train the missing seed, so min_seeds lets the test stop short of that.
+    sel = spec.load(path)
+    from select_store import superset
+    skip = {(c.key, 2) for c in superset(sel).configurations if c.policy.quant and c.policy.quant.bits_weight == 3}
+    fill(uri, workdir, path, paper_like, skip=skip)
+    from qsearch.select import results, stages
+    from qsearch.select.run import _stage_space
+
+    index = results.Index(results.load(uri))
+    _, core = _stage_space(sel, "core", {}, workdir)
+    assert len(stages.missing(core, index)) == 1  # exactly the one lost seed
+    fp32 = {ENV: stages.fp32_baseline(core, ENV, index, 3)}
+    o = stages.evaluate("core", core, fp32, index, sel.rule, 3)[ENV]
+    assert o.chosen.value == 4
+
+
+def test_no_configuration_matching_selects_nothing(tmp_path, capsys):
+    path = selection_file(tmp_path)
+    workdir = tmp_path / "sel"
+    workdir.mkdir()
+    uri = tracking.default_uri(workdir)
+    fill(uri, workdir, path, lambda conf, seed: 1000.0 + seed if conf.policy.quant is None else 100.0)
+    assert main(["select", str(path), "--workdir", str(workdir), "--no-noise"]) == 1
+    out = capsys.readouterr().out
+    assert "no configuration matches FP32 (core bits [2, 3, 4]); nothing selected" in out
+    assert "stage width" not in out  # nothing got past stage 1: no later stage ran
+    assert selected_runs(uri) == []
+
+
+def test_no_fp32_baseline_is_one_line(tmp_path):
+    from qsearch.select import results, stages
+    from qsearch.select.run import _stage_space
+
+    path = selection_file(tmp_path)
+    workdir = tmp_path / "sel"
+    workdir.mkdir()
+    uri = tracking.default_uri(workdir)
+    fill(uri, workdir, path, lambda conf, seed: None if conf.policy.quant is None else 900.0)
+    _, core = _stage_space(spec.load(path), "core", {}, workdir)
+    with pytest.raises(QsearchError, match="no FP32 baseline to compare with: 0 of 3"):
+        stages.fp32_baseline(core, ENV, results.Index(results.load(uri)), 3)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("selection"), "selection: missing: this is a search space"),
+    (lambda d: d.update(sweep=[{"fp32": True}]), "sweep: a selection space has no sweep"),
+    (lambda d: d["selection"].update(rule="median"), "selection.rule: unknown rule 'median'"),
+    (lambda d: d["selection"].update(core_bits=[1]), "selection.core_bits[0]: must be at least 2"),
+    (lambda d: d["selection"].update(min_seeds=4), "selection.min_seeds: must be at most 3"),
+    (lambda d: d["selection"].update(extra=1), "selection.extra: unknown key"),
+    (lambda d: d["selection"].pop("widths"), "selection.widths: missing"),
+    (lambda d: d.update(search={"searcher": "optuna"}), "search.searcher: selection trains every"),
+])
+def test_bad_selection_spaces_are_one_line_exit_2(tmp_path, capsys, change, message):
+    import yaml
+
+    path = selection_file(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data))
+    assert main(["select", str(path), "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "w").exists()  # refused before anything was written
+
+
+def test_select_of_a_missing_file_and_a_foreign_folder(tmp_path, capsys):
+    assert main(["select", str(tmp_path / "nope.yaml")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    path = selection_file(tmp_path)
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "search.json").write_text("{}")
+    assert main(["select", str(path), "--workdir", str(tmp_path / "w")]) == 2
+    assert "holds a search, not a selection" in capsys.readouterr().err
