@@ -27,8 +27,12 @@ def test_fused_forward_equals_brevitas(bits, depth):
     fused, reference = grads(lambda x: fastpath.forward(actor, x)), grads(lambda x: actor.quant_forward(x)[-1].value)
     assert fused.keys() == reference.keys() and len(fused) == 2 * (depth + 1) + depth + 2
     for name, ref in reference.items():
-        # equal up to float32 rounding: the fused backward computes g where brevitas computes g * s / s
-        assert torch.allclose(fused[name], ref, rtol=1e-5, atol=1e-6 * float(ref.abs().max())), name
+        # Equal up to float32 rounding: the fused backward computes g where brevitas computes g * s / s,
+        # and sums a scale's gradient in another order. A scale's gradient is a sum of batch x width
+        # terms that largely cancel, so the order alone moves it by ~1e-5 of its value (measured:
+        # brevitas -0.02247129, fused -0.02247231, float64 -0.02247186).
+        rtol = 1e-4 if ref.numel() == 1 else 1e-5
+        assert torch.allclose(fused[name], ref, rtol=rtol, atol=1e-6 * float(ref.abs().max())), name
 
 
 def test_not_ready_during_warmup():
