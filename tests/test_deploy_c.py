@@ -81,6 +81,23 @@ def test_c_normalization_and_integer_path(tmp_path, rng):
     assert_matches_engine(model, x_int, o_c, a_c, x_int)
 
 
+def test_64_bit_accumulators(tmp_path, rng):
+    """Biases at the ends of int32 push the accumulators past 32 bits: the export switches to int64_t."""
+    model, _, _, _ = exported(tmp_path, CONFIGS[3])
+    layer = model.layers[1]
+    layer.bias[:2] = [2**31 - 1, -(2**31)]
+    layer.acc_bits = 33
+    src = tmp_path / "src64"
+    src.mkdir()
+    c_export.write_c(model, ACTION_SCALE, ACTION_BIAS, src)
+    assert "#define QP_ACC_BITS 64" in (src / "qpolicy_config.h").read_text()
+    exe = c_export.compile_harness(src, tmp_path / "harness64")
+    obs = hard_observations(model, rng)
+    assert_matches_engine(model, *run_float(exe, model, obs), model.quantize_obs(obs))
+    h = model.run_int(model.quantize_obs(obs))[2]
+    assert np.all(h[:, 0] == 2**layer.out_bits - 1) and np.all(h[:, 1] == 0)  # saturated both ways
+
+
 def test_packing_round_trip(rng):
     for bits in range(2, 9):
         lo, hi = int_range(bits, True)

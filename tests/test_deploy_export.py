@@ -110,14 +110,23 @@ def test_errors(capsys, tmp_path, bundle_dir):
     assert code == 2 and "--force" in err and (out / "keep.txt").read_text() == "mine"
 
 
-def test_unknown_run_id(capsys, tmp_path):
-    """A run id that a real MLflow store (SQLite, with one experiment and run) does not hold."""
+def test_bundle_by_run_id(capsys, tmp_path, bundle_dir, monkeypatch):
+    """A bundle logged to a real MLflow store (SQLite) is exported by its run id; an id the store does
+    not hold is one line and exit 2."""
     import mlflow
 
+    from qsearch.locate import BUNDLE_ARTIFACT
+
+    monkeypatch.setenv("QSEARCH_CACHE", str(tmp_path / "cache"))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.MlflowClient(uri)  # creating the store logs INFO lines: done before the command
-    client.create_run(client.create_experiment("e"))
+    client = mlflow.MlflowClient(uri)  # creating the store logs INFO lines: done before the commands
+    run_id = client.create_run(client.create_experiment("e", artifact_location=str(tmp_path / "art"))).info.run_id
+    client.log_artifacts(run_id, str(bundle_dir), BUNDLE_ARTIFACT)
     capsys.readouterr()
+    code, out, _ = run(capsys, "export", run_id, "--format", "json", "--tracking-uri", uri, "--out", tmp_path / "j")
+    assert code == 0 and str(tmp_path / "cache") in out
+    assert read_json(tmp_path / "j" / "policy.json").layers[0].weight.tolist() == \
+        bundles.read(bundle_dir).integer.layers[0].weight.tolist()
     err = one_line_error(capsys, tmp_path / "out", "0123456789abcdef0123456789abcdef", "--format", "c",
                          "--tracking-uri", uri)
     assert "no run '0123456789abcdef0123456789abcdef'" in err
