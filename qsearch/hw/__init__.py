@@ -1,0 +1,1 @@
+"""Hardware: QONNX export, FINN estimate flow, folding sweeps on Ray, power, reports, build folders."""

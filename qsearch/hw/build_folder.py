@@ -1,0 +1,111 @@
+"""A FINN build folder for a policy, ready to run with FINN's builder on a machine with Vivado.
+
+Contents:
+  model.qonnx.onnx      the actor as exported by brevitas (for reference and re-runs from scratch)
+  dataflow.onnx         FINN's dataflow partition after qsearch's estimate flow: HW layers, integer
+                        input x_int and output o (the float input quantization and tanh stay on the host)
+  folding_config.json   FINN folding configuration (PE, SIMD, memory styles per layer) chosen by the sweep
+  build.py              runs finn.builder.build_dataflow on dataflow.onnx: folding, hardware generation,
+                        stitched IP and out-of-context synthesis for the part at the clock
+  build.json            part, clock, padding, target and FINN's estimates for that folding
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from qsearch.errors import QsearchError
+from qsearch.hw.device import DEFAULT_PART, device
+
+BUILD_SCRIPT = '''"""Build the dataflow accelerator with FINN (needs Vivado: XILINX_VIVADO). Written by qsearch."""
+import json
+import sys
+from pathlib import Path
+
+import finn.builder.build_dataflow as build
+import finn.builder.build_dataflow_config as build_cfg
+
+here = Path(__file__).resolve().parent
+meta = json.loads((here / "build.json").read_text())
+cfg = build_cfg.DataflowBuildConfig(
+    output_dir=str(here / "output"),
+    synth_clk_period_ns=meta["clock_ns"],
+    fpga_part=meta["part"],
+    folding_config_file=here / "folding_config.json",
+    mvau_wwidth_max=meta["mvau_wwidth_max"],
+    steps=[
+        "step_apply_folding_config",
+        "step_minimize_bit_width",
+        "step_generate_estimate_reports",
+        "step_generate_hardware",
+        "step_create_stitched_ip",
+        "step_out_of_context_synthesis",
+    ],
+    generate_outputs=[
+        build_cfg.DataflowOutputType.ESTIMATE_REPORTS,
+        build_cfg.DataflowOutputType.STITCHED_IP,
+        build_cfg.DataflowOutputType.OOC_SYNTH,
+    ],
+)
+sys.exit(build.build_dataflow_cfg(str(here / "dataflow.onnx"), cfg))
+'''
+
+
+def write_build_folder(bundle, out_dir: Path, folding: dict | None = None, part: str = DEFAULT_PART,
+                       clock_ns: float = 10.0, pad: int | None = None, mvau_wwidth_max: int = 36) -> Path:
+    """Write a FINN build folder for `bundle`'s actor to `out_dir` (atomically) and return it.
+
+    `folding`: a FINN folding config (node name -> attributes), as in a sweep row's `folding`. When None,
+    the default targets are swept in this process and the highest fitting target's folding is used."""
+    from qsearch.hw import finn_flow
+    from qsearch.hw.finn_flow import FlowOptions
+    from qsearch.hw.policies import check_padding, padded
+    from qsearch.hw.qonnx_export import export_actor
+    from qsearch.hw.sweep import DEFAULT_TARGETS
+
+    dev = device(part)
+    opts = FlowOptions(clock_ns, mvau_wwidth_max)
+    check_padding(pad)
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise QsearchError(f"{out} exists and is not an empty folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        qonnx = export_actor(padded(bundle.actor, pad), tmp / "model.qonnx.onnx")
+        finn_flow.setup()
+        dataflow = finn_flow.specialize(finn_flow.prepare(qonnx, tmp / ".finn"), dev)
+        target, est = _choose(dataflow, folding, dev, opts, DEFAULT_TARGETS)
+        dataflow.save(str(tmp / "dataflow.onnx"))
+        (tmp / "folding_config.json").write_text(json.dumps({"Defaults": {}, **est.folding}, indent=2) + "\n")
+        meta = {"part": dev.part, "clock_ns": clock_ns, "pad": pad, "mvau_wwidth_max": mvau_wwidth_max,
+                "target_fps": target, "finn_estimates": {
+                    "LUT": est.lut, "BRAM18": est.bram18, "DSP": est.dsp, "max_cycles": est.max_cycles,
+                    "latency_ns": est.latency_ns, "actions_per_s": est.throughput}}
+        (tmp / "build.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / "build.py").write_text(BUILD_SCRIPT)
+        shutil.rmtree(tmp / ".finn", ignore_errors=True)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _choose(dataflow, folding, dev, opts, targets):
+    """(target, estimate) for a given folding, or for the highest default target that fits."""
+    from qsearch.hw import finn_flow
+
+    if folding is not None:
+        missing = {n.name for n in dataflow.graph.node} - set(folding)
+        if missing:
+            raise QsearchError(f"the folding config does not cover FINN's layers {sorted(missing)}")
+        return None, finn_flow.apply_folding(dataflow, folding, dev, opts)
+    fitting = [(t, e) for t in targets for e in [finn_flow.estimate(dataflow, t, dev, opts)]
+               if dev.fits(e.lut, e.bram18, e.dsp)]
+    if not fitting:
+        raise QsearchError(f"the policy fits {dev.part} at no throughput target")
+    return fitting[-1]

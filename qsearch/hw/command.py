@@ -1,0 +1,162 @@
+"""`qsearch hw`: collect the policies, sweep them, pick each one's design, report, log to MLflow."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qsearch.errors import QsearchError
+from qsearch.hw import power, report, sweep
+from qsearch.hw.device import device
+from qsearch.hw.policies import HwPolicy, paper_policies, reference_actor
+
+DEFAULT_OUT_ROOT = Path("hw_builds")
+
+
+@dataclass
+class Source:
+    """A policy and, when it came from an MLflow run, where to log the hardware report."""
+
+    policy: HwPolicy
+    run_id: str | None = None
+    tracking_uri: str | None = None
+
+
+@dataclass
+class HwResult:
+    rows: list[sweep.Row]
+    chosen: dict[str, sweep.Row]
+    out: Path
+    table: str
+    notes: list[str]
+    logged_runs: list[str] = field(default_factory=list)
+
+
+def policy_name(b) -> str:
+    p, q = b.config.policy, b.config.policy.quant
+    return f"{b.config.env_id} h{p.width} in{q.bits_in} w{q.bits_weight} a{q.bits_act} s{b.config.seed}"
+
+
+def _from_bundle(path: Path, run_id=None, uri=None) -> Source:
+    from qsearch import bundle as bundles
+
+    b = bundles.read(path)
+    if not b.actor.quantized:
+        raise QsearchError(f"{path} holds an FP32 policy: it has no integer hardware")
+    return Source(HwPolicy(policy_name(b), b.actor, Path(path)), run_id, uri)
+
+
+def sources(ref: str | None, tracking_uri: str | None = None) -> list[Source]:
+    """The policies a reference names: a bundle folder, a search/selection folder (its bundles tagged
+    qsearch.selected=true), or an MLflow run id (with a tracking URI)."""
+    if ref is None:
+        return []
+    path = Path(ref)
+    from qsearch import locate
+
+    if path.is_dir() and not (path / "bundle.json").is_file():
+        uri = locate.tracking_uri_of(path)
+        runs = locate.selected_runs(uri)
+        if not runs:
+            raise QsearchError(f"no selected runs (tag {locate.SELECTED_TAG}=true) in {uri}: run `qsearch select` first")
+        return [_from_bundle(locate.locate_bundle(r.info.run_id, uri), r.info.run_id, uri) for r in runs]
+    if path.is_dir():
+        return [_from_bundle(path)]
+    return [_from_bundle(locate.locate_bundle(ref, tracking_uri), ref, tracking_uri)]
+
+
+def _unique(policies: list[HwPolicy]) -> list[HwPolicy]:
+    seen: dict[str, int] = {}
+    out = []
+    for p in policies:
+        n = seen[p.name] = seen.get(p.name, 0) + 1
+        out.append(p if n == 1 else dataclasses.replace(p, name=f"{p.name} #{n}"))
+    return out
+
+
+def default_out(ref: str | None, paper: bool) -> Path:
+    name = Path(ref.rstrip("/")).name if ref else ("paper" if paper else "hw")
+    return DEFAULT_OUT_ROOT / re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def run_hw(ref: str | None, cfg: sweep.SweepConfig, out: Path | None = None, reference: bool = False,
+           paper: bool = False, tracking_uri: str | None = None, synth: bool = False, progress=None) -> HwResult:
+    dev = device(cfg.part)
+    if synth:
+        from qsearch.hw.synth import vivado_home
+
+        vivado_home()  # refuse before any work
+    if ref is None and not paper:
+        raise QsearchError("give a bundle, a search folder or a run id, or --paper for the paper's configurations")
+    found = sources(ref, tracking_uri)
+    policies = [s.policy for s in found]
+    if reference:  # the paper's reference design at each policy's observation and action sizes
+        policies += [HwPolicy(f"{p.name} reference", reference_actor(p.actor.obs_dim, p.actor.act_dim)) for p in policies]
+    if paper:
+        policies += paper_policies(reference)
+    policies = _unique(policies)
+    for s, p in zip(found, policies):
+        s.policy = p
+    out = Path(out) if out else default_out(ref, paper)
+    work = sweep.scratch_dir()
+    try:
+        rows = sweep.run(policies, cfg, work, progress)
+    finally:
+        sweep.remove(work)
+    chosen = sweep.best(rows)  # refuses a policy that fits at no target, before anything is written
+    if synth:
+        rows, chosen = _synthesized(policies, chosen, cfg, out, rows)
+    report.write(rows, chosen, cfg, dev, out)
+    result = HwResult(rows, chosen, out, report.table(rows, chosen), report.notes(cfg, dev))
+    result.logged_runs = _log(found, chosen, out)
+    return result
+
+
+def _synthesized(policies, chosen, cfg, out, rows):
+    """Build folders for the chosen designs, synthesized by Vivado; their rows replace the estimates."""
+    from qsearch.hw.build_folder import write_build_folder
+    from qsearch.hw.synth import synthesize
+
+    dirs = {}
+    for p in policies:
+        r = chosen[p.name]
+        dirs[p.name] = write_build_folder(_Actor(p.actor), out / "builds" / re.sub(r"\W+", "_", p.name), r.folding,
+                                          cfg.part, cfg.clock_ns, cfg.pad, cfg.mvau_wwidth_max)
+    results = synthesize(list(dirs.values()))
+    for name, res in zip(dirs, results):
+        r = chosen[name]
+        fmax = float(res.get("fmax_mhz", 1e3 / cfg.clock_ns))
+        r.lut, r.ff, r.dsp = float(res.get("LUT", r.lut)), float(res.get("FF", 0)), float(res.get("DSP", r.dsp))
+        r.bram18 = float(res.get("BRAM_18K", 0)) + 2 * float(res.get("BRAM_36K", 0))
+        r.actions_per_s = min(fmax, 1e3 / cfg.clock_ns) * 1e6 / r.max_cycles
+        r.power_w = power.power_w(r.lut, r.bram18, r.dsp, cfg.clock_ns)
+        r.energy_j = power.energy_per_action_j(r.power_w, r.actions_per_s)
+        r.source = "post-synthesis (Vivado OOC)"
+        r.fits = device(cfg.part).fits(r.lut, r.bram18, r.dsp, r.ff)
+    return rows, chosen
+
+
+@dataclass
+class _Actor:  # write_build_folder reads only the bundle's actor
+    actor: object
+
+
+def _log(found: list[Source], chosen: dict[str, sweep.Row], out: Path) -> list[str]:
+    """Log the report and the chosen design's figures to each policy's MLflow run."""
+    from qsearch.search import tracking
+
+    logged = []
+    for s in found:
+        if not (s.run_id and s.tracking_uri):
+            continue
+        r = chosen[s.policy.name]
+        c = tracking.client(s.tracking_uri)
+        tracking.log_metrics(c, s.run_id, {
+            "hw_target_fps": r.target_fps, "hw_lut": r.lut, "hw_bram18": r.bram18, "hw_dsp": r.dsp,
+            "hw_latency_us": r.latency_us, "hw_actions_per_s": r.actions_per_s, "hw_power_w": r.power_w,
+            "hw_energy_per_action_j": r.energy_j}, step=0)
+        c.set_tag(s.run_id, "qsearch.hw.source", r.source)
+        c.log_artifacts(s.run_id, str(out), artifact_path="hw")
+        logged.append(s.run_id)
+    return logged

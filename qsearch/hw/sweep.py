@@ -1,0 +1,167 @@
+"""The throughput-driven folding sweep: one Ray task per (policy, target), the highest fitting target kept.
+
+The driver exports each policy to QONNX once; each task runs FINN's estimate flow for one target.
+A worker keeps the prepared dataflow of each QONNX file it has seen, so FINN is imported and the
+front end (~0.7 s) runs once per worker and policy; folding and estimates take 10-60 ms per target.
+Tasks may require a custom Ray resource (e.g. `finn`), so a cluster sends them to nodes with FINN.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from qsearch.errors import QsearchError
+from qsearch.hw import power
+from qsearch.hw.device import DEFAULT_PART, device
+from qsearch.hw.finn_flow import FlowOptions
+from qsearch.hw.policies import HwPolicy, check_padding, padded
+from qsearch.hw.qonnx_export import export_actor
+
+DEFAULT_TARGETS = (1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8)
+SOURCE = "FINN estimate"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    targets: tuple[float, ...] = DEFAULT_TARGETS
+    part: str = DEFAULT_PART
+    clock_ns: float = 10.0
+    pad: int | None = None  # pad observation and action dimensions to this multiple (None: off)
+    mvau_wwidth_max: int = 36
+    resource: str | None = None  # custom Ray resource each task requires, e.g. "finn"
+
+    def __post_init__(self):
+        device(self.part)  # unknown parts are refused here, before any work
+        FlowOptions(self.clock_ns, self.mvau_wwidth_max)
+        check_padding(self.pad)
+        if not self.targets or any(not t > 0 for t in self.targets):
+            raise QsearchError(f"targets must be positive actions per second, got {list(self.targets)}")
+
+
+@dataclass
+class Row:
+    """One (policy, target): FINN's estimates, the power estimate and the fit check."""
+
+    policy: str
+    target_fps: float
+    lut: float
+    bram18: float
+    dsp: float
+    max_cycles: int
+    latency_us: float
+    actions_per_s: float
+    power_w: float
+    energy_j: float
+    fits: bool
+    over: list[str]
+    pad: int | None
+    ff: float | None = None  # FINN gives no FF estimate; filled by synthesis
+    source: str = SOURCE
+    layers: list[dict] = field(default_factory=list)
+    folding: dict = field(default_factory=dict)
+
+
+_PREPARED: dict = {}  # per worker process: (qonnx path, part) -> specialized dataflow
+
+
+def estimate_row(policy: str, qonnx_path: str, target: float, cfg: SweepConfig, work_dir: str) -> Row:
+    """FINN's estimate flow for one (policy, target); what each Ray task runs."""
+    from qsearch.hw import finn_flow
+
+    dev = device(cfg.part)
+    key = (qonnx_path, dev.part)
+    if key not in _PREPARED:
+        finn_flow.setup(Path(work_dir) / "finn")
+        _PREPARED[key] = finn_flow.specialize(finn_flow.prepare(Path(qonnx_path), Path(work_dir) / "finn"), dev)
+    est = finn_flow.estimate(_PREPARED[key], target, dev, FlowOptions(cfg.clock_ns, cfg.mvau_wwidth_max))
+    p = power.power_w(est.lut, est.bram18, est.dsp, cfg.clock_ns)
+    return Row(policy, float(target), est.lut, est.bram18, est.dsp, est.max_cycles, est.latency_ns / 1e3,
+               est.throughput, p, power.energy_per_action_j(p, est.throughput),
+               dev.fits(est.lut, est.bram18, est.dsp), dev.over(est.lut, est.bram18, est.dsp), cfg.pad,
+               layers=[asdict(l) for l in est.layers], folding=est.folding)
+
+
+def export_policies(policies: list[HwPolicy], pad: int | None, out_dir: Path) -> dict[str, Path]:
+    """Each policy (padded when asked) as a QONNX file in out_dir."""
+    paths = {}
+    for i, p in enumerate(policies):
+        paths[p.name] = export_actor(padded(p.actor, pad), Path(out_dir) / f"policy{i}.onnx")
+    return paths
+
+
+def run(policies: list[HwPolicy], cfg: SweepConfig, work_dir: Path, progress=None) -> list[Row]:
+    """Sweep every policy over every target as Ray tasks; rows in (policy, target) order."""
+    import ray
+
+    if len({p.name for p in policies}) != len(policies):
+        raise QsearchError("policy names in a sweep must be unique")
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    onnx = export_policies(policies, cfg.pad, work_dir)
+    started = _ray_init(cfg.resource)
+    try:
+        task = ray.remote(estimate_row)
+        if cfg.resource:
+            task = task.options(resources={cfg.resource: 1})
+        refs = {ref: i for i, ref in enumerate(
+            task.remote(p.name, str(onnx[p.name]), t, cfg, str(work_dir)) for p in policies for t in cfg.targets)}
+        rows: list[Row | None] = [None] * len(refs)
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            rows[refs[done[0]]] = ray.get(done[0])
+            if progress:
+                progress(len(refs) - len(pending), len(refs), rows[refs[done[0]]])
+        return rows
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_init(resource: str | None) -> bool:
+    """Join the Ray cluster in RAY_ADDRESS, or start a private local one offering `resource` on every CPU
+    (address="local": never attach to another program's Ray on the same machine)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # keeps Ray from writing ~/.ray/auth_token
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    else:
+        cpus = os.cpu_count() or 1
+        ray.init(address="local", num_cpus=cpus, resources={resource: cpus} if resource else None, include_dashboard=False,
+                 log_to_driver=False, runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+    return True
+
+
+def best(rows: list[Row]) -> dict[str, Row]:
+    """For each policy the row of the highest target that fits the device (the paper's procedure).
+
+    A higher target that FINN cannot fold any faster (the same throughput as a lower one, e.g. capped
+    by mvau_wwidth_max) gives the same design and is not counted as higher. A policy that fits at no
+    target is a QsearchError naming it and what it exceeds at its lowest target."""
+    out, none_fit = {}, []
+    for name in dict.fromkeys(r.policy for r in rows):
+        mine = sorted((r for r in rows if r.policy == name), key=lambda r: r.target_fps)
+        fitting = [r for r in mine if r.fits]
+        if fitting:
+            out[name] = max(fitting, key=lambda r: (r.actions_per_s, -r.target_fps))
+        else:
+            lo = mine[0]
+            none_fit.append(f"{name} (at {lo.target_fps:g} actions/s: {lo.lut:.0f} LUT, {lo.bram18:g} BRAM18, "
+                            f"{lo.dsp:g} DSP; over in {', '.join(lo.over)})")
+    if none_fit:
+        raise QsearchError(f"fits the device at no target: {'; '.join(none_fit)}")
+    return out
+
+
+def scratch_dir(parent: Path | None = None) -> Path:
+    return Path(tempfile.mkdtemp(prefix="qsearch-hw-", dir=parent))
+
+
+def remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
