@@ -86,6 +86,21 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
     q.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write")
     q.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+
+    h = sub.add_parser("hw", help="FINN resource, latency and energy estimates over throughput targets (Table 3)")
+    h.add_argument("ref", nargs="?", metavar="BUNDLE_OR_SEARCH",
+                   help="bundle folder, search/selection folder (its selected bundles) or MLflow run id")
+    h.add_argument("--targets", type=float, nargs="+", metavar="FPS", help="actions/s targets (default 1e2 ... 1e8)")
+    h.add_argument("--part", default="xc7a15tfgg484-1", help="FPGA part (default xc7a15tfgg484-1)")
+    h.add_argument("--clock-ns", type=float, default=10.0, help="clock period in ns (default 10)")
+    h.add_argument("--pad", type=int, metavar="N", help="pad observation and action sizes to a multiple of N (paper: 32)")
+    h.add_argument("--mvau-wwidth-max", type=int, default=36, metavar="BITS", help="FINN's SetFolding limit (default 36)")
+    h.add_argument("--reference", action="store_true", help="also sweep the paper's reference design (256 wide, 8/4/8 bits)")
+    h.add_argument("--paper", action="store_true", help="also sweep the paper's five Table-1 configurations (random weights)")
+    h.add_argument("--resource", metavar="NAME", help="custom Ray resource each task requires, e.g. finn")
+    h.add_argument("--synth", action="store_true", help="Vivado out-of-context synthesis of the chosen designs (needs XILINX_VIVADO)")
+    h.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
+    h.add_argument("--out", metavar="DIR", help="report folder (default hw_builds/<name>)")
     return p
 
 
@@ -216,11 +231,29 @@ def _ptq(a) -> int:
     return 0
 
 
+def _hw(a) -> int:
+    from qsearch.hw.command import run_hw
+    from qsearch.hw.sweep import DEFAULT_TARGETS, SweepConfig
+
+    cfg = SweepConfig(tuple(a.targets or DEFAULT_TARGETS), a.part, a.clock_ns, a.pad, a.mvau_wwidth_max, a.resource)
+    def progress(done, total, row):
+        line = f"[{done}/{total}] {row.policy} at {row.target_fps:.0e} actions/s"
+        print(f"\r{line:<72}", end="", file=sys.stderr, flush=True)
+    res = run_hw(a.ref, cfg, a.out, reference=a.reference, paper=a.paper, tracking_uri=a.tracking_uri,
+                 synth=a.synth, progress=progress)
+    print(file=sys.stderr)
+    print(res.table)
+    for n in res.notes:
+        print(f"- {n}")
+    print(f"wrote {res.out}/hw.csv, hw.md, hw.json, hw.png" + (f"; logged to MLflow runs {', '.join(res.logged_runs)}" if res.logged_runs else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         a = _parser().parse_args(argv)
         return {"train": _train, "eval": _eval, "search": _search, "ui": _ui, "select": _select, "report": _report,
-                "export": _export, "ptq": _ptq}[a.command](a)
+                "export": _export, "ptq": _ptq, "hw": _hw}[a.command](a)
     except QsearchError as e:
         print(f"qsearch: error: {e}", file=sys.stderr)
         return 2
