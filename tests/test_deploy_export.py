@@ -85,8 +85,12 @@ def test_qonnx_export(capsys, tmp_path, bundle_dir):
 def test_finn_export(capsys, tmp_path, bundle_dir):
     code, out, _ = run(capsys, "export", bundle_dir, "--format", "finn", "--out", tmp_path / "f")
     assert code == 0 and "FINN build folder" in out
-    files = [p.name for p in (tmp_path / "f").rglob("*")]
-    assert any(name.endswith(".onnx") for name in files) and any(name.endswith(".py") for name in files)
+    folder = tmp_path / "f" / "finn_build"
+    assert {"dataflow.onnx", "folding_config.json", "build.py", "build.json"} <= {p.name for p in folder.iterdir()}
+    assert "build_dataflow_cfg" in (folder / "build.py").read_text()
+    folding = json.loads((folder / "folding_config.json").read_text())
+    assert any("PE" in attrs for attrs in folding.values())  # a folding was chosen for the MVAU layers
+    assert json.loads((folder / "build.json").read_text())["finn_estimates"]["LUT"] > 0
 
 
 def one_line_error(capsys, out_dir, *argv):
