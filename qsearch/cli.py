@@ -79,13 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--force", action="store_true", help="replace a non-empty --out")
 
     q = sub.add_parser("ptq", help="post-training quantization of an FP32 bundle (the PTQ baseline)")
-    q.add_argument("bundle", help="FP32 bundle folder")
+    q.add_argument("bundle", help="FP32 bundle folder or MLflow run id")
     q.add_argument("--bits-core", type=int, required=True, metavar="B", help="bits of the weights and hidden activations")
     q.add_argument("--bits-in", type=int, required=True, metavar="B", help="bits of the input (output stays at 8)")
     q.add_argument("--calib-episodes", type=int, default=10, metavar="N", help="rollouts that calibrate the scales")
     q.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
     q.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write")
     q.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    q.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
 
     h = sub.add_parser("hw", help="FINN resource, latency and energy estimates over throughput targets (Table 3)")
     h.add_argument("ref", nargs="?", metavar="BUNDLE_OR_SEARCH",
@@ -225,7 +226,8 @@ def _export(a) -> int:
 def _ptq(a) -> int:
     from qsearch.deploy.ptq import ptq
 
-    b = ptq(a.bundle, a.out, a.bits_core, a.bits_in, a.calib_episodes, episodes=a.episodes, force=a.force)
+    b = ptq(a.bundle, a.out, a.bits_core, a.bits_in, a.calib_episodes, episodes=a.episodes, force=a.force,
+            tracking_uri=a.tracking_uri)
     print(f"wrote {a.out} (PTQ of {a.bundle} on {b.evaluation['ptq']['calib_observations']} observations)")
     _print_evaluation(b.evaluation)
     return 0

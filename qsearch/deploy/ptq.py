@@ -29,15 +29,18 @@ from qsearch.rl.evaluate import evaluate
 CALIB_BATCH = 256
 
 
-def ptq(src: Path, out: Path, bits_core: int, bits_in: int, calib_episodes: int, episodes: int = 10,
-        force: bool = False) -> bundles.Bundle:
-    """Quantize the FP32 bundle `src` (core = weights and hidden activations; output at 8 bits as in the
-    paper's scopes), evaluate it like a trained bundle and write it to `out`."""
+def ptq(src: str | Path, out: Path, bits_core: int, bits_in: int, calib_episodes: int, episodes: int = 10,
+        force: bool = False, tracking_uri: str | None = None) -> bundles.Bundle:
+    """Quantize the FP32 bundle `src` (a folder or an MLflow run id; core = weights and hidden
+    activations, output at 8 bits as in the paper's scopes), evaluate it like a trained bundle and
+    write it to `out`."""
+    from qsearch.locate import locate_bundle
+
     bits = QuantBits(bits_in=bits_in, bits_weight=bits_core, bits_act=bits_core, bits_out=FIXED_BITS)
     if calib_episodes < 1 or episodes < 1:
         raise QsearchError("--calib-episodes and --episodes must be at least 1")
     bundles.check_destination(Path(out), force)
-    src_bundle = bundles.read(src)
+    src_bundle = bundles.read(locate_bundle(src, tracking_uri))
     if src_bundle.actor.quantized:
         raise QsearchError(f"{src} is already quantized; PTQ starts from an FP32 bundle")
     cfg = src_bundle.config
