@@ -36,9 +36,11 @@ def superset(sel: spec.Selection) -> spaces.SearchSpace:
 def fill(uri: str, workdir: Path, space_path: Path, returns, experiment="earlier-search", skip=()) -> int:
     """Log a finished trial for every configuration x seed of the superset: returns(conf, seed) -> float
     (None: no run). skip: (configuration key, seed) pairs left out. Returns the number of runs."""
-    sel = spec.load(space_path)
-    space = superset(sel)
-    exp = tracking.experiment(uri, experiment, workdir)
+    space = superset(spec.load(space_path))
+    return fill_space(uri, workdir, space, returns, tracking.experiment(uri, experiment, workdir), skip)
+
+
+def fill_space(uri: str, workdir: Path, space, returns, exp: str, skip=(), parent: str | None = None) -> int:
     c = tracking.client(uri)
     n = 0
     for conf in space.configurations:
@@ -46,7 +48,8 @@ def fill(uri: str, workdir: Path, space_path: Path, returns, experiment="earlier
             r = returns(conf, seed)
             if r is None or (conf.key, seed) in skip:
                 continue
-            run = c.create_run(exp, tags={"qsearch.kind": "trial"}).info.run_id
+            tags = {"qsearch.kind": "trial", **({tracking.PARENT_TAG: parent} if parent else {})}
+            run = c.create_run(exp, tags=tags).info.run_id
             tracking.log_params(c, run, trial_params(space, conf, seed))
             for step in (25, 50):
                 tracking.log_metrics(c, run, {"eval_return_mean": r * step / 50}, step)

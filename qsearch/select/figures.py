@@ -19,23 +19,34 @@ SCOPES = ("all", "input", "output", "core")
 
 
 def _panels(envs: list[str]):
-    fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(envs), figsize=(max(6.4, 4.2 * len(envs)), 3.8), squeeze=False)
     return fig, dict(zip(envs, axes[0]))
 
 
-def _fp32_band(ax, fp32: Stats, label=True) -> None:
-    ax.axhline(fp32.mean, color="black", lw=1.2, label="FP32" if label else None)
+def _fp32_band(ax, fp32: Stats) -> None:
+    ax.axhline(fp32.mean, color="black", lw=1.2, label="FP32 (band: +- 1 std)")
     ax.axhspan(fp32.mean - fp32.std, fp32.mean + fp32.std, color="black", alpha=0.12)
 
 
 def _line(ax, xs, means, stds, label, marker="o") -> None:
+    """Means with a +- std band (error bars where there is a single point: a band needs two)."""
     m, sd = np.asarray(means, float), np.asarray(stds, float)
+    if len(m) == 1:
+        ax.errorbar(xs, m, yerr=sd, marker=marker, capsize=4, label=label)
+        return
     (line,) = ax.plot(xs, m, marker=marker, label=label)
     ax.fill_between(xs, m - sd, m + sd, color=line.get_color(), alpha=0.2)
 
 
+def _integer_ticks(ax, values) -> None:
+    """Bit widths and layer widths are integers: tick exactly the values trained."""
+    ticks = sorted(set(values))
+    ax.set_xticks(ticks, [str(v) for v in ticks])
+    ax.minorticks_off()
+
+
 def _save(fig, path: Path, title: str) -> bool:
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -76,6 +87,7 @@ def bitwidth(trials: list[Trial], fp32: dict[str, Stats], fp32_width: dict[str, 
             pts = sorted(curves[env].get(scope, []), key=lambda p: p[0])
             if pts:
                 _line(ax, [p[0] for p in pts], [p[1].mean for p in pts], [p[1].std for p in pts], scope)
+        _integer_ticks(ax, [b for pts in curves[env].values() for b, _ in pts])
         ax.set(title=env, xlabel="bit width", ylabel="return")
         ax.legend(fontsize=8)
     return _save(fig, path, "Return vs bit width per quantization scope (FP32 band: mean +- 1 std)")
@@ -147,6 +159,7 @@ def _sweep(trials, fp32, path, name, xlabel, key, title, log2=False) -> bool:
             _line(ax, [p[0] for p in pts], [p[1].mean for p in pts], [p[1].std for p in pts], label)
         if log2:
             ax.set_xscale("log", base=2)
+        _integer_ticks(ax, [x for pts in curves[env].values() for x, _ in pts])
         ax.set(title=env, xlabel=xlabel, ylabel="return")
         ax.legend(fontsize=8)
     return _save(fig, path, title)
