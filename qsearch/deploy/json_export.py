@@ -8,6 +8,7 @@ the engine it came from.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from qsearch.quant.fastpath import int_range
 from qsearch.quant.integer import LUT_ONE, IntegerModel, IntLayer
 from qsearch.rl.normalize import ObsNorm
 
+_NUMBER_LIST = re.compile(r"\[\s*([-+\d.eE,\s]+?)\s*\]")
 FORMAT = "qsearch-integer-policy"
 VERSION = 1
 
@@ -49,7 +51,10 @@ def to_dict(model: IntegerModel, action_scale: np.ndarray, action_bias: np.ndarr
 
 def write_json(model: IntegerModel, action_scale, action_bias, env_id: str, path: Path) -> Path:
     path = Path(path)
-    path.write_text(json.dumps(to_dict(model, action_scale, action_bias, env_id), indent=1) + "\n")
+    text = json.dumps(to_dict(model, action_scale, action_bias, env_id), indent=1)
+    # one line per list of numbers (a weight row, a threshold table) instead of one line per number
+    text = _NUMBER_LIST.sub(lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
+    path.write_text(text + "\n")
     return path
 
 
