@@ -149,7 +149,7 @@ def _c_float(v) -> str:
 
 
 def _array(ctype: str, name: str, values: list, per_line: int = 8, hexa: bool = False) -> str:
-    items = [f"0x{v:02x}" if hexa else str(v) for v in values] or ["0"]
+    items = [f"0x{v:02x}" if hexa else str(v) for v in values]
     rows = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
     return f"static const {ctype} {name}[{len(items)}] = {{\n    " + ",\n    ".join(rows) + "\n};\n"
 

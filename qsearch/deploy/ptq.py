@@ -49,7 +49,7 @@ def ptq(src: str | Path, out: Path, bits_core: int, bits_in: int, calib_episodes
     b = bundles.Bundle(
         dataclasses.replace(cfg, policy=actor.cfg), actor, src_bundle.obs_norm,
         src_bundle.action_scale, src_bundle.action_bias, integer.extract(actor, src_bundle.obs_norm),
-        history=src_bundle.history,
+        history=src_bundle.history,  # the FP32 training that produced these weights
     )
     b.evaluation = evaluate_bundle(b, episodes, seed=cfg.seed + EVAL_SEED_OFFSET)
     b.evaluation["ptq"] = {"source": str(src_bundle.path), "calib_episodes": calib_episodes,
