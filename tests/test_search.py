@@ -16,6 +16,7 @@ import pytest
 import requests
 import yaml
 
+from qsearch import bundle as bundles
 from qsearch.search.run import search
 
 BIN = Path(sys.executable).parent
@@ -139,6 +140,16 @@ def test_search_tracked_in_mlflow(services, tmp_path):
     files = requests.get(f"{url}/api/2.0/mlflow/artifacts/list", params={"run_id": run_id, "path": "bundle"},
                          timeout=30).json()["files"]
     assert {"bundle/bundle.json", "bundle/actor.pt", "bundle/integer.npz"} <= {f["path"] for f in files}
+
+    # Workers run trial after trial (reused actors): each trial's folder in Tune's storage holds the
+    # bundle of that trial, not of the one its worker ran before.
+    folders = [p for p in (tmp_path / "w" / "ray" / "tiny").iterdir() if (p / "params.json").exists()]
+    assert len(folders) == 4
+    for folder in folders:
+        trial = json.loads((folder / "params.json").read_text())
+        b = bundles.read(folder / "bundle")
+        assert (b.config.seed, b.config.policy.quant is None) == (trial["seed"], "/fp32/" in trial["configuration"])
+        assert json.loads((folder / "trial.json").read_text())["final_return"] == b.evaluation["torch"]["mean"]
 
 
 def test_failing_trial_recorded_while_others_finish(services, tmp_path):

@@ -75,7 +75,8 @@ def rows(results) -> list[dict]:
         out.append({"configuration": cfg.get("configuration"), "seed": cfg.get("seed"),
                     "status": "failed" if r.error else ("done" if "final_return" in m else "stopped"),
                     "final_return": m.get("final_return"), "cost": m.get("cost"),
-                    "train_seconds": m.get("train_seconds"),
+                    "train_seconds": m.get("train_seconds"), "work_seconds": m.get("work_seconds"),
+                    "trial_seconds": m.get("trial_seconds"),
                     "error": None if r.error is None else str(r.error).strip().splitlines()[-1][:200]})
     return out
 

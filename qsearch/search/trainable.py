@@ -6,6 +6,9 @@ trial's nested MLflow run (metrics over environment steps, then the bundle as ar
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from qsearch.search import tracking
 from qsearch.search.space import SearchSpace
 
 # What Tune and MLflow receive from the learners' progress dict.
+DONE_MARKER = "trial.json"  # in the trial's storage folder; written last, it marks the trial as done
 METRICS = ("steps_per_s", "eval_return_mean", "eval_return_std", "qf_loss", "actor_loss", "alpha")
 
 
@@ -36,6 +40,7 @@ def trial_params(space: SearchSpace, conf, seed: int) -> dict:
 
 def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_id: str, parent_run_id: str):
     """config: {"configuration": Configuration.key, "seed": int} from the Tuner's param space."""
+    started = time.perf_counter()
     import gymnasium as gym
     from ray import tune
 
@@ -46,13 +51,17 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
     conf, seed = by_key[config["configuration"]], int(config["seed"])
     cfg = space.train_config(conf, seed)
     ctx = tune.get_context()
-    trial_dir = Path(ctx.get_trial_dir())
-    done_file = trial_dir / "trial.json"
-    if done_file.exists():
+    # The trial's folder in Tune's storage (a local or shared folder, or a bucket), reached through
+    # Tune's own filesystem handle. Not ctx.get_trial_dir(): that is a local working folder, and an
+    # actor reused for the next trial may keep it (measured with ray 2.60).
+    storage = ctx.get_storage()
+    fs, trial_path = storage.storage_filesystem, storage.trial_fs_path
+    done = _read_marker(fs, trial_path)
+    if done is not None:
         # Finished under an earlier driver that was killed before Tune saved its state: report the
         # result again instead of training a second time.
         tracking.close_stale(tracking_uri, experiment_id, ctx.get_trial_id(), "FINISHED")
-        tune.report({"step": cfg.total_steps, **json.loads(done_file.read_text())})
+        tune.report({"step": cfg.total_steps, **done})
         return
 
     env = gym.make(cfg.env_id)
@@ -74,25 +83,60 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
             report["eval_return"] = last_return[0]
         tune.report(report)
 
+    local = Path(tempfile.mkdtemp(prefix="qsearch-trial-"))
     try:
-        # force: an earlier attempt of this trial (retry or resume) may have left a whole bundle.
-        b = pipeline.run(cfg, trial_dir / "bundle", episodes=space.final_episodes, progress=progress, force=True)
+        work_started = time.perf_counter()
+        b = pipeline.run(cfg, local / "bundle", episodes=space.final_episodes, progress=progress)
+        work_seconds = time.perf_counter() - work_started
         final = b.evaluation["torch"]["mean"]
         summary = {"final_return": final, "final_return_std": b.evaluation["torch"]["std"],
-                   "train_seconds": b.evaluation["train_seconds"], "cost": cost}
+                   "train_seconds": b.evaluation["train_seconds"], "work_seconds": work_seconds, "cost": cost}
         if "int" in b.evaluation:
             summary["final_return_int"] = b.evaluation["int"]["mean"]
         tracking.log_metrics(client, run_id, summary, cfg.total_steps)
-        client.log_artifacts(run_id, str(trial_dir / "bundle"), artifact_path="bundle")
-        done = {"eval_return": final, **summary}
-        tmp = trial_dir / "trial.json.tmp"
-        tmp.write_text(json.dumps(done) + "\n")
-        tmp.replace(done_file)  # whole or absent: it marks the trial as done
+        client.log_artifacts(run_id, str(local / "bundle"), artifact_path="bundle")
+        _copy_bundle(local / "bundle", fs, f"{trial_path}/bundle")
+        done = {"eval_return": final, **summary, "trial_seconds": time.perf_counter() - started}
+        _write_marker(fs, trial_path, done)  # last: it marks the trial as done
         client.set_terminated(run_id, "FINISHED")
     except BaseException as e:
         # Recorded on the child run, then re-raised so that Tune retries or marks the trial failed.
         client.set_tag(run_id, "qsearch.error", f"{type(e).__name__}: {e}"[:5000])
         client.set_terminated(run_id, "FAILED")
-        (trial_dir / "error.txt").write_text(traceback.format_exc())
+        _write_text(fs, f"{trial_path}/error.txt", traceback.format_exc())
         raise
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
     tune.report({"step": cfg.total_steps, **done})
+
+
+# The done marker and the bundle copy go through pyarrow's filesystem, as Tune's own files do, so a
+# trial on any node writes to the search's storage whether it is a local folder, NFS or s3://.
+
+def _read_marker(fs, trial_path: str) -> dict | None:
+    import pyarrow.fs as pafs
+
+    path = f"{trial_path}/{DONE_MARKER}"
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read().decode())
+
+
+def _write_text(fs, path: str, text: str) -> None:
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode())
+
+
+def _write_marker(fs, trial_path: str, done: dict) -> None:
+    tmp = f"{trial_path}/{DONE_MARKER}.tmp"
+    _write_text(fs, tmp, json.dumps(done) + "\n")
+    fs.move(tmp, f"{trial_path}/{DONE_MARKER}")  # whole or absent
+
+
+def _copy_bundle(local: Path, fs, dest: str) -> None:
+    import pyarrow.fs as pafs
+
+    fs.create_dir(dest, recursive=True)
+    pafs.copy_files(str(local), dest, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
