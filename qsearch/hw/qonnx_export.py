@@ -16,6 +16,7 @@ So the graph's output divided by s_out is the output integer o that the integer 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -46,17 +47,22 @@ def export_actor(actor: QuantActor, path: Path) -> Path:
         raise QsearchError("an FP32 policy cannot be exported to QONNX; it has no quantized layers")
     from brevitas.export import export_qonnx as brevitas_export_qonnx
 
+    import onnx
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         actor = actor.eval()
         with torch.no_grad():
-            brevitas_export_qonnx(_PreTanh(actor), input_t=torch.zeros(1, actor.obs_dim), export_path=tmp)
-        os.replace(tmp, path)
+            brevitas_export_qonnx(_PreTanh(actor), input_t=torch.zeros(1, actor.obs_dim),
+                                  export_path=str(tmp / "export.onnx"))
+        # torch's exporter may put the weights in a side file (.onnx.data) named after the export
+        # path; one self-contained file is what FINN and the other tools expect.
+        onnx.save(onnx.load(str(tmp / "export.onnx")), str(tmp / "model.onnx"))
+        os.replace(tmp / "model.onnx", path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 

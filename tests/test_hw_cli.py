@@ -1,0 +1,66 @@
+"""`qsearch hw` end to end: a bundle from a real MLflow run, swept on a real local Ray with real FINN,
+the report written and logged back to the run; refusals as one line and exit code 2."""
+import csv
+
+import pytest
+
+from qsearch.cli import main
+from qsearch.config import QuantBits
+from tests.conftest import warmed_actor
+from tests.test_deploy_export import write_bundle
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    return write_bundle(tmp_path_factory.mktemp("b") / "bundle", warmed_actor(QuantBits(6, 2, 2, 8), width=16))
+
+
+def test_hw_on_a_run_logs_the_report(capsys, tmp_path, bundle_dir, monkeypatch):
+    import mlflow
+
+    from qsearch.locate import BUNDLE_ARTIFACT
+
+    monkeypatch.setenv("QSEARCH_CACHE", str(tmp_path / "cache"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("e", artifact_location=str(tmp_path / "art"))).info.run_id
+    client.log_artifacts(run_id, str(bundle_dir), BUNDLE_ARTIFACT)
+    capsys.readouterr()
+    out_dir = tmp_path / "report"
+    code, out, err = run(capsys, "hw", run_id, "--tracking-uri", uri, "--targets", "1e3", "1e6", "1e8",
+                         "--resource", "finn", "--out", out_dir)
+    assert code == 0, err
+    assert "[3/3]" in err and "LUT" in out and "FINN's estimates" in out and "no padding" in out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["hw.csv", "hw.json", "hw.md", "hw.png"]
+    rows = list(csv.DictReader((out_dir / "hw.csv").open()))
+    assert [float(r["target_fps"]) for r in rows] == [1e3, 1e6, 1e8]
+    assert [r["fits"] for r in rows] == ["True", "True", "False"]  # 1e8 actions/s needs more LUT than the part has
+    assert [r["chosen"] for r in rows] == ["False", "True", "False"]
+    assert float(rows[1]["actions_per_s"]) >= 1e6 and float(rows[1]["lut"]) > float(rows[0]["lut"])
+    assert float(rows[1]["energy_j"]) == pytest.approx(float(rows[1]["power_w"]) / float(rows[1]["actions_per_s"]))
+    logged = client.get_run(run_id).data.metrics
+    assert logged["hw_lut"] == pytest.approx(float(rows[1]["lut"])) and logged["hw_target_fps"] == 1e6
+    assert "hw/hw.csv" in [f.path for f in client.list_artifacts(run_id, "hw")]
+
+
+def one_line_error(capsys, out_dir, *argv):
+    code, out, err = run(capsys, "hw", *argv, "--out", out_dir)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err and not out
+    assert not out_dir.exists()
+    return err
+
+
+def test_refusals(capsys, tmp_path, bundle_dir, monkeypatch):
+    out = tmp_path / "out"
+    assert "unknown FPGA part 'xc9zz-1'" in one_line_error(capsys, out, bundle_dir, "--part", "xc9zz-1")
+    monkeypatch.delenv("XILINX_VIVADO", raising=False)
+    assert "needs Vivado" in one_line_error(capsys, out, bundle_dir, "--synth")
+    assert "--paper" in one_line_error(capsys, out)
+    assert "--pad must be a positive integer" in one_line_error(capsys, out, bundle_dir, "--pad", "0")
+    assert "targets must be positive" in one_line_error(capsys, out, bundle_dir, "--targets", "0")

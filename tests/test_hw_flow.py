@@ -1,0 +1,122 @@
+"""FINN's estimate flow (real finn-plus) on small policies, the fit check, the choice of target, refusals."""
+import json
+import py_compile
+
+import numpy as np
+import pytest
+
+from qsearch.config import PolicyConfig, QuantBits
+from qsearch.errors import QsearchError
+from qsearch.hw import finn_flow, sweep
+from qsearch.hw.build_folder import write_build_folder
+from qsearch.hw.device import DEFAULT_PART, device
+from qsearch.hw.policies import observations, random_actor
+from qsearch.hw.qonnx_export import export_actor
+from qsearch.hw.synth import synthesize, vivado_home
+from tests.test_bundle import make_bundle
+
+A15T = device(DEFAULT_PART)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A 6-bit-input, 2-bit-core 11-32-32-3 policy: QONNX file, FINN dataflow, its integer model."""
+    b = make_bundle(np.random.default_rng(0))
+    d = tmp_path_factory.mktemp("small")
+    path = export_actor(b.actor, d / "p.onnx")
+    finn_flow.setup(d / "finn")
+    return b, path, finn_flow.prepare(path, d / "finn")
+
+
+def test_finn_dataflow_computes_the_engine_integers(small):
+    from qonnx.core.onnx_exec import execute_onnx
+
+    b, _, dataflow = small
+    assert [n.op_type for n in dataflow.graph.node] == ["MVAU"] * 3  # the float input quantizer is cut off
+    x_int = b.integer.quantize_normalized(observations(11, 40))
+    inp, out = dataflow.graph.input[0].name, dataflow.graph.output[0].name
+    got = np.concatenate([execute_onnx(dataflow, {inp: r[None].astype(np.float32)})[out] for r in x_int])
+    np.testing.assert_array_equal(got.astype(np.int64), b.integer.run_int(x_int)[-1])
+
+
+def test_estimates_follow_the_target(small):
+    _, _, dataflow = small
+    hw = finn_flow.specialize(dataflow, A15T)
+    opts = finn_flow.FlowOptions()
+    slow, fast = (finn_flow.estimate(hw, t, A15T, opts) for t in (1e3, 1e6))
+    assert [l.op for l in slow.layers] == ["MVAU_hls"] * 3
+    # at 1e3 actions/s every layer stays fully folded: cycles = MH * MW
+    assert [l.cycles for l in slow.layers] == [32 * 11, 32 * 32, 3 * 32]
+    assert all(l.pe == 1 and l.simd == 1 for l in slow.layers)
+    assert slow.max_cycles == 1024 and slow.throughput == pytest.approx(1e8 / 1024)
+    assert slow.latency_ns == slow.critical_path_cycles * 10 >= sum(l.cycles for l in slow.layers) * 10
+    # 1e6 actions/s needs < 100 cycles per action: unfolded, faster, larger
+    assert fast.max_cycles <= 100 and fast.throughput >= 1e6
+    mw_mh = [(11, 32), (32, 32), (32, 3)]
+    assert [l.cycles for l in fast.layers] == [(mh // l.pe) * (mw // l.simd) for l, (mw, mh) in zip(fast.layers, mw_mh)]
+    assert fast.lut > slow.lut and fast.latency_ns < slow.latency_ns
+    assert set(fast.folding) == {l.name for l in fast.layers}
+
+
+def test_fit_check_at_the_device_edges():
+    assert (A15T.lut, A15T.ff, A15T.bram18, A15T.dsp) == (10_400, 20_800, 50, 45)
+    assert A15T.fits(10_400, 50, 45, ff=20_800)
+    assert not A15T.fits(10_401, 50, 45) and A15T.over(10_401, 50, 45) == ["LUT"]
+    assert not A15T.fits(10_400, 51, 45) and A15T.over(10_400, 51, 45) == ["BRAM18"]
+    assert not A15T.fits(10_400, 50, 46) and A15T.over(10_400, 50, 46) == ["DSP"]
+    assert not A15T.fits(0, 0, 0, ff=20_801) and A15T.fits(0, 0, 0, ff=None)
+    assert device("xc7a100tcsg324-1").lut == 63_400  # not read as another xc7a1.. part
+
+
+@pytest.mark.parametrize("part", ["xc9zz-1", "xc7a15t", "xcvu9p-flga2104-2L-e"])
+def test_unknown_part_is_refused(part):
+    with pytest.raises(QsearchError, match="unknown FPGA part"):
+        sweep.SweepConfig(part=part)
+
+
+def _row(policy, target, lut, fps):
+    fits = A15T.fits(lut, 0, 0)
+    return sweep.Row(policy, target, lut, 0, 0, 1, 1.0, fps, 0.2, 0.2 / fps, fits, A15T.over(lut, 0, 0), None)
+
+
+def test_highest_fitting_target_is_chosen():
+    rows = [_row("a", 1e2, 1000, 1e3), _row("a", 1e3, 3000, 1e4), _row("a", 1e4, 11_000, 1e5),
+            # b: FINN cannot fold faster than 2e5; 1e6 gives the same design as 1e5, which is the one kept
+            _row("b", 1e4, 2000, 1e4), _row("b", 1e5, 5000, 2e5), _row("b", 1e6, 5000, 2e5)]
+    chosen = sweep.best(rows)
+    assert chosen["a"].target_fps == 1e3 and chosen["b"].target_fps == 1e5
+
+
+def test_policy_fitting_at_no_target_is_refused(tmp_path):
+    """A 512-wide 8-bit policy needs more block RAM than the XC7A15T has even fully folded (real FINN)."""
+    actor = random_actor(PolicyConfig(width=512, depth=2, quant=QuantBits()), 11, 3)
+    path = export_actor(actor, tmp_path / "big.onnx")
+    cfg = sweep.SweepConfig(targets=(1e2,))
+    row = sweep.estimate_row("big", str(path), 1e2, cfg, str(tmp_path))
+    assert not row.fits and "BRAM18" in row.over and row.bram18 > 50
+    with pytest.raises(QsearchError, match="fits the device at no target: big .*BRAM18"):
+        sweep.best([row])
+
+
+def test_build_folder(small, tmp_path):
+    b, _, _ = small
+    out = write_build_folder(b, tmp_path / "build")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "build.json", "build.py", "dataflow.onnx", "folding_config.json", "model.qonnx.onnx"]
+    meta = json.loads((out / "build.json").read_text())
+    folding = json.loads((out / "folding_config.json").read_text())
+    assert meta["part"] == DEFAULT_PART and meta["target_fps"] == 1e7  # the highest default target that fits
+    assert meta["finn_estimates"]["LUT"] <= A15T.lut
+    assert {k for k in folding if k != "Defaults"} == {"MVAU_hls_0", "MVAU_hls_1", "MVAU_hls_2"}
+    assert all("PE" in v and "SIMD" in v for k, v in folding.items() if k != "Defaults")
+    py_compile.compile(str(out / "build.py"), doraise=True)
+    assert "build_dataflow_cfg" in (out / "build.py").read_text()
+
+
+def test_synthesis_without_vivado_is_refused(monkeypatch, tmp_path):
+    monkeypatch.delenv("XILINX_VIVADO", raising=False)
+    with pytest.raises(QsearchError, match="XILINX_VIVADO is not set"):
+        synthesize([tmp_path])
+    monkeypatch.setenv("XILINX_VIVADO", str(tmp_path))  # a folder that holds no Vivado
+    with pytest.raises(QsearchError, match="holds no bin/vivado"):
+        vivado_home()
