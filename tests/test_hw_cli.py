@@ -47,6 +47,12 @@ def test_hw_on_a_run_logs_the_report(capsys, tmp_path, bundle_dir, monkeypatch):
     logged = client.get_run(run_id).data.metrics
     assert logged["hw_lut"] == pytest.approx(float(rows[1]["lut"])) and logged["hw_target_fps"] == 1e6
     assert "hw/hw.csv" in [f.path for f in client.list_artifacts(run_id, "hw")]
+    # a search folder names its selected runs' bundles, each with the run to log to
+    from qsearch.hw.command import sources
+
+    client.set_tag(run_id, "qsearch.selected", "true")
+    [s] = sources(str(tmp_path))
+    assert s.run_id == run_id and s.tracking_uri.endswith("mlflow.db") and s.policy.actor.obs_dim == 11
 
 
 def one_line_error(capsys, out_dir, *argv):

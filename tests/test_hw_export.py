@@ -14,10 +14,17 @@ from tests.conftest import warmed_actor
 from tests.test_bundle import make_bundle
 
 
-def test_qonnx_agrees_with_the_integer_engine(tmp_path, rng):
-    b = make_bundle(rng)
-    path = export_qonnx(b, tmp_path / "policy.onnx")  # checks 1,000 observations, raises on any difference
-    assert path.is_file() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    b = make_bundle(np.random.default_rng(0))
+    folder = tmp_path_factory.mktemp("qonnx")
+    path = export_qonnx(b, folder / "policy.onnx")  # checks 1,000 observations, raises on any difference
+    assert [p.name for p in folder.iterdir()] == ["policy.onnx"]  # one self-contained file, no leftovers
+    return b, path
+
+
+def test_qonnx_agrees_with_the_integer_engine(exported):
+    b, path = exported
     x = observations(b.actor.obs_dim, 1000, seed=1)
     got = qonnx_output_ints(path, b.integer, x)
     want = b.integer.run_int(b.integer.quantize_normalized(x))[-1]
@@ -28,10 +35,10 @@ def test_qonnx_agrees_with_the_integer_engine(tmp_path, rng):
     assert ops.count("Quant") >= 4 and "Tanh" not in ops  # tanh is the engine's table, outside the graph
 
 
-def test_check_catches_a_changed_weight(tmp_path, rng):
-    b = make_bundle(rng)
-    path = export_qonnx(b, tmp_path / "policy.onnx")
-    m = onnx.load(path)
+def test_check_catches_a_changed_weight(tmp_path, exported):
+    b, original = exported
+    path = tmp_path / "changed.onnx"
+    m = onnx.load(original)
     biggest = max(m.graph.initializer, key=lambda t: np.prod(t.dims))  # the 32x32 hidden weight matrix
     w = numpy_helper.to_array(biggest).copy()
     w[:] = 0

@@ -88,8 +88,9 @@ def test_highest_fitting_target_is_chosen():
 
 
 def test_policy_fitting_at_no_target_is_refused(tmp_path):
-    """A 512-wide 8-bit policy needs more block RAM than the XC7A15T has even fully folded (real FINN)."""
-    actor = random_actor(PolicyConfig(width=512, depth=2, quant=QuantBits()), 11, 3)
+    """A 512-wide policy with 8-bit weights needs more block RAM than the XC7A15T has even fully folded
+    (real FINN; 2-bit activations keep FINN's threshold processing short)."""
+    actor = random_actor(PolicyConfig(width=512, depth=2, quant=QuantBits(2, 8, 2, 2)), 11, 3)
     path = export_actor(actor, tmp_path / "big.onnx")
     cfg = sweep.SweepConfig(targets=(1e2,))
     row = sweep.estimate_row("big", str(path), 1e2, cfg, str(tmp_path))

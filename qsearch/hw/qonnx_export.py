@@ -104,11 +104,12 @@ def check_against_integer(path: Path, model: IntegerModel | None, observations: 
                           seed: int = 0) -> int:
     """Compare the QONNX graph with the integer engine on `observations` normalized observations.
 
-    Draws from N(0, 2): normalized observations, wide enough to reach the input quantizer's clip range.
     Returns the number compared; any output integer that differs raises QsearchError."""
     if model is None:
         raise QsearchError("this bundle holds an FP32 policy: there is no integer model to check against")
-    x = np.random.default_rng(seed).normal(0.0, 2.0, (observations, model.obs_dim)).astype(np.float32)
+    from qsearch.hw.policies import observations as draw
+
+    x = draw(model.obs_dim, observations, seed)
     got = qonnx_output_ints(path, model, x)
     want = model.run_int(model.quantize_normalized(x))[-1]
     bad = np.any(got != want, axis=1)

@@ -74,7 +74,6 @@ def estimate_row(policy: str, qonnx_path: str, target: float, cfg: SweepConfig, 
     dev = device(cfg.part)
     key = (qonnx_path, dev.part)
     if key not in _PREPARED:
-        finn_flow.setup(Path(work_dir) / "finn")
         _PREPARED[key] = finn_flow.specialize(finn_flow.prepare(Path(qonnx_path), Path(work_dir) / "finn"), dev)
     est = finn_flow.estimate(_PREPARED[key], target, dev, FlowOptions(cfg.clock_ns, cfg.mvau_wwidth_max))
     p = power.power_w(est.lut, est.bram18, est.dsp, cfg.clock_ns)
