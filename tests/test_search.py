@@ -77,12 +77,13 @@ def services(tmp_path_factory):
         stop(ray)
 
 
-def space(tmp_path, name, steps=300, seeds=(0, 1), sweep=None, retries=0) -> Path:
+def space(tmp_path, name, steps=300, seeds=(0, 1), sweep=None, retries=0, search=None) -> Path:
     data = {
         "name": name, "envs": ["InvertedPendulum-v5"], "algo": "sac", "steps": steps, "seeds": list(seeds),
         "algo_config": {"learning_starts": 100, "batch_size": 32, "critic_width": 16, "sigma_width": 8},
         "eval_every": 150, "eval_episodes": 2, "final_episodes": 2, "policy": {"width": 8},
         "sweep": sweep or [{"fp32": True}, {"scope": "core", "bits": 2}], "retries": retries,
+        **({"search": search} if search else {}),
     }
     p = tmp_path / f"{name}.yaml"
     p.write_text(yaml.safe_dump(data))
@@ -233,3 +234,23 @@ def test_ui_refuses_a_folder_without_a_store(tmp_path, capsys):
 
     assert main(["ui", "--workdir", str(tmp_path)]) == 2
     assert "no MLflow store" in capsys.readouterr().err
+
+
+def test_optuna_with_asha(services, tmp_path):
+    address, url = services
+    search_config = {"searcher": "optuna", "num_samples": 4, "objectives": ["return", "cost"],
+                     "scheduler": "asha", "grace_steps": 150, "reduction_factor": 2}
+    yml = space(tmp_path, "tpe", steps=450, seeds=(0,), sweep=[{"fp32": True, "width": [8, 12, 16]}],
+                search=search_config)
+    out = search(yml, workdir=tmp_path / "w", address=address, tracking_uri=url)
+    keys = {f"InvertedPendulum-v5/fp32/h{w}x2" for w in (8, 12, 16)}
+    assert len(out.rows) == 4  # num_samples trials, each a configuration Optuna picked from the space
+    assert {r["configuration"] for r in out.rows} <= keys and {r["seed"] for r in out.rows} == {0}
+    # ASHA may stop a trial at a rung (150 or 300 steps); a stopped trial has no final return
+    assert {r["status"] for r in out.rows} <= {"done", "stopped"} and any(r["status"] == "done" for r in out.rows)
+    assert all((r["final_return"] is None) == (r["status"] == "stopped") for r in out.rows)
+    parent, kids = children(url, "tpe")
+    assert parent["info"]["status"] == "FINISHED"
+    status = sorted(k["info"]["status"] for k in kids)
+    assert status == sorted("FINISHED" if r["status"] == "done" else "KILLED" for r in out.rows)
+    assert all("qsearch.error" not in tags(k) for k in kids)  # stopped is not failed

@@ -158,7 +158,7 @@ def search(space_path: str | Path, workdir: str | Path | None = None, address: s
 
 def _finish_parent(uri, experiment_id, parent, trial_rows, text, workdir):
     c = tracking.client(uri)
-    # Trials stopped early by ASHA end without a word to their child run: close those runs.
+    # A trial whose worker died before it could close its child run (killed, or out of memory) left it RUNNING.
     running = c.search_runs([experiment_id], filter_string=f"tags.`{tracking.PARENT_TAG}` = '{parent}' "
                                                            "and attributes.status = 'RUNNING'")
     for r in running:
@@ -172,4 +172,5 @@ def _finish_parent(uri, experiment_id, parent, trial_rows, text, workdir):
     (workdir / "trials.json").write_text(json.dumps(trial_rows, indent=2) + "\n")
     c.log_artifact(parent, str(workdir / "summary.txt"))
     c.log_artifact(parent, str(workdir / "trials.json"))
-    c.set_terminated(parent, "FINISHED" if len(done) == len(trial_rows) else "FAILED")
+    # Trials stopped early by ASHA did what the scheduler asked: only a failed trial fails the search.
+    c.set_terminated(parent, "FAILED" if any(r["status"] == "failed" for r in trial_rows) else "FINISHED")

@@ -99,6 +99,12 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
         done = {"eval_return": final, **summary, "trial_seconds": time.perf_counter() - started}
         _write_marker(fs, trial_path, done)  # last: it marks the trial as done
         client.set_terminated(run_id, "FINISHED")
+    except SystemExit:
+        # A scheduler (ASHA) stopping the trial: Tune's report() ends the trial's thread with
+        # sys.exit(0). Not a failure.
+        client.set_tag(run_id, "qsearch.stopped", "stopped early by the scheduler")
+        client.set_terminated(run_id, "KILLED")
+        raise
     except BaseException as e:
         # Recorded on the child run, then re-raised so that Tune retries or marks the trial failed.
         client.set_tag(run_id, "qsearch.error", f"{type(e).__name__}: {e}"[:5000])
