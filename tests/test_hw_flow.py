@@ -112,6 +112,19 @@ def test_build_folder(small, tmp_path):
     assert all("PE" in v and "SIMD" in v for k, v in folding.items() if k != "Defaults")
     py_compile.compile(str(out / "build.py"), doraise=True)
     assert "build_dataflow_cfg" in (out / "build.py").read_text()
+    # a sweep's folding, given explicitly, on the policy padded to 32 inputs and outputs as in the paper
+    again = write_build_folder(b, tmp_path / "again", folding=folding)
+    assert json.loads((again / "build.json").read_text())["finn_estimates"] == meta["finn_estimates"]
+    with pytest.raises(QsearchError, match="does not cover"):
+        write_build_folder(b, tmp_path / "bad", folding={"MVAU_hls_0": {"PE": 1}})
+    assert not (tmp_path / "bad").exists()
+    padded = write_build_folder(b, tmp_path / "padded", pad=32)
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    layers = [getCustomOp(n) for n in ModelWrapper(str(padded / "dataflow.onnx")).graph.node]
+    assert layers[0].get_nodeattr("MW") == 32 and layers[-1].get_nodeattr("MH") == 32
+    assert json.loads((padded / "build.json").read_text())["pad"] == 32
 
 
 def test_synthesis_without_vivado_is_refused(monkeypatch, tmp_path):

@@ -220,9 +220,9 @@ def estimate(dataflow, target_fps: float, device: Device, opts: FlowOptions) -> 
 
 
 def apply_folding(dataflow, folding: dict, device: Device, opts: FlowOptions) -> Estimate:
-    """FINN's estimates for a given folding config (node name -> attributes), applied by qonnx' ApplyConfig."""
+    """FINN's estimates for a given folding config (node name -> attributes), applied by FINN's ApplyConfig."""
     from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.transformation.general import ApplyConfig
+    from finn.transformation.general import ApplyConfig
 
     m = ModelWrapper(copy.deepcopy(dataflow.model))
     m = _minimize_bit_width(m.transform(ApplyConfig({"Defaults": {}, **folding})))

@@ -100,7 +100,7 @@ def run(policies: list[HwPolicy], cfg: SweepConfig, work_dir: Path, progress=Non
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     onnx = export_policies(policies, cfg.pad, work_dir)
-    started = _ray_init(cfg.resource)
+    started = ray_init(cfg.resource)
     try:
         task = ray.remote(estimate_row)
         if cfg.resource:
@@ -120,7 +120,7 @@ def run(policies: list[HwPolicy], cfg: SweepConfig, work_dir: Path, progress=Non
             ray.shutdown()
 
 
-def _ray_init(resource: str | None) -> bool:
+def ray_init(resource: str | None) -> bool:
     """Join the Ray cluster in RAY_ADDRESS, or start a private local one offering `resource` on every CPU
     (address="local": never attach to another program's Ray on the same machine)."""
     import ray

@@ -41,5 +41,12 @@ def synthesize(build_dirs: list[Path]) -> list[dict]:
     vivado_home()  # refuse before starting anything
     import ray
 
-    task = ray.remote(run_build).options(resources={RESOURCE: 1})
-    return ray.get([task.remote(str(d)) for d in build_dirs])
+    from qsearch.hw.sweep import ray_init
+
+    started = ray_init(RESOURCE)  # a local Ray offers `vivado` here, since this machine has Vivado
+    try:
+        task = ray.remote(run_build).options(resources={RESOURCE: 1})
+        return ray.get([task.remote(str(d)) for d in build_dirs])
+    finally:
+        if started:
+            ray.shutdown()
