@@ -29,6 +29,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("QSEARCH_CACHE") or Path.home() / ".cache" / "qsearch")
 
 
+def store_error(uri: str, e: Exception) -> QsearchError:
+    """An unreachable or foreign tracking store, in one line."""
+    first = str(e).splitlines()[0] if str(e) else ""
+    return QsearchError(f"MLflow tracking store {uri}: {type(e).__name__}: {first}")
+
+
 def tracking_uri_of(workdir_or_uri: str | Path) -> str:
     """The MLflow tracking URI of a search or selection folder; a URI is returned as it is."""
     text = str(workdir_or_uri)
@@ -79,12 +85,14 @@ def _download(run_id: str, uri: str) -> Path:
     except MlflowException:
         raise QsearchError(f"no run {run_id!r} in the tracking store {uri}") from None
     except Exception as e:  # an unreachable server: one line
-        raise QsearchError(f"MLflow tracking store {uri}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise store_error(uri, e) from None
     dest = cache_dir() / "bundles" / run_id / BUNDLE_ARTIFACT
     if (dest / MARKER).is_file():  # run artifacts never change once logged: the cached copy is good
         return dest
     if not any(f.path == f"{BUNDLE_ARTIFACT}/{MARKER}" for f in c.list_artifacts(run_id, BUNDLE_ARTIFACT)):
         raise QsearchError(f"run {run_id} has no bundle in its artifacts (a failed or unfinished trial?)")
+    # MLflow draws a progress bar per download: noise in a command's output, a handful of files here.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download.", dir=dest.parent))
     try:
@@ -106,7 +114,7 @@ def selected_runs(uri: str) -> list:
         runs = c.search_runs(experiments, filter_string=f"tags.`{SELECTED_TAG}` = 'true'",
                              max_results=10_000) if experiments else []
     except Exception as e:
-        raise QsearchError(f"MLflow tracking store {uri}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise store_error(uri, e) from None
     return sorted(runs, key=lambda r: (r.data.params.get("env_id", ""), r.data.params.get("seed", ""), r.info.run_id))
 
 

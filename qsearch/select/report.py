@@ -23,11 +23,13 @@ from qsearch.select import figures, results, stages
 from qsearch.select.results import Stats, Trial
 
 FIGURES = (  # file, title, what it needs
-    ("fig1_bitwidth.png", "Return vs bit width per scope (paper Figure 1)", "quantized configurations at the FP32 width"),
+    ("fig1_bitwidth.png", "Return vs bit width per scope (paper Figure 1)",
+     "quantized configurations at the FP32 width"),
     ("fig2_training.png", "Training curves, selected vs FP32 (paper Figure 2)", "a selection (qsearch select)"),
     ("fig3_noise.png", "Return vs observation noise (paper Figure 3)", "a selection's noise robustness results"),
     ("fig4_width.png", "Return vs hidden width (paper Figure 4)", "two or more widths at the same bits"),
-    ("fig5_input_bits.png", "Return vs input bits (paper Figure 5)", "two or more input bit widths at the same core bits and width"),
+    ("fig5_input_bits.png", "Return vs input bits (paper Figure 5)",
+     "two or more input bit widths at the same core bits and width"),
 )
 
 
@@ -75,15 +77,17 @@ def gather(folder: Path) -> Data:
         state = json.loads(sel_state.read_text())
         outcome_file = folder / "selection.json"
         if not outcome_file.is_file() or "selection_run_id" not in state:
-            raise QsearchError(f"{folder}: the selection has not finished (no selection.json); run `qsearch select` again")
+            raise QsearchError(f"{folder}: the selection has not finished (no selection.json); "
+                               "run `qsearch select` again")
         outcome = json.loads(outcome_file.read_text())
         used = {t["run_id"] for st in outcome["stages"].values() for o in st.values() for r in o["rows"]
                 for t in r["trials"]}
         used |= {t["run_id"] for ts in outcome["fp32"].values() for t in ts}
         trials = [t for t in results.load(state["tracking_uri"]) if t.run_id in used]
         noise_file = folder / "noise.json"
+        noise = json.loads(noise_file.read_text())["envs"] if noise_file.is_file() else None
         data = Data(state["space_name"], "selection", state["tracking_uri"], state["selection_run_id"], trials,
-                    selection=outcome, noise=json.loads(noise_file.read_text())["envs"] if noise_file.is_file() else None)
+                    selection=outcome, noise=noise)
     elif search_state.is_file():
         state = json.loads(search_state.read_text())
         trials = results.load(state["tracking_uri"], [state["experiment_id"]])
@@ -146,7 +150,8 @@ def write(data: Data, out: Path) -> dict[str, bool]:
 
 
 def markdown(data: Data, drawn: dict[str, bool]) -> str:
-    lines = [f"# qsearch report: {data.kind} `{data.name}`", "", f"Tracking store: `{data.uri}`, run `{data.run_id}`.", ""]
+    lines = [f"# qsearch report: {data.kind} `{data.name}`", "",
+             f"Tracking store: `{data.uri}`, run `{data.run_id}`.", ""]
     if data.selection is not None:
         lines += ["## Selection (paper Table 1)", "", "```", stages.selection_table(data.selection), "```", "",
                   "## Stages", "", "```", "\n\n".join(data.selection["stage_tables"]), "```", ""]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qsearch.errors import QsearchError
+from qsearch.locate import store_error
 from qsearch.search import tracking
 
 
@@ -91,6 +91,9 @@ def groups(trials: list[Trial]) -> list[tuple[Trial, Stats]]:
     return [(first[k], s) for k, s in by_configuration(trials).items()]
 
 
+FINISHED_TRIALS = "tags.`qsearch.kind` = 'trial' and attributes.status = 'FINISHED'"
+
+
 def load(uri: str, experiment_ids: list[str] | None = None) -> list[Trial]:
     """The finished trial runs with a final return, in the given experiments (default: all)."""
     c = tracking.client(uri)
@@ -99,10 +102,9 @@ def load(uri: str, experiment_ids: list[str] | None = None) -> list[Trial]:
             experiment_ids = [e.experiment_id for e in c.search_experiments()]
         if not experiment_ids:
             return []
-        runs = c.search_runs(experiment_ids, filter_string="tags.`qsearch.kind` = 'trial' and attributes.status = 'FINISHED'",
-                             max_results=50_000)
-    except Exception as e:  # an unreachable or foreign store: one line
-        raise QsearchError(f"MLflow tracking store {uri}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        runs = c.search_runs(experiment_ids, filter_string=FINISHED_TRIALS, max_results=50_000)
+    except Exception as e:
+        raise store_error(uri, e) from None
     return [Trial(r.info.run_id, dict(r.data.params), float(r.data.metrics["final_return"]))
             for r in runs if "final_return" in r.data.metrics and "configuration" in r.data.params]
 
