@@ -57,6 +57,8 @@ def write_build_folder(bundle, out_dir: Path, folding: dict | None = None, part:
                        clock_ns: float = 10.0, pad: int | None = None, mvau_wwidth_max: int = 36) -> Path:
     """Write a FINN build folder for `bundle`'s actor to `out_dir` (atomically) and return it.
 
+    `bundle`: anything with the quantized `actor` (a Bundle, or a sweep's HwPolicy).
+
     `folding`: a FINN folding config (node name -> attributes), as in a sweep row's `folding`. When None,
     the default targets are swept in this process and the highest fitting target's folding is used."""
     from qsearch.hw import finn_flow

@@ -121,7 +121,7 @@ def _synthesized(policies, chosen, cfg, out, rows):
     dirs = {}
     for p in policies:
         r = chosen[p.name]
-        dirs[p.name] = write_build_folder(_Actor(p.actor), out / "builds" / re.sub(r"\W+", "_", p.name), r.folding,
+        dirs[p.name] = write_build_folder(p, out / "builds" / re.sub(r"\W+", "_", p.name), r.folding,
                                           cfg.part, cfg.clock_ns, cfg.pad, cfg.mvau_wwidth_max)
     results = synthesize(list(dirs.values()))
     for name, res in zip(dirs, results):
@@ -135,11 +135,6 @@ def _synthesized(policies, chosen, cfg, out, rows):
         r.source = "post-synthesis (Vivado OOC)"
         r.fits = device(cfg.part).fits(r.lut, r.bram18, r.dsp, r.ff)
     return rows, chosen
-
-
-@dataclass
-class _Actor:  # write_build_folder reads only the bundle's actor
-    actor: object
 
 
 def _log(found: list[Source], chosen: dict[str, sweep.Row], out: Path) -> list[str]:
