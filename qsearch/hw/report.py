@@ -43,7 +43,8 @@ def notes(cfg: SweepConfig, dev: Device) -> list[str]:
         f"Device {dev.part}: {dev.lut:,} LUT, {dev.ff:,} FF, {dev.bram18} BRAM18, {dev.dsp} DSP; clock {cfg.clock_ns:g} ns; "
         f"{pad}; mvau_wwidth_max {cfg.mvau_wwidth_max}.",
         "LUT, BRAM18, DSP, cycles, latency and actions/s are FINN's estimates (finn-plus 1.6.1), not "
-        "post-synthesis results, unless a row's source says so; FINN gives no FF estimate ('-').",
+        "post-synthesis results; FINN gives no FF estimate ('-'). With --synth the chosen rows hold Vivado's "
+        "post-synthesis figures instead (the CSV's source column says which).",
         f"Power and energy per action are estimates: {power.SOURCE}; energy = power / FINN's estimated throughput.",
         "The float input quantization (host) and the output tanh lookup are not part of the hardware figures.",
         "* marks each policy's highest throughput target that fits the device.",
