@@ -151,7 +151,11 @@ def prepare(qonnx_path: Path, work_dir: Path):
     model = model.transform(GiveUniqueNodeNames()).transform(InferDataTypes())
     model = _minimize_bit_width(model)
     # step_create_dataflow_partition: the HW layers go into one partition, the float ends stay out
-    model = model.transform(CreateDataflowPartition(partition_model_dir=str(Path(work_dir) / "partitions")))
+    # a fresh folder per call: FINN names partition files partition_0.onnx, and parallel workers that
+    # prepare different policies in one work_dir would otherwise overwrite each other's
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    parts_dir = tempfile.mkdtemp(prefix="partitions.", dir=work_dir)
+    model = model.transform(CreateDataflowPartition(partition_model_dir=parts_dir))
     parts = model.get_nodes_by_op_type("StreamingDataflowPartition")
     if len(parts) != 1:
         raise QsearchError(f"{qonnx_path}: FINN made {len(parts)} dataflow partitions, expected one "
