@@ -7,6 +7,7 @@ Tasks may require a custom Ray resource (e.g. `finn`), so a cluster sends them t
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -64,7 +65,8 @@ class Row:
     folding: dict = field(default_factory=dict)
 
 
-_PREPARED: dict = {}  # per worker process: (qonnx path, part) -> specialized dataflow
+_PREPARED: dict = {}  # per worker process: (QONNX file hash, part) -> specialized dataflow
+_PREPARED_MAX = 16  # a long-lived cluster worker keeps only the latest policies
 
 
 def estimate_row(policy: str, qonnx_path: str, target: float, cfg: SweepConfig, work_dir: str) -> Row:
@@ -72,8 +74,10 @@ def estimate_row(policy: str, qonnx_path: str, target: float, cfg: SweepConfig, 
     from qsearch.hw import finn_flow
 
     dev = device(cfg.part)
-    key = (qonnx_path, dev.part)
+    key = (hashlib.sha256(Path(qonnx_path).read_bytes()).hexdigest(), dev.part)  # by content, not by name
     if key not in _PREPARED:
+        if len(_PREPARED) >= _PREPARED_MAX:
+            _PREPARED.pop(next(iter(_PREPARED)))
         _PREPARED[key] = finn_flow.specialize(finn_flow.prepare(Path(qonnx_path), Path(work_dir) / "finn"), dev)
     est = finn_flow.estimate(_PREPARED[key], target, dev, FlowOptions(cfg.clock_ns, cfg.mvau_wwidth_max))
     p = power.power_w(est.lut, est.bram18, est.dsp, cfg.clock_ns)
