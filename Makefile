@@ -18,10 +18,11 @@ install: $(BIN)/python
 # come from pyproject.toml above. See hw_builds/README.md.
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt finn-plus==1.6.1
 
+# The whole pipeline on search_spaces/selection_pendulum.yaml into runs/demo: staged selection
+# (Ray Tune searches, MLflow), FINN sweep, QONNX and C export, report. Run again, it reuses every
+# finished trial. See qsearch/demo.py for the commands it chains.
 demo: install
-	$(BIN)/qsearch train --env InvertedPendulum-v5 --algo sac --scope core --bits 3 --width 64 \
-		--steps 5000 --learning-starts 1000 --eval-every 1000 --seed 0 --out runs/demo --force
-	$(BIN)/qsearch eval runs/demo --episodes 10 --engine int
+	$(BIN)/qsearch demo
 
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     sel.add_argument("--workdir", metavar="DIR", help="the selection's folder (default runs/<space name>)")
     sel.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: a local Ray)")
     sel.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///DIR/mlflow.db)")
+    sel.add_argument("--storage", help="where Tune keeps the stage searches' results on a cluster, e.g. a shared folder or s3://")
     sel.add_argument("--rule", choices=("sigma", "welch", "bootstrap"), help="FP32-parity rule (default: the space's)")
     sel.add_argument("--alpha", type=float, help="significance level of the welch and bootstrap rules")
     sel.add_argument("--no-noise", action="store_true", help="skip the noise robustness evaluation")
@@ -102,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--synth", action="store_true", help="Vivado out-of-context synthesis of the chosen designs (needs XILINX_VIVADO)")
     h.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
     h.add_argument("--out", metavar="DIR", help="report folder (default hw_builds/<name>)")
+
+    d = sub.add_parser("demo", help="the whole pipeline: select -> hw -> export -> report (what `make demo` runs)")
+    d.add_argument("space", nargs="?", default=None, help="selection space (default search_spaces/selection_pendulum.yaml)")
+    d.add_argument("--workdir", metavar="DIR", default=None, help="the demo's folder (default runs/demo)")
+    d.add_argument("--targets", nargs="+", metavar="FPS", help="hw throughput targets (default 1e2 ... 1e8)")
     return p
 
 
@@ -199,7 +205,7 @@ def _select(a) -> int:
         base = spec.load(a.space).rule
         rule = Rule(a.rule or base.name, base.alpha if a.alpha is None else a.alpha)
     outcome = select(a.space, workdir=a.workdir, tracking_uri=a.tracking_uri, address=a.address, rule=rule,
-                     noise=not a.no_noise)
+                     noise=not a.no_noise, storage=a.storage)
     return 1 if outcome["unmatched"] else 0  # like grep: nothing selected for some environment
 
 
@@ -251,11 +257,31 @@ def _hw(a) -> int:
     return 0
 
 
+def _demo(a) -> int:
+    import time
+    from pathlib import Path
+
+    from qsearch import demo
+
+    space, workdir = a.space or demo.DEFAULT_SPACE, Path(a.workdir or demo.DEFAULT_WORKDIR)
+    started = time.perf_counter()
+    steps = [lambda: [demo.select_step(space, workdir)], lambda: demo.deploy_steps(workdir, a.targets),
+             lambda: [demo.report_step(workdir)]]
+    for make in steps:  # each step's arguments may depend on what the previous one wrote
+        for argv in make():
+            print(f"\n$ qsearch {' '.join(argv)}", flush=True)
+            rc = main(argv)
+            if rc == 2 or (rc and argv[0] != "select"):  # select says 1 when some environment had no match
+                return rc
+    print(f"\n{demo.closing(workdir)}\n\ndemo finished in {(time.perf_counter() - started) / 60:.1f} min")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         a = _parser().parse_args(argv)
         return {"train": _train, "eval": _eval, "search": _search, "ui": _ui, "select": _select, "report": _report,
-                "export": _export, "ptq": _ptq, "hw": _hw}[a.command](a)
+                "export": _export, "ptq": _ptq, "hw": _hw, "demo": _demo}[a.command](a)
     except QsearchError as e:
         print(f"qsearch: error: {e}", file=sys.stderr)
         return 2

@@ -86,7 +86,16 @@ def test_cli_refuses_unreadable_yaml(tmp_path, capsys):
 
 
 def test_shipped_spaces_validate():
-    found = {p.name: spaces.load(p) for p in sorted(SPACES.glob("*.yaml"))}
+    from qsearch.select import spec
+
+    files = sorted(SPACES.glob("*.yaml"))
+    selections = {p.name: spec.load(p) for p in files if "selection" in yaml.safe_load(p.read_text())}
+    found = {p.name: spaces.load(p) for p in files if p.name not in selections}
+    assert {"paper_selection.yaml", "selection_pendulum.yaml"} <= set(selections)
+    paper = selections["paper_selection.yaml"]
+    assert (paper.core_bits, paper.widths, paper.input_bits) == ((2, 3, 4, 5, 6, 7, 8), (16, 32, 64, 128),
+                                                                 (2, 3, 4, 5, 6, 7))
+    assert paper.rule.name == "sigma" and paper.base.steps == 1_000_000 and len(paper.base.seeds) == 10
     assert {"paper_bitwidth_sensitivity.yaml", "paper_width.yaml", "paper_input_bits.yaml",
             "quickstart.yaml"} <= set(found)
     sens = found["paper_bitwidth_sensitivity.yaml"]

@@ -41,10 +41,18 @@ def scaling_impl(act_layer):
 
 
 def ready(actor) -> bool:
-    """True once every activation quantizer has left its statistics warm-up."""
-    return all(
-        scaling_impl(q).counter > scaling_impl(q).collect_stats_steps for q in actor.act_quantizers()
-    )
+    """True once every activation quantizer has left its statistics warm-up. Asked on every forward;
+    once true it stays true (brevitas' counters only grow, and a load sets them past the warm-up), so
+    the answer is remembered rather than walking brevitas' proxies each time."""
+    if actor in _ready:
+        return True
+    if all(scaling_impl(q).counter > scaling_impl(q).collect_stats_steps for q in actor.act_quantizers()):
+        _ready.add(actor)
+        return True
+    return False
+
+
+_ready: "weakref.WeakSet" = weakref.WeakSet()
 
 
 class _QDQ(torch.autograd.Function):

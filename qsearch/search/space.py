@@ -155,16 +155,18 @@ def _env(err, key, v):
     return v
 
 
-def load(path: str | Path) -> SearchSpace:
-    path = Path(path)
-    err = _Err(str(path))
+def read_yaml(path: Path):
+    """A space file's content, or one line saying why it cannot be read."""
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except OSError as e:
         raise QsearchError(f"{path}: cannot read: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise QsearchError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
-    return parse(data, str(path))
+
+
+def load(path: str | Path) -> SearchSpace:
+    return parse(read_yaml(Path(path)), str(path))
 
 
 def parse(data, path: str = "<space>") -> SearchSpace:

@@ -36,7 +36,8 @@ OUTCOME = "selection.json"
 
 
 def select(space_path: str | Path, workdir: str | Path | None = None, tracking_uri: str | None = None,
-           address: str | None = None, rule: Rule | None = None, noise: bool = True, stream=None) -> dict:
+           address: str | None = None, rule: Rule | None = None, noise: bool = True, stream=None,
+           storage: str | None = None) -> dict:
     sel = spec.load(space_path)  # refused here, before anything starts
     if rule is not None:
         sel = dataclasses.replace(sel, rule=rule)
@@ -53,7 +54,7 @@ def select(space_path: str | Path, workdir: str | Path | None = None, tracking_u
     _write_json(workdir / STATE, {**json.loads((workdir / STATE).read_text()), "selection_run_id": run_id,
                                   "experiment_id": experiment_id})
     try:
-        outcome = _stages(sel, workdir, uri, address, out)
+        outcome = _stages(sel, workdir, uri, address, storage, out)
         _tag(c, uri, sel, outcome)
         if noise and outcome["selected"]:
             print(f"[{time.strftime('%H:%M:%S')}] noise robustness: sigma {list(sel.noise_sigmas)}, "
@@ -109,7 +110,7 @@ def _stage_space(sel, stage: str, picks: dict, workdir: Path) -> tuple[Path, spa
     return path, spaces.load(path)
 
 
-def _train_missing(path: Path, space, stage: str, uri: str, address, workdir: Path, out) -> results.Index:
+def _train_missing(path: Path, space, stage: str, uri: str, address, storage, workdir: Path, out) -> results.Index:
     from qsearch.search.run import search
 
     index = results.Index(results.load(uri))
@@ -122,11 +123,14 @@ def _train_missing(path: Path, space, stage: str, uri: str, address, workdir: Pa
     k = 1
     while (workdir / "stages" / f"{stage}-{k}").exists():  # one folder per search: never resume a foreign one
         k += 1
-    search(path, workdir=workdir / "stages" / f"{stage}-{k}", address=address, tracking_uri=uri, only=todo)
+    name = f"{stage}-{k}"
+    # On a cluster each stage's Tune results go to shared storage too, one folder per stage search.
+    search(path, workdir=workdir / "stages" / name, address=address, tracking_uri=uri, only=todo,
+           storage=f"{storage.rstrip('/')}/{workdir.name}/{name}" if storage else None)
     return results.Index(results.load(uri))
 
 
-def _stages(sel, workdir: Path, uri: str, address, out) -> dict:
+def _stages(sel, workdir: Path, uri: str, address, storage, out) -> dict:
     outcome = {"space": sel.name, "rule": sel.rule.describe(), "stages": {}, "stage_tables": [],
                "fp32": {}, "selected": {}, "unmatched": {}}
     picks: dict[str, tuple[int, int]] = {}  # env -> (core bits, width)
@@ -134,7 +138,7 @@ def _stages(sel, workdir: Path, uri: str, address, out) -> dict:
         if stage != "core" and not picks:
             break  # no environment got past stage 1: nothing left to train
         path, space_s = _stage_space(sel, stage, picks, workdir)
-        index = _train_missing(path, space_s, stage, uri, address, workdir, out)
+        index = _train_missing(path, space_s, stage, uri, address, storage, workdir, out)
         if stage == "core":
             fp32 = {env: stages.fp32_baseline(space_s, env, index, sel.min_seeds) for env in sel.envs}
             outcome["fp32"] = {env: _trials_json(t) for env, t in fp32.items()}

@@ -27,9 +27,7 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
-from qsearch.errors import QsearchError
 from qsearch.search import space as spaces
 from qsearch.search.space import _bits, _Err, _int, _list, _mapping  # the search spaces' own checks
 from qsearch.select.parity import RULES, Rule
@@ -79,14 +77,7 @@ class Selection:
 
 
 def load(path: str | Path) -> Selection:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise QsearchError(f"{path}: cannot read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise QsearchError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
-    return parse(data, str(path))
+    return parse(spaces.read_yaml(Path(path)), str(path))
 
 
 def parse(data, path: str = "<selection>") -> Selection:

@@ -1,0 +1,64 @@
+"""The whole pipeline on one space, as the commands a user would type one after another:
+
+    qsearch select SPACE --workdir DIR             searches (stages 1-3), selection, noise robustness
+    qsearch hw RUN --reference --out DIR/hw        FINN folding sweep of the selected policy and the paper's reference
+    qsearch export RUN --format qonnx|c --out ...  (RUN: the best seed of the selected configuration)
+    qsearch report --workdir DIR                   figures and a Markdown summary
+
+`qsearch demo` (and `make demo`) runs them through the CLI itself, so each step prints what it prints
+when typed by hand, then ends with where everything is.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from qsearch import locate
+
+DEFAULT_SPACE = "search_spaces/selection_pendulum.yaml"
+DEFAULT_WORKDIR = "runs/demo"
+EXPORT_FORMATS = ("qonnx", "c")
+
+
+def select_step(space: str, workdir: Path) -> list[str]:
+    return ["select", space, "--workdir", str(workdir)]
+
+
+def deploy_steps(workdir: Path, hw_targets: list[str] | None) -> list[list[str]]:
+    """FINN sweep and exports of one policy: the seeds of a configuration share its hardware cost."""
+    run_id, uri = best_selected(workdir)
+    targets = ["--targets", *hw_targets] if hw_targets else []
+    hw = ["hw", run_id, "--tracking-uri", uri, "--reference", "--out", str(workdir / "hw"), *targets]
+    return [hw] + [["export", run_id, "--tracking-uri", uri, "--format", f, "--out", str(workdir / "export" / f),
+                    "--force"] for f in EXPORT_FORMATS]
+
+
+def report_step(workdir: Path) -> list[str]:
+    return ["report", "--workdir", str(workdir)]
+
+
+def best_selected(workdir: Path) -> tuple[str, str]:
+    """(run id, tracking URI) of the selected run with the highest final return: the seed to deploy."""
+    uri = locate.tracking_uri_of(workdir)
+    runs = locate.selected_runs(uri)
+    if not runs:
+        from qsearch.errors import QsearchError
+
+        raise QsearchError(f"{workdir}: the selection picked no configuration, so there is nothing to export")
+    best = max(runs, key=lambda r: r.data.metrics.get("final_return", float("-inf")))
+    return best.info.run_id, uri
+
+
+def closing(workdir: Path) -> str:
+    """What the demo produced and where, ending with the command that opens the MLflow UI on it."""
+    sections = []
+    for title, path in (("Selection", workdir / "selection.md"), ("Hardware (FINN estimates)", workdir / "hw" / "hw.md")):
+        if path.is_file():
+            sections.append(f"== {title} ({path}) ==\n{path.read_text().strip()}")
+    report = workdir / "report"
+    figures = sorted(report.glob("*.png")) if report.is_dir() else []
+    lines = [f"report:   {report / 'report.md'}",
+             f"figures:  {', '.join(str(f) for f in figures) or '(none)'}",
+             f"hardware: {workdir / 'hw'} (hw.csv, hw.md, hw.png, FINN build folders)",
+             *[f"export:   {workdir / 'export' / f}" for f in EXPORT_FORMATS],
+             f"MLflow UI: qsearch ui --workdir {workdir}"]
+    return "\n\n".join(sections + ["\n".join(lines)])
