@@ -244,6 +244,7 @@ def _hw(a) -> int:
     from qsearch.hw.sweep import DEFAULT_TARGETS, SweepConfig
 
     cfg = SweepConfig(tuple(a.targets or DEFAULT_TARGETS), a.part, a.clock_ns, a.pad, a.mvau_wwidth_max, a.resource)
+
     def progress(done, total, row):
         line = f"[{done}/{total}] {row.policy} at {row.target_fps:.0e} actions/s"
         print(f"\r{line:<72}", end="", file=sys.stderr, flush=True)

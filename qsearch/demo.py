@@ -58,7 +58,7 @@ def closing(workdir: Path) -> str:
     figures = sorted(report.glob("*.png")) if report.is_dir() else []
     lines = [f"report:   {report / 'report.md'}",
              f"figures:  {', '.join(str(f) for f in figures) or '(none)'}",
-             f"hardware: {workdir / 'hw'} (hw.csv, hw.md, hw.png, FINN build folders)",
+             f"hardware: {workdir / 'hw'} (hw.md, hw.csv, hw.json, hw.png)",
              *[f"export:   {workdir / 'export' / f}" for f in EXPORT_FORMATS],
              f"MLflow UI: qsearch ui --workdir {workdir}"]
     return "\n\n".join(sections + ["\n".join(lines)])

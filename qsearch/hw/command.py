@@ -91,8 +91,10 @@ def run_hw(ref: str | None, cfg: sweep.SweepConfig, out: Path | None = None, ref
         raise QsearchError("give a bundle, a search folder or a run id, or --paper for the paper's configurations")
     found = sources(ref, tracking_uri)
     policies = [s.policy for s in found]
-    if reference:  # the paper's reference design at each policy's observation and action sizes
-        policies += [HwPolicy(f"{p.name} reference", reference_actor(p.actor.obs_dim, p.actor.act_dim)) for p in policies]
+    if reference:  # the paper's reference design at the observation and action sizes of each task given
+        sizes = {(p.actor.obs_dim, p.actor.act_dim): p.name.split()[0] for p in policies}  # name starts with the env id
+        policies += [HwPolicy(f"{env} paper reference h256 in8 w4 a4", reference_actor(obs, act))
+                     for (obs, act), env in sizes.items()]
     if paper:
         policies += paper_policies(reference)
     policies = _unique(policies)
