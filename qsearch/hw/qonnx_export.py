@@ -15,6 +15,9 @@ So the graph's output divided by s_out is the output integer o that the integer 
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import shutil
 import tempfile
@@ -54,9 +57,16 @@ def export_actor(actor: QuantActor, path: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         actor = actor.eval()
-        with torch.no_grad():
-            brevitas_export_qonnx(_PreTanh(actor), input_t=torch.zeros(1, actor.obs_dim),
-                                  export_path=str(tmp / "export.onnx"))
+        # torch's exporter narrates each of its passes on stdout and warns about torchvision
+        # operators it cannot register; neither concerns the user, so both are kept off the output.
+        quiet = logging.getLogger("torch.onnx")
+        level, quiet.level = quiet.level, logging.ERROR
+        try:
+            with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+                brevitas_export_qonnx(_PreTanh(actor), input_t=torch.zeros(1, actor.obs_dim),
+                                      export_path=str(tmp / "export.onnx"))
+        finally:
+            quiet.setLevel(level)
         # torch's exporter may put the weights in a side file (.onnx.data) named after the export
         # path; one self-contained file is what FINN and the other tools expect.
         onnx.save(onnx.load(str(tmp / "export.onnx")), str(tmp / "model.onnx"))
