@@ -47,10 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("search", help="run a search space (YAML) on Ray Tune, tracked in MLflow")
     s.add_argument("space", help="search space file, e.g. search_spaces/quickstart.yaml")
-    s.add_argument("--workdir", metavar="DIR", help="the search's folder (default runs/<space name>)")
-    s.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: a local Ray)")
-    s.add_argument("--storage", help="where Tune keeps results, e.g. a shared folder or s3:// (default DIR/ray)")
-    s.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///DIR/mlflow.db)")
+    _run_options(s, "search")
     s.add_argument("--resume", action="store_true", help="continue the interrupted search in --workdir")
 
     u = sub.add_parser("ui", help="start the MLflow UI on a search's tracking store (127.0.0.1)")
@@ -60,10 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sel = sub.add_parser("select", help="the paper's three-stage selection of the smallest FP32-matching configuration")
     sel.add_argument("space", help="selection space file, e.g. search_spaces/selection_pendulum.yaml")
-    sel.add_argument("--workdir", metavar="DIR", help="the selection's folder (default runs/<space name>)")
-    sel.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: a local Ray)")
-    sel.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///DIR/mlflow.db)")
-    sel.add_argument("--storage", help="where Tune keeps the stage searches' results on a cluster, e.g. a shared folder or s3://")
+    _run_options(sel, "selection")
     sel.add_argument("--rule", choices=("sigma", "welch", "bootstrap"), help="FP32-parity rule (default: the space's)")
     sel.add_argument("--alpha", type=float, help="significance level of the welch and bootstrap rules")
     sel.add_argument("--no-noise", action="store_true", help="skip the noise robustness evaluation")
@@ -109,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--workdir", metavar="DIR", default=None, help="the demo's folder (default runs/demo)")
     d.add_argument("--targets", nargs="+", metavar="FPS", help="hw throughput targets (default 1e2 ... 1e8)")
     return p
+
+
+def _run_options(p: argparse.ArgumentParser, what: str) -> None:
+    """Where a search or a selection runs and what it keeps: the same options for both."""
+    p.add_argument("--workdir", metavar="DIR", help=f"the {what}'s folder (default runs/<space name>)")
+    p.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: a local Ray)")
+    p.add_argument("--storage", help="where Tune keeps results, e.g. a shared folder or s3:// (default DIR)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///DIR/mlflow.db)")
 
 
 def _quant_bits(a) -> QuantBits | None:
