@@ -93,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--mvau-wwidth-max", type=int, default=36, metavar="BITS", help="FINN's SetFolding limit (default 36)")
     h.add_argument("--reference", action="store_true", help="also sweep the paper's reference design (256 wide, 8/4/8 bits)")
     h.add_argument("--paper", action="store_true", help="also sweep the paper's five Table-1 configurations (random weights)")
+    h.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: a local Ray)")
     h.add_argument("--resource", metavar="NAME", help="custom Ray resource each task requires, e.g. finn")
     h.add_argument("--synth", action="store_true", help="Vivado out-of-context synthesis of the chosen designs (needs XILINX_VIVADO)")
     h.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
@@ -245,7 +246,8 @@ def _hw(a) -> int:
     from qsearch.hw.command import run_hw
     from qsearch.hw.sweep import DEFAULT_TARGETS, SweepConfig
 
-    cfg = SweepConfig(tuple(a.targets or DEFAULT_TARGETS), a.part, a.clock_ns, a.pad, a.mvau_wwidth_max, a.resource)
+    cfg = SweepConfig(tuple(a.targets or DEFAULT_TARGETS), a.part, a.clock_ns, a.pad, a.mvau_wwidth_max, a.resource,
+                      a.address)
 
     def progress(done, total, row):
         line = f"[{done}/{total}] {row.policy} at {row.target_fps:.0e} actions/s"

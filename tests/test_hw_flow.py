@@ -93,13 +93,13 @@ def test_policy_fitting_at_no_target_is_refused(tmp_path):
     actor = random_actor(PolicyConfig(width=512, depth=2, quant=QuantBits(2, 8, 2, 2)), 11, 3)
     path = export_actor(actor, tmp_path / "big.onnx")
     cfg = sweep.SweepConfig(targets=(1e2,))
-    row = sweep.estimate_row("big", str(path), 1e2, cfg, str(tmp_path))
+    row = sweep.estimate_row("big", path.read_bytes(), 1e2, cfg, str(tmp_path))
     assert not row.fits and "BRAM18" in row.over and row.bram18 > 50
     with pytest.raises(QsearchError, match="fits the device at no target: big .*BRAM18"):
         sweep.best([row])
-    # a worker caches prepared policies by file content: a new policy under the same name is a new policy
+    # a worker caches prepared policies by content: a new policy under the same name is a new policy
     export_actor(random_actor(PolicyConfig(width=16, depth=2, quant=QuantBits(2, 2, 2, 2)), 11, 3), path)
-    assert sweep.estimate_row("small", str(path), 1e2, cfg, str(tmp_path)).fits
+    assert sweep.estimate_row("small", path.read_bytes(), 1e2, cfg, str(tmp_path)).fits
 
 
 def test_build_folder(small, tmp_path):

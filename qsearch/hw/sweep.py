@@ -33,6 +33,7 @@ class SweepConfig:
     pad: int | None = None  # pad observation and action dimensions to this multiple (None: off)
     mvau_wwidth_max: int = 36
     resource: str | None = None  # custom Ray resource each task requires, e.g. "finn"
+    address: str | None = None  # Ray cluster to join (auto, host:port or ray://...); None: a local Ray
 
     def __post_init__(self):
         device(self.part)  # unknown parts are refused here, before any work
@@ -69,16 +70,23 @@ _PREPARED: dict = {}  # per worker process: (QONNX file hash, part) -> specializ
 _PREPARED_MAX = 16  # a long-lived cluster worker keeps only the latest policies
 
 
-def estimate_row(policy: str, qonnx_path: str, target: float, cfg: SweepConfig, work_dir: str) -> Row:
-    """FINN's estimate flow for one (policy, target); what each Ray task runs."""
+def estimate_row(policy: str, qonnx: bytes, target: float, cfg: SweepConfig, work_dir: str) -> Row:
+    """FINN's estimate flow for one (policy, target); what each Ray task runs. The QONNX model comes
+    as bytes through Ray's object store, so a task on another node needs no shared filesystem; FINN's
+    files go to the driver's work_dir when this node has it, else to this node's temp folder."""
     from qsearch.hw import finn_flow
 
     dev = device(cfg.part)
-    key = (hashlib.sha256(Path(qonnx_path).read_bytes()).hexdigest(), dev.part)  # by content, not by name
+    digest = hashlib.sha256(qonnx).hexdigest()
+    key = (digest, dev.part)  # by content, not by name
     if key not in _PREPARED:
         if len(_PREPARED) >= _PREPARED_MAX:
             _PREPARED.pop(next(iter(_PREPARED)))
-        _PREPARED[key] = finn_flow.specialize(finn_flow.prepare(Path(qonnx_path), Path(work_dir) / "finn"), dev)
+        base = Path(work_dir) if Path(work_dir).is_dir() else Path(tempfile.gettempdir()) / "qsearch-finn"
+        local = base / "finn" / f"{digest[:16]}.onnx"
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(qonnx)
+        _PREPARED[key] = finn_flow.specialize(finn_flow.prepare(local, base / "finn"), dev)
     est = finn_flow.estimate(_PREPARED[key], target, dev, FlowOptions(cfg.clock_ns, cfg.mvau_wwidth_max))
     p = power.power_w(est.lut, est.bram18, est.dsp, cfg.clock_ns)
     return Row(policy, float(target), est.lut, est.bram18, est.dsp, est.max_cycles, est.latency_ns / 1e3,
@@ -104,13 +112,14 @@ def run(policies: list[HwPolicy], cfg: SweepConfig, work_dir: Path, progress=Non
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     onnx = export_policies(policies, cfg.pad, work_dir)
-    started = ray_init(cfg.resource)
+    started = ray_init(cfg.resource, cfg.address)
     try:
         task = ray.remote(estimate_row)
         if cfg.resource:
             task = task.options(resources={cfg.resource: 1})
+        blobs = {name: ray.put(path.read_bytes()) for name, path in onnx.items()}  # once per policy, not per task
         refs = {ref: i for i, ref in enumerate(
-            task.remote(p.name, str(onnx[p.name]), t, cfg, str(work_dir)) for p in policies for t in cfg.targets)}
+            task.remote(p.name, blobs[p.name], t, cfg, str(work_dir)) for p in policies for t in cfg.targets)}
         rows: list[Row | None] = [None] * len(refs)
         pending = list(refs)
         while pending:
@@ -124,16 +133,17 @@ def run(policies: list[HwPolicy], cfg: SweepConfig, work_dir: Path, progress=Non
             ray.shutdown()
 
 
-def ray_init(resource: str | None) -> bool:
-    """Join the Ray cluster in RAY_ADDRESS, or start a private local one offering `resource` on every CPU
-    (address="local": never attach to another program's Ray on the same machine)."""
+def ray_init(resource: str | None, address: str | None = None) -> bool:
+    """Join the Ray cluster at `address` (or $RAY_ADDRESS), or start a private local one offering
+    `resource` on every CPU (address="local": never attach to another program's Ray on this machine)."""
     import ray
 
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # keeps Ray from writing ~/.ray/auth_token
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
     else:
         cpus = os.cpu_count() or 1
         ray.init(address="local", num_cpus=cpus, resources={resource: cpus} if resource else None, include_dashboard=False,
