@@ -6,6 +6,7 @@ means. Models are evaluated in parallel as Ray tasks, one per model.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +14,19 @@ import numpy as np
 NOISE_SEED = 20_000  # evaluation episodes are seeded apart from training's and the final evaluation's
 
 
-def model_curve(bundle_path: str, sigmas: list[float], episodes: int, seed: int) -> list[float]:
-    """Mean return of one bundle at each sigma."""
+def model_curve(bundle_files: dict[str, bytes], sigmas: list[float], episodes: int, seed: int) -> list[float]:
+    """Mean return of one bundle at each sigma. The bundle comes as its files' bytes (through Ray's
+    object store), so a task on another node needs no shared filesystem."""
     import torch
 
     from qsearch import bundle as bundles
     from qsearch.rl.evaluate import evaluate
 
     torch.set_num_threads(1)  # one task per core; two threads per process are measured slower
-    b = bundles.read(Path(bundle_path))
+    with tempfile.TemporaryDirectory(prefix="qsearch-noise-") as tmp:
+        for name, data in bundle_files.items():
+            (Path(tmp) / name).write_bytes(data)
+        b = bundles.read(Path(tmp))
     policy = b.policy("torch")
     return [evaluate(policy, b.config.env_id, b.obs_norm, episodes, NOISE_SEED + seed, s).mean for s in sigmas]
 
@@ -39,7 +44,8 @@ def curves(models: dict[str, list[tuple[str, int]]], sigmas: list[float], episod
              configure_logging=True, logging_level="warning")
     try:
         task = ray.remote(num_cpus=1)(model_curve)
-        refs = [task.remote(str(path), list(sigmas), episodes, seed) for _, path, seed in jobs]
+        files = [ray.put({f.name: f.read_bytes() for f in Path(path).iterdir() if f.is_file()}) for _, path, _ in jobs]
+        refs = [task.remote(f, list(sigmas), episodes, seed) for f, (_, _, seed) in zip(files, jobs)]
         values = ray.get(refs)
     finally:
         ray.shutdown()
