@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qsearch import locate
+from qsearch.errors import QsearchError
 
 DEFAULT_SPACE = "search_spaces/selection_pendulum.yaml"
 DEFAULT_WORKDIR = "runs/demo"
@@ -41,8 +42,6 @@ def best_selected(workdir: Path) -> tuple[str, str]:
     uri = locate.tracking_uri_of(workdir)
     runs = locate.selected_runs(uri)
     if not runs:
-        from qsearch.errors import QsearchError
-
         raise QsearchError(f"{workdir}: the selection picked no configuration, so there is nothing to export")
     best = max(runs, key=lambda r: r.data.metrics.get("final_return", float("-inf")))
     return best.info.run_id, uri
