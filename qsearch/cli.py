@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the whole pipeline: select -> hw -> export -> report (what `make demo` runs)")
     d.add_argument("space", nargs="?", default=None, help="selection space (default search_spaces/selection_pendulum.yaml)")
     d.add_argument("--workdir", metavar="DIR", default=None, help="the demo's folder (default runs/demo)")
-    d.add_argument("--targets", nargs="+", metavar="FPS", help="hw throughput targets (default 1e2 ... 1e8)")
+    d.add_argument("--targets", type=float, nargs="+", metavar="FPS", help="hw throughput targets (default 1e2 ... 1e8)")
     return p
 
 
@@ -267,8 +267,11 @@ def _demo(a) -> int:
     from pathlib import Path
 
     from qsearch import demo
+    from qsearch.hw.sweep import SweepConfig
 
     space, workdir = a.space or demo.DEFAULT_SPACE, Path(a.workdir or demo.DEFAULT_WORKDIR)
+    if a.targets:
+        SweepConfig(targets=tuple(a.targets))  # refused now, not after the searches
     started = time.perf_counter()
     steps = [lambda: [demo.select_step(space, workdir)], lambda: demo.deploy_steps(workdir, a.targets),
              lambda: [demo.report_step(workdir)]]

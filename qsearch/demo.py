@@ -15,7 +15,8 @@ from pathlib import Path
 from qsearch import locate
 from qsearch.errors import QsearchError
 
-DEFAULT_SPACE = "search_spaces/selection_pendulum.yaml"
+# Found from the project folder (the package is installed editable), so the demo runs from anywhere.
+DEFAULT_SPACE = str(Path(__file__).resolve().parent.parent / "search_spaces" / "selection_pendulum.yaml")
 DEFAULT_WORKDIR = "runs/demo"
 EXPORT_FORMATS = ("qonnx", "c")
 
@@ -24,10 +25,10 @@ def select_step(space: str, workdir: Path) -> list[str]:
     return ["select", space, "--workdir", str(workdir)]
 
 
-def deploy_steps(workdir: Path, hw_targets: list[str] | None) -> list[list[str]]:
+def deploy_steps(workdir: Path, hw_targets: list[float] | None) -> list[list[str]]:
     """FINN sweep and exports of one policy: the seeds of a configuration share its hardware cost."""
     run_id, uri = best_selected(workdir)
-    targets = ["--targets", *hw_targets] if hw_targets else []
+    targets = ["--targets", *(f"{t:g}" for t in hw_targets)] if hw_targets else []
     hw = ["hw", run_id, "--tracking-uri", uri, "--reference", "--out", str(workdir / "hw"), *targets]
     return [hw] + [["export", run_id, "--tracking-uri", uri, "--format", f, "--out", str(workdir / "export" / f),
                     "--force"] for f in EXPORT_FORMATS]

@@ -66,3 +66,11 @@ def test_train_then_eval(capsys, tmp_path):
     code, _, err = run(capsys, "train", "--env", "InvertedPendulum-v5", "--width", "8", "--steps", "10",
                        "--out", str(out))
     assert code == 2 and "--force" in err  # an existing bundle is not replaced silently
+
+
+def test_demo_and_search_refuse_before_starting(capsys, tmp_path):
+    # bad hardware targets are refused before the selection's searches, not after them
+    code, _, err = run(capsys, "demo", "--targets", "-5", "--workdir", str(tmp_path / "demo"))
+    assert code == 2 and "targets must be positive" in err and not (tmp_path / "demo").exists()
+    code, _, err = run(capsys, "search", "search_spaces/selection_pendulum.yaml", "--workdir", str(tmp_path / "s"))
+    assert code == 2 and "this is a selection space" in err and "qsearch select" in err

@@ -171,6 +171,8 @@ def load(path: str | Path) -> SearchSpace:
 
 def parse(data, path: str = "<space>") -> SearchSpace:
     err = _Err(path)
+    if isinstance(data, dict) and "selection" in data:
+        raise err("selection", "this is a selection space, not a search space (run it with `qsearch select`)")
     _mapping(err, "", data, TOP_KEYS)
     for k in REQUIRED:
         if k not in data:
