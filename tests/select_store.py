@@ -25,6 +25,17 @@ def selection_file(folder: Path, name="synthetic", **selection) -> Path:
     return path
 
 
+def filled_selection(tmp_path: Path, returns=None) -> tuple[Path, Path, str]:
+    """(selection file, its folder, tracking URI) with every result the selection could ask for already
+    in the folder's store: returns(conf, seed) -> float, paper_like by default."""
+    path = selection_file(tmp_path)
+    workdir = tmp_path / "sel"
+    workdir.mkdir()
+    uri = tracking.default_uri(workdir)
+    fill(uri, workdir, path, returns or paper_like)
+    return path, workdir, uri
+
+
 def superset(sel: spec.Selection) -> spaces.SearchSpace:
     """Every configuration any stage could ask for: FP32, and all core bits x widths x input bits."""
     data = dict(sel.data, sweep=[{"fp32": True}, {"bits_core": list(sel.core_bits), "bits_out": 8,

@@ -11,7 +11,7 @@ from qsearch.search import space as spaces
 from qsearch.search import tracking
 from qsearch.select.report import FIGURES
 from qsearch.select.run import select
-from select_store import ENV, fill, fill_space, paper_like, selection_file
+from select_store import ENV, fill_space, filled_selection, selection_file
 
 
 def search_folder(tmp_path, returns, sweep):
@@ -40,13 +40,9 @@ def scope_returns(conf, seed):
 
 
 def test_selection_report_draws_every_figure_and_logs_it(tmp_path, capsys):
-    path = selection_file(tmp_path)
-    workdir = tmp_path / "sel"
-    workdir.mkdir()
-    uri = tracking.default_uri(workdir)
-    fill(uri, workdir, path, paper_like)
+    path, workdir, uri = filled_selection(tmp_path)
     outcome = select(path, workdir=workdir, noise=False, stream=io.StringIO())
-    # noise.json as `select` writes it (its Ray evaluation is covered in test_select_e2e.py).
+    # noise.json as `select` writes it (its Ray evaluation is covered in test_demo.py).
     sig = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
     (workdir / "noise.json").write_text(json.dumps({"episodes": 10, "envs": {ENV: {
         kind: {"sigma": sig, "seeds": [0, 1, 2], "per_model": [], "mean": [m - k * 100 * s for s in sig],

@@ -7,14 +7,14 @@ import pytest
 
 from qsearch.cli import main
 from qsearch.errors import QsearchError
-from qsearch.locate import SELECTED_TAG, selected_runs
+from qsearch.locate import selected_runs
 from qsearch.search import tracking
 from qsearch.select import spec
 from qsearch.select.parity import Rule
 from qsearch.select.results import Stats
 from qsearch.select.run import select
 from qsearch.select.stages import pick, selection_table, table
-from select_store import ENV, fill, paper_like, selection_file
+from select_store import ENV, fill, filled_selection, paper_like, selection_file
 
 FP32 = Stats((990.0, 1000.0, 1010.0), (0, 1, 2))
 
@@ -50,11 +50,7 @@ def test_pick_with_no_match_says_so():
 
 
 def test_three_stages_on_a_store_that_holds_every_result(tmp_path):
-    path = selection_file(tmp_path)
-    workdir = tmp_path / "sel"
-    workdir.mkdir()
-    uri = tracking.default_uri(workdir)
-    fill(uri, workdir, path, paper_like)
+    path, workdir, uri = filled_selection(tmp_path)
     out = io.StringIO()
     outcome = select(path, workdir=workdir, noise=False, stream=out)
     text = out.getvalue()
@@ -76,11 +72,7 @@ def test_three_stages_on_a_store_that_holds_every_result(tmp_path):
 
 
 def test_a_second_select_trains_nothing_and_retags(tmp_path):
-    path = selection_file(tmp_path)
-    workdir = tmp_path / "sel"
-    workdir.mkdir()
-    uri = tracking.default_uri(workdir)
-    fill(uri, workdir, path, paper_like)
+    path, workdir, uri = filled_selection(tmp_path)
     select(path, workdir=workdir, noise=False, stream=io.StringIO())
     # Same space again: every stage is answered by the store, and the tags are set once more.
     out = io.StringIO()
@@ -116,11 +108,7 @@ def test_missing_seeds_move_the_pick(tmp_path):
 
 
 def test_no_configuration_matching_selects_nothing(tmp_path, capsys):
-    path = selection_file(tmp_path)
-    workdir = tmp_path / "sel"
-    workdir.mkdir()
-    uri = tracking.default_uri(workdir)
-    fill(uri, workdir, path, lambda conf, seed: 1000.0 + seed if conf.policy.quant is None else 100.0)
+    path, workdir, uri = filled_selection(tmp_path, lambda conf, seed: 1000.0 + seed if conf.policy.quant is None else 100.0)
     assert main(["select", str(path), "--workdir", str(workdir), "--no-noise"]) == 1
     out = capsys.readouterr().out
     assert "no configuration matches FP32 (core bits [2, 3, 4]); nothing selected" in out

@@ -93,7 +93,7 @@ def table(outcomes: list[Outcome], rule: Rule) -> str:
             lines.append(f"  {LABEL[o.stage]} {r.value:>4}  {ret:>20}  {seeds:<18} "
                          f"{'match' if r.verdict.match else 'no match':<9} {r.verdict.detail:<22} {mark}".rstrip())
         if o.chosen is None:
-            lines.append(f"  no configuration matches FP32 in this stage")
+            lines.append("  no configuration matches FP32 in this stage")
     return "\n".join(lines)
 
 
