@@ -9,11 +9,10 @@ The folder is written under a temporary name beside `out` and renamed into place
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 from qsearch import bundle as bundles
+from qsearch.atomic import replaced_folder
 from qsearch.errors import QsearchError
 
 FORMATS = ("qonnx", "json", "c", "finn")
@@ -31,15 +30,8 @@ def export(ref: str, fmt: str, out: Path, tracking_uri: str | None = None, force
     if b.integer is None:
         raise QsearchError(f"{b.path} holds an FP32 policy without an integer model; export needs a quantized "
                            "policy (train with quantization, or run `qsearch ptq` on it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replaced_folder(out) as tmp:
         lines = _WRITERS[fmt](b, tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return [f"wrote {out} ({fmt}) from {b.path}", *lines]
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
+from qsearch.atomic import replaced_folder
 from qsearch.errors import QsearchError
 from qsearch.hw.device import DEFAULT_PART, device
 
@@ -73,9 +73,7 @@ def write_build_folder(bundle, out_dir: Path, folding: dict | None = None, part:
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise QsearchError(f"{out} exists and is not an empty folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replaced_folder(out) as tmp:
         qonnx = export_actor(padded(bundle.actor, pad), tmp / "model.qonnx.onnx")
         finn_flow.setup()
         dataflow = finn_flow.specialize(finn_flow.prepare(qonnx, tmp / ".finn"), dev)
@@ -89,11 +87,6 @@ def write_build_folder(bundle, out_dir: Path, folding: dict | None = None, part:
         (tmp / "build.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "build.py").write_text(BUILD_SCRIPT)
         shutil.rmtree(tmp / ".finn", ignore_errors=True)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

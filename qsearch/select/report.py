@@ -9,13 +9,12 @@ search's parent run or the selection's run, under `report/`.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from qsearch.atomic import replaced_folder
 from qsearch.errors import QsearchError
 from qsearch.search import summary as summaries
 from qsearch.search import tracking
@@ -131,9 +130,7 @@ def histories(data: Data) -> dict:
 
 def write(data: Data, out: Path) -> dict[str, bool]:
     """Figures and report.md into `out` (replaced whole). Returns which figures were drawn."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replaced_folder(out) as tmp:
         drawn = {
             "fig1_bitwidth.png": figures.bitwidth(data.trials, data.fp32, data.fp32_width, tmp / "fig1_bitwidth.png"),
             "fig2_training.png": figures.training(histories(data), tmp / "fig2_training.png"),
@@ -142,10 +139,6 @@ def write(data: Data, out: Path) -> dict[str, bool]:
             "fig5_input_bits.png": figures.input_bits(data.trials, data.fp32, tmp / "fig5_input_bits.png"),
         }
         (tmp / "report.md").write_text(markdown(data, drawn))
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return drawn
 
 
