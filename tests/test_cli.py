@@ -39,7 +39,10 @@ def test_train_bad_input(capsys, tmp_path, args, message):
 
 def test_eval_bad_input(capsys, tmp_path):
     code, _, err = run(capsys, "eval", str(tmp_path / "nope"))
-    assert code == 2 and "not a folder" in err and err.count("\n") == 1
+    assert code == 2 and "neither a bundle folder nor a run id" in err and err.count("\n") == 1
+    # a tracking URI naming a store that does not exist: refused, and nothing is created
+    code, _, err = run(capsys, "eval", "deadbeef", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}")
+    assert code == 2 and "does not exist" in err and err.count("\n") == 1 and not (tmp_path / "none.db").exists()
     (tmp_path / "junk").mkdir()
     code, _, err = run(capsys, "eval", str(tmp_path / "junk"))
     assert code == 2 and "not a qsearch bundle" in err

@@ -8,6 +8,8 @@ from collections import defaultdict
 
 from ray.tune import Callback
 
+from qsearch.trial_record import FINAL_RETURN
+
 
 class LiveView(Callback):
     """One line whenever the count of running / done / failed trials or the best return changes.
@@ -73,8 +75,8 @@ def rows(results) -> list[dict]:
         cfg = r.config or {}
         m = r.metrics or {}
         out.append({"configuration": cfg.get("configuration"), "seed": cfg.get("seed"),
-                    "status": "failed" if r.error else ("done" if "final_return" in m else "stopped"),
-                    "final_return": m.get("final_return"), "cost": m.get("cost"),
+                    "status": "failed" if r.error else ("done" if FINAL_RETURN in m else "stopped"),
+                    "final_return": m.get(FINAL_RETURN), "cost": m.get("cost"),
                     "train_seconds": m.get("train_seconds"), "work_seconds": m.get("work_seconds"),
                     "trial_seconds": m.get("trial_seconds"),
                     "error": None if r.error is None else str(r.error).strip().splitlines()[-1][:200]})
