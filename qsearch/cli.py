@@ -12,8 +12,6 @@ from qsearch import tracking
 from qsearch.config import ALGO_CONFIGS, ALGOS, FIXED_BITS, SCOPES, PolicyConfig, QuantBits, TrainConfig, default
 from qsearch.errors import QsearchError
 
-TRAIN, POLICY = TrainConfig, PolicyConfig  # the defaults the options show and use
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one clear line and exit code 2, as for every other bad input
@@ -30,30 +28,30 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train, evaluate and write a policy bundle")
     t.add_argument("--env", required=True, help="gymnasium id with a continuous action space, e.g. Hopper-v5")
-    t.add_argument("--algo", choices=ALGOS, default=default(TRAIN, "algo"))
+    t.add_argument("--algo", choices=ALGOS, default=default(TrainConfig, "algo"))
     t.add_argument("--fp32", action="store_true", help="the full-precision baseline (no quantization)")
     for part in ("in", "weight", "act", "out"):
         t.add_argument(f"--bits-{part}", type=int, metavar="B", help=f"bits of the {part} quantizer (default {FIXED_BITS})")
     t.add_argument("--scope", choices=SCOPES, help=f"quantize one scope to --bits, the rest at {FIXED_BITS} bits")
     t.add_argument("--bits", type=int, metavar="B", help="bit width for --scope")
-    t.add_argument("--width", type=int, default=default(POLICY, "width"),
-                   help=f"hidden layer width (default {default(POLICY, 'width')})")
-    t.add_argument("--depth", type=int, default=default(POLICY, "depth"),
-                   help=f"hidden layers (default {default(POLICY, 'depth')})")
+    t.add_argument("--width", type=int, default=default(PolicyConfig, "width"),
+                   help=f"hidden layer width (default {default(PolicyConfig, 'width')})")
+    t.add_argument("--depth", type=int, default=default(PolicyConfig, "depth"),
+                   help=f"hidden layers (default {default(PolicyConfig, 'depth')})")
     t.add_argument("--steps", type=int, required=True, help="environment steps of training")
-    t.add_argument("--seed", type=int, default=default(TRAIN, "seed"))
+    t.add_argument("--seed", type=int, default=default(TrainConfig, "seed"))
     t.add_argument("--learning-starts", type=int, metavar="N", help="override the algorithm's default")
-    t.add_argument("--eval-every", type=int, default=default(TRAIN, "eval_every"), metavar="N",
-                   help=f"steps between evaluations (default {default(TRAIN, 'eval_every'):,})")
-    t.add_argument("--episodes", type=int, default=default(TRAIN, "eval_episodes"),
-                   help=f"evaluation episodes, during and after training (default {default(TRAIN, 'eval_episodes')})")
+    t.add_argument("--eval-every", type=int, default=default(TrainConfig, "eval_every"), metavar="N",
+                   help=f"steps between evaluations (default {default(TrainConfig, 'eval_every'):,})")
+    t.add_argument("--episodes", type=int, default=default(TrainConfig, "eval_episodes"),
+                   help=f"evaluation episodes, during and after training (default {default(TrainConfig, 'eval_episodes')})")
     t.add_argument("--out", required=True, help="bundle folder to write")
     t.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
 
     e = sub.add_parser("eval", help="evaluate a bundle")
     e.add_argument("bundle", help="bundle folder or MLflow run id")
     e.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
-    e.add_argument("--episodes", type=int, default=default(TRAIN, "eval_episodes"))
+    e.add_argument("--episodes", type=int, default=default(TrainConfig, "eval_episodes"))
     e.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="Gaussian noise on the normalized observation")
     e.add_argument("--engine", choices=("torch", "int"), default="torch")
     e.add_argument("--seed", type=int, default=0)

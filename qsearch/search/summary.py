@@ -12,7 +12,9 @@ from qsearch.trial_record import FINAL_RETURN
 
 
 class LiveView(Callback):
-    """One line whenever the count of running / done / failed trials or the best return changes.
+    """One line whenever a trial reports a new best return, ends or fails, with the counts of running,
+    done, failed and pending trials. Not on a trial's start: the next trial starts as soon as one
+    ends, and a line for each would double the output without news.
 
     Tune's own table reporter is switched off (verbose=0): it prints every few seconds whether or
     not anything changed, which buries the news on a long search."""
@@ -42,9 +44,6 @@ class LiveView(Callback):
         r = result.get("eval_return")
         if r is not None and math.isfinite(r) and (self.best is None or r > self.best[0]):
             self.best = (r, self._label(trial))
-        self._print(trials)
-
-    def on_trial_start(self, iteration, trials, trial, **info):
         self._print(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
