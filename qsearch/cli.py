@@ -13,6 +13,9 @@ from qsearch.config import ALGO_CONFIGS, ALGOS, FIXED_BITS, SCOPES, PolicyConfig
 from qsearch.errors import QsearchError
 
 
+SIMULATES = ("train", "eval", "search", "select", "ptq", "demo")  # the commands that run MuJoCo
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one clear line and exit code 2, as for every other bad input
         raise QsearchError(f"{self.prog}: {message}")
@@ -307,6 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         a = _parser().parse_args(argv)
         tracking.setup_environment(verbose=a.verbose)
+        if a.command in SIMULATES:
+            # MuJoCo warns while validating spaces too (deprecated model attributes), before any run's
+            # folder exists: those lines go to qsearch's cache folder, not the current one.
+            from qsearch.locate import cache_dir
+            from qsearch.rl.envs import log_mujoco_to
+
+            log_mujoco_to(cache_dir())
         return {"train": _train, "eval": _eval, "search": _search, "ui": _ui, "select": _select, "report": _report,
                 "export": _export, "ptq": _ptq, "hw": _hw, "demo": _demo}[a.command](a)
     except QsearchError as e:

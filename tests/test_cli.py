@@ -77,3 +77,15 @@ def test_demo_and_search_refuse_before_starting(capsys, tmp_path):
     assert code == 2 and "targets must be positive" in err and not (tmp_path / "demo").exists()
     code, _, err = run(capsys, "search", "search_spaces/selection_pendulum.yaml", "--workdir", str(tmp_path / "s"))
     assert code == 2 and "this is a selection space" in err and "qsearch select" in err
+
+
+def test_mujoco_log_goes_to_the_runs_folder(capsys, tmp_path, monkeypatch):
+    # HalfCheetah's model uses an attribute MuJoCo warns about at every compile
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QSEARCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "runs" / "cheetah"
+    code, _, _ = run(capsys, "train", "--env", "HalfCheetah-v5", "--fp32", "--width", "8", "--steps", "20",
+                     "--learning-starts", "10", "--eval-every", "20", "--episodes", "1", "--out", str(out))
+    assert code == 0
+    assert "settotalmass" in (tmp_path / "runs" / "MUJOCO_LOG.TXT").read_text()
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
