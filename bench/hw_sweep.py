@@ -31,12 +31,12 @@ def main() -> None:
     a = ap.parse_args()
     t0 = time.perf_counter()
     from qsearch.hw import report, sweep
-    from qsearch.hw.device import device
+    from qsearch.hw.config import HwConfig
     from qsearch.hw.policies import paper_policies
 
     policies = paper_policies()
     t_build = time.perf_counter()
-    cfg = sweep.SweepConfig(pad=a.pad, resource="finn")
+    cfg = sweep.SweepConfig(HwConfig(pad=a.pad), resource="finn")
     work = sweep.scratch_dir()
     try:
         rows = sweep.run(policies, cfg, work)
@@ -44,11 +44,10 @@ def main() -> None:
         sweep.remove(work)
     t_sweep = time.perf_counter()
     chosen = sweep.best(rows)
-    dev = device(cfg.part)
-    report.write(rows, chosen, cfg, dev, Path(a.out))
+    report.write(rows, chosen, cfg, Path(a.out))
     t_end = time.perf_counter()
 
-    print(f"{len(policies)} policies x {len(cfg.targets)} targets = {len(rows)} Ray tasks on {os.cpu_count()} cores; "
+    print(f"{len(policies)} policies x {len(cfg.hw.targets)} targets = {len(rows)} Ray tasks on {os.cpu_count()} cores; "
           f"padding {a.pad or 'off'}; load average at the end {os.getloadavg()[0]:.1f}")
     print(f"wall time: {t_end - t0:.1f} s total = {t_build - t0:.1f} s imports and random policies + "
           f"{t_sweep - t_build:.1f} s sweep (QONNX export on the driver, Ray start, FINN in the workers) + "

@@ -11,6 +11,7 @@ from pathlib import Path
 from qsearch import tracking
 from qsearch.config import ALGO_CONFIGS, ALGOS, FIXED_BITS, SCOPES, PolicyConfig, QuantBits, TrainConfig, default
 from qsearch.errors import QsearchError
+from qsearch.hw.config import HwConfig, field_doc
 
 
 SIMULATES = ("train", "eval", "search", "select", "ptq", "demo")  # the commands that run MuJoCo
@@ -101,11 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     h = sub.add_parser("hw", help="FINN resource, latency and energy estimates over throughput targets (Table 3)")
     h.add_argument("ref", nargs="?", metavar="BUNDLE_OR_SEARCH",
                    help="bundle folder, search/selection folder (its selected bundles) or MLflow run id")
-    h.add_argument("--targets", type=float, nargs="+", metavar="FPS", help="actions/s targets (default 1e2 ... 1e8)")
-    h.add_argument("--part", default="xc7a15tfgg484-1", help="FPGA part (default xc7a15tfgg484-1)")
-    h.add_argument("--clock-ns", type=float, default=10.0, help="clock period in ns (default 10)")
-    h.add_argument("--pad", type=int, metavar="N", help="pad observation and action sizes to a multiple of N (paper: 32)")
-    h.add_argument("--mvau-wwidth-max", type=int, default=36, metavar="BITS", help="FINN's SetFolding limit (default 36)")
+    _hw_options(h)
     h.add_argument("--reference", action="store_true", help="also sweep the paper's reference design (256 wide, 8/4/8 bits)")
     h.add_argument("--paper", action="store_true", help="also sweep the paper's five Table-1 configurations (random weights)")
     h.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: a local Ray)")
@@ -117,8 +114,30 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the whole pipeline: select -> hw -> export -> report (what `make demo` runs)")
     d.add_argument("space", nargs="?", default=None, help="selection space (default search_spaces/selection_pendulum.yaml)")
     d.add_argument("--workdir", metavar="DIR", default=None, help="the demo's folder (default runs/demo)")
-    d.add_argument("--targets", type=float, nargs="+", metavar="FPS", help="hw throughput targets (default 1e2 ... 1e8)")
+    d.add_argument("--targets", type=float, nargs="+", metavar="FPS", help=_hw_help("targets"))
     return p
+
+
+def _hw_options(p: argparse.ArgumentParser) -> None:
+    """`qsearch hw`'s hardware options: defaults and help are HwConfig's fields and their docstrings."""
+    p.add_argument("--targets", type=float, nargs="+", default=default(HwConfig, "targets"), metavar="FPS",
+                   help=_hw_help("targets"))
+    p.add_argument("--part", default=default(HwConfig, "part"), help=_hw_help("part"))
+    p.add_argument("--clock-ns", type=float, default=default(HwConfig, "clock_ns"), metavar="NS", help=_hw_help("clock_ns"))
+    p.add_argument("--pad", type=int, default=default(HwConfig, "pad"), metavar="N", help=_hw_help("pad"))
+    p.add_argument("--mvau-wwidth-max", type=int, default=default(HwConfig, "mvau_wwidth_max"), metavar="BITS",
+                   help=_hw_help("mvau_wwidth_max"))
+
+
+def _hw_help(name: str) -> str:
+    value = default(HwConfig, name)
+    if value is None:  # the docstring says what unset means
+        return field_doc(name)
+    if isinstance(value, tuple):
+        shown = " ".join(f"{t:.0e}".replace("e+0", "e") for t in value)
+    else:
+        shown = f"{value:g}" if isinstance(value, float) else value
+    return f"{field_doc(name)} (default {shown})"
 
 
 def _run_options(p: argparse.ArgumentParser, what: str) -> None:
@@ -265,10 +284,10 @@ def _ptq(a) -> int:
 
 def _hw(a) -> int:
     from qsearch.hw.command import run_hw
-    from qsearch.hw.sweep import DEFAULT_TARGETS, SweepConfig
+    from qsearch.hw.sweep import SweepConfig
 
-    cfg = SweepConfig(tuple(a.targets or DEFAULT_TARGETS), a.part, a.clock_ns, a.pad, a.mvau_wwidth_max, a.resource,
-                      a.address)
+    hw = HwConfig(targets=tuple(a.targets), part=a.part, clock_ns=a.clock_ns, pad=a.pad, mvau_wwidth_max=a.mvau_wwidth_max)
+    cfg = SweepConfig(hw, resource=a.resource, address=a.address)
 
     def progress(done, total, row):
         line = f"[{done}/{total}] {row.policy} at {row.target_fps:.0e} actions/s"
@@ -288,11 +307,10 @@ def _demo(a) -> int:
     from pathlib import Path
 
     from qsearch import demo
-    from qsearch.hw.sweep import SweepConfig
 
     space, workdir = a.space or demo.DEFAULT_SPACE, Path(a.workdir or demo.DEFAULT_WORKDIR)
     if a.targets:
-        SweepConfig(targets=tuple(a.targets))  # refused now, not after the searches
+        HwConfig(targets=tuple(a.targets))  # refused now, not after the searches
     started = time.perf_counter()
     steps = [lambda: [demo.select_step(space, workdir)], lambda: demo.deploy_steps(workdir, a.targets),
              lambda: [demo.report_step(workdir)]]

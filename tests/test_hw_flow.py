@@ -9,13 +9,14 @@ from qsearch.config import PolicyConfig, QuantBits
 from qsearch.errors import QsearchError
 from qsearch.hw import finn_flow, sweep
 from qsearch.hw.build_folder import write_build_folder
-from qsearch.hw.device import DEFAULT_PART, device
+from qsearch.hw.config import HwConfig
 from qsearch.hw.policies import observations, random_actor
 from qsearch.hw.qonnx_export import export_actor
 from qsearch.hw.synth import synthesize, vivado_home
 from tests.test_bundle import make_bundle
 
-A15T = device(DEFAULT_PART)
+CFG = HwConfig()
+A15T = CFG.device
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +42,8 @@ def test_finn_dataflow_computes_the_engine_integers(small):
 
 def test_estimates_follow_the_target(small):
     _, _, dataflow = small
-    hw = finn_flow.specialize(dataflow, A15T)
-    opts = finn_flow.FlowOptions()
-    slow, fast = (finn_flow.estimate(hw, t, A15T, opts) for t in (1e3, 1e6))
+    hw = finn_flow.specialize(dataflow, CFG)
+    slow, fast = (finn_flow.estimate(hw, t, CFG) for t in (1e3, 1e6))
     assert [l.op for l in slow.layers] == ["MVAU_hls"] * 3
     # at 1e3 actions/s every layer stays fully folded: cycles = MH * MW
     assert [l.cycles for l in slow.layers] == [32 * 11, 32 * 32, 3 * 32]
@@ -56,22 +56,6 @@ def test_estimates_follow_the_target(small):
     assert [l.cycles for l in fast.layers] == [(mh // l.pe) * (mw // l.simd) for l, (mw, mh) in zip(fast.layers, mw_mh)]
     assert fast.lut > slow.lut and fast.latency_ns < slow.latency_ns
     assert set(fast.folding) == {l.name for l in fast.layers}
-
-
-def test_fit_check_at_the_device_edges():
-    assert (A15T.lut, A15T.ff, A15T.bram18, A15T.dsp) == (10_400, 20_800, 50, 45)
-    assert A15T.fits(10_400, 50, 45, ff=20_800)
-    assert not A15T.fits(10_401, 50, 45) and A15T.over(10_401, 50, 45) == ["LUT"]
-    assert not A15T.fits(10_400, 51, 45) and A15T.over(10_400, 51, 45) == ["BRAM18"]
-    assert not A15T.fits(10_400, 50, 46) and A15T.over(10_400, 50, 46) == ["DSP"]
-    assert not A15T.fits(0, 0, 0, ff=20_801) and A15T.fits(0, 0, 0, ff=None)
-    assert device("xc7a100tcsg324-1").lut == 63_400  # not read as another xc7a1.. part
-
-
-@pytest.mark.parametrize("part", ["xc9zz-1", "xc7a15t", "xcvu9p-flga2104-2L-e"])
-def test_unknown_part_is_refused(part):
-    with pytest.raises(QsearchError, match="unknown FPGA part"):
-        sweep.SweepConfig(part=part)
 
 
 def _row(policy, target, lut, fps):
@@ -92,7 +76,7 @@ def test_policy_fitting_at_no_target_is_refused(tmp_path):
     (real FINN; 2-bit activations keep FINN's threshold processing short)."""
     actor = random_actor(PolicyConfig(width=512, depth=2, quant=QuantBits(2, 8, 2, 2)), 11, 3)
     path = export_actor(actor, tmp_path / "big.onnx")
-    cfg = sweep.SweepConfig(targets=(1e2,))
+    cfg = HwConfig(targets=(1e2,))
     row = sweep.estimate_row("big", path.read_bytes(), 1e2, cfg, str(tmp_path))
     assert not row.fits and "BRAM18" in row.over and row.bram18 > 50
     with pytest.raises(QsearchError, match="fits the device at no target: big .*BRAM18"):
@@ -109,7 +93,7 @@ def test_build_folder(small, tmp_path):
         "build.json", "build.py", "dataflow.onnx", "folding_config.json", "model.qonnx.onnx"]
     meta = json.loads((out / "build.json").read_text())
     folding = json.loads((out / "folding_config.json").read_text())
-    assert meta["part"] == DEFAULT_PART and meta["target_fps"] == 1e7  # the highest default target that fits
+    assert meta["part"] == CFG.part and meta["target_fps"] == 1e7  # the highest default target that fits
     assert meta["finn_estimates"]["LUT"] <= A15T.lut
     assert {k for k in folding if k != "Defaults"} == {"MVAU_hls_0", "MVAU_hls_1", "MVAU_hls_2"}
     assert all("PE" in v and "SIMD" in v for k, v in folding.items() if k != "Defaults")
@@ -121,7 +105,7 @@ def test_build_folder(small, tmp_path):
     with pytest.raises(QsearchError, match="does not cover"):
         write_build_folder(b, tmp_path / "bad", folding={"MVAU_hls_0": {"PE": 1}})
     assert not (tmp_path / "bad").exists()
-    padded = write_build_folder(b, tmp_path / "padded", pad=32)
+    padded = write_build_folder(b, tmp_path / "padded", cfg=HwConfig(pad=32))
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.custom_op.registry import getCustomOp
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from qsearch.atomic import replaced_folder
 from qsearch.errors import QsearchError
-from qsearch.hw.device import DEFAULT_PART, device
+from qsearch.hw.config import HwConfig
 
 BUILD_SCRIPT = '''"""Build the dataflow accelerator with FINN (needs Vivado: XILINX_VIVADO). Written by qsearch."""
 import json
@@ -53,34 +53,31 @@ sys.exit(build.build_dataflow_cfg(str(here / "dataflow.onnx"), cfg))
 '''
 
 
-def write_build_folder(bundle, out_dir: Path, folding: dict | None = None, part: str = DEFAULT_PART,
-                       clock_ns: float = 10.0, pad: int | None = None, mvau_wwidth_max: int = 36) -> Path:
+def write_build_folder(bundle, out_dir: Path, folding: dict | None = None, cfg: HwConfig | None = None) -> Path:
     """Write a FINN build folder for `bundle`'s actor to `out_dir` (atomically) and return it.
 
     `bundle`: anything with the quantized `actor` (a Bundle, or a sweep's HwPolicy).
 
     `folding`: a FINN folding config (node name -> attributes), as in a sweep row's `folding`. When None,
-    the default targets are swept in this process and the highest fitting target's folding is used."""
-    from qsearch.hw import finn_flow
-    from qsearch.hw.finn_flow import FlowOptions
-    from qsearch.hw.policies import check_padding, padded
-    from qsearch.hw.qonnx_export import export_actor
-    from qsearch.hw.sweep import DEFAULT_TARGETS
+    cfg's targets are swept in this process and the highest fitting target's folding is used.
 
-    dev = device(part)
-    opts = FlowOptions(clock_ns, mvau_wwidth_max)
-    check_padding(pad)
+    `cfg`: the hardware configuration (default: HwConfig's defaults)."""
+    from qsearch.hw import finn_flow
+    from qsearch.hw.policies import padded
+    from qsearch.hw.qonnx_export import export_actor
+
+    cfg = cfg or HwConfig()
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise QsearchError(f"{out} exists and is not an empty folder")
     with replaced_folder(out) as tmp:
-        qonnx = export_actor(padded(bundle.actor, pad), tmp / "model.qonnx.onnx")
+        qonnx = export_actor(padded(bundle.actor, cfg.pad), tmp / "model.qonnx.onnx")
         finn_flow.setup()
-        dataflow = finn_flow.specialize(finn_flow.prepare(qonnx, tmp / ".finn"), dev)
-        target, est = _choose(dataflow, folding, dev, opts, DEFAULT_TARGETS)
+        dataflow = finn_flow.specialize(finn_flow.prepare(qonnx, tmp / ".finn"), cfg)
+        target, est = _choose(dataflow, folding, cfg)
         dataflow.save(str(tmp / "dataflow.onnx"))
         (tmp / "folding_config.json").write_text(json.dumps({"Defaults": {}, **est.folding}, indent=2) + "\n")
-        meta = {"part": dev.part, "clock_ns": clock_ns, "pad": pad, "mvau_wwidth_max": mvau_wwidth_max,
+        meta = {"part": cfg.device.part, "clock_ns": cfg.clock_ns, "pad": cfg.pad, "mvau_wwidth_max": cfg.mvau_wwidth_max,
                 "target_fps": target, "finn_estimates": {
                     "LUT": est.lut, "BRAM18": est.bram18, "DSP": est.dsp, "max_cycles": est.max_cycles,
                     "latency_ns": est.latency_ns, "actions_per_s": est.throughput}}
@@ -90,17 +87,17 @@ def write_build_folder(bundle, out_dir: Path, folding: dict | None = None, part:
     return out
 
 
-def _choose(dataflow, folding, dev, opts, targets):
-    """(target, estimate) for a given folding, or for the highest default target that fits."""
+def _choose(dataflow, folding: dict | None, cfg: HwConfig):
+    """(target, estimate) for a given folding, or for the highest of cfg's targets that fits."""
     from qsearch.hw import finn_flow
 
     if folding is not None:
         missing = {n.name for n in dataflow.graph.node} - set(folding)
         if missing:
             raise QsearchError(f"the folding config does not cover FINN's layers {sorted(missing)}")
-        return None, finn_flow.apply_folding(dataflow, folding, dev, opts)
-    fitting = [(t, e) for t in targets for e in [finn_flow.estimate(dataflow, t, dev, opts)]
-               if dev.fits(e.lut, e.bram18, e.dsp)]
+        return None, finn_flow.apply_folding(dataflow, folding, cfg)
+    fitting = [(t, e) for t in cfg.targets for e in [finn_flow.estimate(dataflow, t, cfg)]
+               if cfg.device.fits(e.lut, e.bram18, e.dsp)]
     if not fitting:
-        raise QsearchError(f"the policy fits {dev.part} at no throughput target")
+        raise QsearchError(f"the policy fits {cfg.device.part} at no throughput target")
     return fitting[-1]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from qsearch.errors import QsearchError
 from qsearch.hw import power, report, sweep
-from qsearch.hw.device import device
+from qsearch.hw.config import HwConfig
 from qsearch.hw.policies import HwPolicy, paper_policies, reference_actor
 
 DEFAULT_OUT_ROOT = Path("hw_builds")
@@ -79,7 +79,6 @@ def default_out(ref: str | None, paper: bool) -> Path:
 
 def run_hw(ref: str | None, cfg: sweep.SweepConfig, out: Path | None = None, reference: bool = False,
            paper: bool = False, tracking_uri: str | None = None, synth: bool = False, progress=None) -> HwResult:
-    dev = device(cfg.part)
     if synth:
         from qsearch.hw.synth import vivado_home
 
@@ -105,14 +104,14 @@ def run_hw(ref: str | None, cfg: sweep.SweepConfig, out: Path | None = None, ref
         sweep.remove(work)
     chosen = sweep.best(rows)  # refuses a policy that fits at no target, before anything is written
     if synth:
-        rows, chosen = _synthesized(policies, chosen, cfg, out, rows)
-    report.write(rows, chosen, cfg, dev, out)
-    result = HwResult(rows, chosen, out, report.table(rows, chosen), report.notes(cfg, dev))
+        rows, chosen = _synthesized(policies, chosen, cfg.hw, out, rows)
+    report.write(rows, chosen, cfg, out)
+    result = HwResult(rows, chosen, out, report.table(rows, chosen), report.notes(cfg.hw))
     result.logged_runs = _log(found, chosen, out)
     return result
 
 
-def _synthesized(policies, chosen, cfg, out, rows):
+def _synthesized(policies, chosen, cfg: HwConfig, out, rows):
     """Build folders for the chosen designs, synthesized by Vivado; their rows replace the estimates."""
     from qsearch.hw.build_folder import write_build_folder
     from qsearch.hw.synth import synthesize
@@ -120,8 +119,7 @@ def _synthesized(policies, chosen, cfg, out, rows):
     dirs = {}
     for p in policies:
         r = chosen[p.name]
-        dirs[p.name] = write_build_folder(p, out / "builds" / re.sub(r"\W+", "_", p.name), r.folding,
-                                          cfg.part, cfg.clock_ns, cfg.pad, cfg.mvau_wwidth_max)
+        dirs[p.name] = write_build_folder(p, out / "builds" / re.sub(r"\W+", "_", p.name), r.folding, cfg)
     results = synthesize(list(dirs.values()))
     for name, res in zip(dirs, results):
         r = chosen[name]
@@ -132,7 +130,7 @@ def _synthesized(policies, chosen, cfg, out, rows):
         r.power_w = power.power_w(r.lut, r.bram18, r.dsp, cfg.clock_ns)
         r.energy_j = power.energy_per_action_j(r.power_w, r.actions_per_s)
         r.source = "post-synthesis (Vivado OOC)"
-        r.fits = device(cfg.part).fits(r.lut, r.bram18, r.dsp, r.ff)
+        r.fits = cfg.device.fits(r.lut, r.bram18, r.dsp, r.ff)
     return rows, chosen
 
 

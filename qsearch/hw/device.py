@@ -11,12 +11,10 @@ from dataclasses import dataclass
 
 from qsearch.errors import QsearchError
 
-DEFAULT_PART = "xc7a15tfgg484-1"
-
 
 @dataclass(frozen=True)
 class Device:
-    part: str  # FINN / Vivado part name, e.g. xc7a15tfgg484-1
+    part: str  # FINN / Vivado part name, e.g. xc7a35tcpg236-1
     lut: int
     ff: int
     bram18: int
@@ -57,4 +55,4 @@ def device(part: str) -> Device:
             return Device(name, *_RESOURCES[prefix])
     known = ", ".join(sorted(_RESOURCES))
     raise QsearchError(f"unknown FPGA part {part!r}: qsearch knows the resources of {known} "
-                       f"(give a full part name with package and speed grade, e.g. {DEFAULT_PART})")
+                       "(give a full part name with package and speed grade, e.g. xc7a35tcpg236-1)")

@@ -24,24 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qsearch.errors import QsearchError
-from qsearch.hw.device import Device
+from qsearch.hw.config import HwConfig
 
-DEFAULT_CLOCK_NS = 10.0
-DEFAULT_WWIDTH_MAX = 36  # FINN's default mvau_wwidth_max
 HW_OPS = ("MVAU", "Thresholding")  # op types (before specialization) that make up the dataflow
 _FOLDING_ATTRS = ["PE", "SIMD", "ram_style", "ram_style_thresholds", "resType", "mem_mode"]
-
-
-@dataclass(frozen=True)
-class FlowOptions:
-    clock_ns: float = DEFAULT_CLOCK_NS
-    mvau_wwidth_max: int = DEFAULT_WWIDTH_MAX
-
-    def __post_init__(self):
-        if not self.clock_ns > 0:
-            raise QsearchError(f"the clock period must be positive, got {self.clock_ns} ns")
-        if not isinstance(self.mvau_wwidth_max, int) or self.mvau_wwidth_max < 1:
-            raise QsearchError(f"mvau_wwidth_max must be a positive integer, got {self.mvau_wwidth_max!r}")
 
 
 @dataclass
@@ -167,12 +153,12 @@ def prepare(qonnx_path: Path, work_dir: Path):
     return _without_float_input(dataflow).transform(RemoveUnusedTensors())
 
 
-def specialize(dataflow, device: Device):
+def specialize(dataflow, cfg: HwConfig):
     """FINN builder's step_specialize_layers: HLS or RTL variants of each layer for the part."""
     from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
     from qonnx.transformation.general import GiveUniqueNodeNames
 
-    return dataflow.transform(SpecializeLayers(device.part)).transform(GiveUniqueNodeNames())
+    return dataflow.transform(SpecializeLayers(cfg.device.part)).transform(GiveUniqueNodeNames())
 
 
 def _without_float_input(dataflow):
@@ -208,32 +194,32 @@ def _minimize_bit_width(model):
     return model.transform(MinimizeWeightBitWidth()).transform(InferDataTypes())
 
 
-def fold(dataflow, target_fps: float, opts: FlowOptions):
+def fold(dataflow, target_fps: float, cfg: HwConfig):
     """A copy of the prepared dataflow folded by FINN's SetFolding for `target_fps` actions/s."""
     from finn.transformation.fpgadataflow.set_folding import SetFolding
     from qonnx.core.modelwrapper import ModelWrapper
 
     m = ModelWrapper(copy.deepcopy(dataflow.model))
-    m = m.transform(SetFolding(target_cycles(target_fps, opts.clock_ns), mvau_wwidth_max=opts.mvau_wwidth_max))
+    m = m.transform(SetFolding(target_cycles(target_fps, cfg.clock_ns), mvau_wwidth_max=cfg.mvau_wwidth_max))
     return _minimize_bit_width(m)
 
 
-def estimate(dataflow, target_fps: float, device: Device, opts: FlowOptions) -> Estimate:
+def estimate(dataflow, target_fps: float, cfg: HwConfig) -> Estimate:
     """Fold for `target_fps` and read FINN's per-layer cycle and resource estimates."""
-    return _estimates(fold(dataflow, target_fps, opts), float(target_fps), device, opts)
+    return _estimates(fold(dataflow, target_fps, cfg), float(target_fps), cfg)
 
 
-def apply_folding(dataflow, folding: dict, device: Device, opts: FlowOptions) -> Estimate:
+def apply_folding(dataflow, folding: dict, cfg: HwConfig) -> Estimate:
     """FINN's estimates for a given folding config (node name -> attributes), applied by FINN's ApplyConfig."""
     from qonnx.core.modelwrapper import ModelWrapper
     from finn.transformation.general import ApplyConfig
 
     m = ModelWrapper(copy.deepcopy(dataflow.model))
     m = _minimize_bit_width(m.transform(ApplyConfig({"Defaults": {}, **folding})))
-    return _estimates(m, float("nan"), device, opts)
+    return _estimates(m, float("nan"), cfg)
 
 
-def _estimates(m, target_fps: float, device: Device, opts: FlowOptions) -> Estimate:
+def _estimates(m, target_fps: float, cfg: HwConfig) -> Estimate:
     from finn.analysis.fpgadataflow.dataflow_performance import dataflow_performance
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
     from finn.analysis.fpgadataflow.res_estimation import res_estimation
@@ -241,7 +227,7 @@ def _estimates(m, target_fps: float, device: Device, opts: FlowOptions) -> Estim
     from qonnx.custom_op.registry import getCustomOp
 
     cycles = m.analysis(exp_cycles_per_layer)
-    res = m.analysis(lambda mm: res_estimation(mm, fpgapart=device.part))
+    res = m.analysis(lambda mm: res_estimation(mm, fpgapart=cfg.device.part))
     perf = m.transform(AnnotateCycles()).analysis(dataflow_performance)
     layers, folding = [], {}
     for node in m.graph.node:
@@ -252,6 +238,6 @@ def _estimates(m, target_fps: float, device: Device, opts: FlowOptions) -> Estim
         layers.append(LayerEstimate(
             node.name, node.op_type, folding[node.name].get("PE"), folding[node.name].get("SIMD"),
             int(cycles[node.name]), float(r.get("LUT", 0)), float(r.get("BRAM_18K", 0)), float(r.get("DSP", 0))))
-    tc = target_cycles(target_fps, opts.clock_ns) if target_fps == target_fps else 0
+    tc = target_cycles(target_fps, cfg.clock_ns) if target_fps == target_fps else 0
     return Estimate(target_fps, tc, layers, int(perf["max_cycles"]), int(perf["critical_path_cycles"]),
-                    opts.clock_ns, folding)
+                    cfg.clock_ns, folding)

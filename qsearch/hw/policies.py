@@ -88,12 +88,6 @@ def padded(actor: QuantActor, multiple: int) -> QuantActor:
     return out.eval()
 
 
-def check_padding(pad: int | None) -> int | None:
-    if pad is not None and (not isinstance(pad, int) or pad < 1):
-        raise QsearchError(f"--pad must be a positive integer (a multiple, e.g. 32), got {pad!r}")
-    return pad
-
-
 def observations(obs_dim: int, n: int, seed: int = 0) -> np.ndarray:
     """Normalized observations for checks: N(0, 2), wide enough to reach the input clip range."""
     return np.random.default_rng(seed).normal(0.0, 2.0, (n, obs_dim)).astype(np.float32)

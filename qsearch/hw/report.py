@@ -12,6 +12,7 @@ from pathlib import Path
 
 from qsearch.errors import QsearchError
 from qsearch.hw import power
+from qsearch.hw.config import HwConfig
 from qsearch.hw.device import Device
 from qsearch.hw.sweep import Row, SweepConfig
 
@@ -37,7 +38,8 @@ def table(rows: list[Row], chosen: dict[str, Row]) -> str:
     return "\n".join([line(COLUMNS), line(["-" * w for w in widths]), *map(line, body)])
 
 
-def notes(cfg: SweepConfig, dev: Device) -> list[str]:
+def notes(cfg: HwConfig) -> list[str]:
+    dev = cfg.device
     pad = f"observation and action dimensions padded to multiples of {cfg.pad}" if cfg.pad else "no padding"
     return [
         f"Device {dev.part}: {dev.lut:,} LUT, {dev.ff:,} FF, {dev.bram18} BRAM18, {dev.dsp} DSP; clock {cfg.clock_ns:g} ns; "
@@ -51,12 +53,12 @@ def notes(cfg: SweepConfig, dev: Device) -> list[str]:
     ]
 
 
-def markdown(rows: list[Row], chosen: dict[str, Row], cfg: SweepConfig, dev: Device) -> str:
+def markdown(rows: list[Row], chosen: dict[str, Row], cfg: HwConfig) -> str:
     head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
     def tab(rs):
         return head + "".join("| " + " | ".join(_cells(r, chosen.get(r.policy) is r)) + " |\n" for r in rs)
     return ("# Hardware estimates\n\n## Chosen designs (highest fitting target)\n\n" + tab(list(chosen.values()))
-            + "\n## Sweep\n\n" + tab(rows) + "\n" + "".join(f"- {n}\n" for n in notes(cfg, dev)))
+            + "\n## Sweep\n\n" + tab(rows) + "\n" + "".join(f"- {n}\n" for n in notes(cfg)))
 
 
 def csv_text(rows: list[Row], chosen: dict[str, Row]) -> str:
@@ -107,7 +109,7 @@ def figure(rows: list[Row], dev: Device, path: Path) -> Path:
     return path
 
 
-def write(rows: list[Row], chosen: dict[str, Row], cfg: SweepConfig, dev: Device, out: Path) -> Path:
+def write(rows: list[Row], chosen: dict[str, Row], cfg: SweepConfig, out: Path) -> Path:
     """hw.csv, hw.md, hw.json (every row with per-layer figures and folding) and hw.png in folder `out`."""
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -116,11 +118,11 @@ def write(rows: list[Row], chosen: dict[str, Row], cfg: SweepConfig, dev: Device
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         (tmp / "hw.csv").write_text(csv_text(rows, chosen))
-        (tmp / "hw.md").write_text(markdown(rows, chosen, cfg, dev))
-        (tmp / "hw.json").write_text(json.dumps({"config": asdict(cfg), "device": asdict(dev),
+        (tmp / "hw.md").write_text(markdown(rows, chosen, cfg.hw))
+        (tmp / "hw.json").write_text(json.dumps({"config": cfg.record(), "device": asdict(cfg.hw.device),
                                                  "rows": [asdict(r) for r in rows],
                                                  "chosen": {k: v.target_fps for k, v in chosen.items()}}, indent=1))
-        figure(rows, dev, tmp / "hw.png")
+        figure(rows, cfg.hw.device, tmp / "hw.png")
         out.mkdir(exist_ok=True)
         for f in tmp.iterdir():
             f.replace(out / f.name)

@@ -16,31 +16,24 @@ from pathlib import Path
 
 from qsearch.errors import QsearchError
 from qsearch.hw import power
-from qsearch.hw.device import DEFAULT_PART, device
-from qsearch.hw.finn_flow import FlowOptions
-from qsearch.hw.policies import HwPolicy, check_padding, padded
+from qsearch.hw.config import HwConfig
+from qsearch.hw.policies import HwPolicy, padded
 from qsearch.hw.qonnx_export import export_actor
 
-DEFAULT_TARGETS = (1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8)
 SOURCE = "FINN estimate"
 
 
 @dataclass(frozen=True)
 class SweepConfig:
-    targets: tuple[float, ...] = DEFAULT_TARGETS
-    part: str = DEFAULT_PART
-    clock_ns: float = 10.0
-    pad: int | None = None  # pad observation and action dimensions to this multiple (None: off)
-    mvau_wwidth_max: int = 36
+    """The hardware configuration of a sweep, and where its Ray tasks run."""
+
+    hw: HwConfig = field(default_factory=HwConfig)
     resource: str | None = None  # custom Ray resource each task requires, e.g. "finn"
     address: str | None = None  # Ray cluster to join (auto, host:port or ray://...); None: a local Ray
 
-    def __post_init__(self):
-        device(self.part)  # unknown parts are refused here, before any work
-        FlowOptions(self.clock_ns, self.mvau_wwidth_max)
-        check_padding(self.pad)
-        if not self.targets or any(not t > 0 for t in self.targets):
-            raise QsearchError(f"targets must be positive actions per second, got {list(self.targets)}")
+    def record(self) -> dict:
+        """The settings as hw.json records them."""
+        return {**self.hw.record(), "resource": self.resource, "address": self.address}
 
 
 @dataclass
@@ -70,13 +63,13 @@ _PREPARED: dict = {}  # per worker process: (QONNX file hash, part) -> specializ
 _PREPARED_MAX = 16  # a long-lived cluster worker keeps only the latest policies
 
 
-def estimate_row(policy: str, qonnx: bytes, target: float, cfg: SweepConfig, work_dir: str) -> Row:
+def estimate_row(policy: str, qonnx: bytes, target: float, cfg: HwConfig, work_dir: str) -> Row:
     """FINN's estimate flow for one (policy, target); what each Ray task runs. The QONNX model comes
     as bytes through Ray's object store, so a task on another node needs no shared filesystem; FINN's
     files go to the driver's work_dir when this node has it, else to this node's temp folder."""
     from qsearch.hw import finn_flow
 
-    dev = device(cfg.part)
+    dev = cfg.device
     digest = hashlib.sha256(qonnx).hexdigest()
     key = (digest, dev.part)  # by content, not by name
     if key not in _PREPARED:
@@ -86,8 +79,8 @@ def estimate_row(policy: str, qonnx: bytes, target: float, cfg: SweepConfig, wor
         local = base / "finn" / f"{digest[:16]}.onnx"
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(qonnx)
-        _PREPARED[key] = finn_flow.specialize(finn_flow.prepare(local, base / "finn"), dev)
-    est = finn_flow.estimate(_PREPARED[key], target, dev, FlowOptions(cfg.clock_ns, cfg.mvau_wwidth_max))
+        _PREPARED[key] = finn_flow.specialize(finn_flow.prepare(local, base / "finn"), cfg)
+    est = finn_flow.estimate(_PREPARED[key], target, cfg)
     p = power.power_w(est.lut, est.bram18, est.dsp, cfg.clock_ns)
     return Row(policy, float(target), est.lut, est.bram18, est.dsp, est.max_cycles, est.latency_ns / 1e3,
                est.throughput, p, power.energy_per_action_j(p, est.throughput),
@@ -111,7 +104,7 @@ def run(policies: list[HwPolicy], cfg: SweepConfig, work_dir: Path, progress=Non
         raise QsearchError("policy names in a sweep must be unique")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    onnx = export_policies(policies, cfg.pad, work_dir)
+    onnx = export_policies(policies, cfg.hw.pad, work_dir)
     started = ray_init(cfg.resource, cfg.address)
     try:
         task = ray.remote(estimate_row)
@@ -119,7 +112,7 @@ def run(policies: list[HwPolicy], cfg: SweepConfig, work_dir: Path, progress=Non
             task = task.options(resources={cfg.resource: 1})
         blobs = {name: ray.put(path.read_bytes()) for name, path in onnx.items()}  # once per policy, not per task
         refs = {ref: i for i, ref in enumerate(
-            task.remote(p.name, blobs[p.name], t, cfg, str(work_dir)) for p in policies for t in cfg.targets)}
+            task.remote(p.name, blobs[p.name], t, cfg.hw, str(work_dir)) for p in policies for t in cfg.hw.targets)}
         rows: list[Row | None] = [None] * len(refs)
         pending = list(refs)
         while pending:
