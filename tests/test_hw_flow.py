@@ -1,4 +1,5 @@
-"""FINN's estimate flow (real finn-plus) on small policies, the fit check, the choice of target, refusals."""
+"""FINN's estimate flow (real finn-plus) as named steps on small policies, the choice of target, refusals."""
+import collections
 import json
 import py_compile
 
@@ -7,11 +8,12 @@ import pytest
 
 from qsearch.config import PolicyConfig, QuantBits
 from qsearch.errors import QsearchError
-from qsearch.hw import finn_flow, sweep
+from qsearch.hw import finn_steps, flows, sweep
 from qsearch.hw.build_folder import write_build_folder
 from qsearch.hw.config import HwConfig
 from qsearch.hw.policies import observations, random_actor
 from qsearch.hw.qonnx_export import export_actor
+from qsearch.hw.step_registry import STEPS
 from qsearch.hw.synth import synthesize, vivado_home
 from tests.test_bundle import make_bundle
 
@@ -21,18 +23,22 @@ A15T = CFG.device
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    """A 6-bit-input, 2-bit-core 11-32-32-3 policy: QONNX file, FINN dataflow, its integer model."""
+    """A 6-bit-input, 2-bit-core 11-32-32-3 policy: its bundle, QONNX bytes and prepared FINN dataflow."""
     b = make_bundle(np.random.default_rng(0))
     d = tmp_path_factory.mktemp("small")
-    path = export_actor(b.actor, d / "p.onnx")
-    finn_flow.setup(d / "finn")
-    return b, path, finn_flow.prepare(path, d / "finn")
+    qonnx = export_actor(b.actor, d / "p.onnx").read_bytes()
+    finn_steps.setup(d / "finn")
+    return b, qonnx, flows.prepare(qonnx, CFG)
 
 
 def test_finn_dataflow_computes_the_engine_integers(small):
+    """FINN's dataflow before specialization (generic layers, which FINN executes in Python)."""
+    from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
 
-    b, _, dataflow = small
+    b, qonnx, _ = small
+    steps = flows.FINN[:flows.FINN.index("step_specialize_layers")]
+    dataflow = flows.run(ModelWrapper(qonnx), steps, CFG)
     assert [n.op_type for n in dataflow.graph.node] == ["MVAU"] * 3  # the float input quantizer is cut off
     x_int = b.integer.quantize_normalized(observations(11, 40))
     inp, out = dataflow.graph.input[0].name, dataflow.graph.output[0].name
@@ -42,8 +48,7 @@ def test_finn_dataflow_computes_the_engine_integers(small):
 
 def test_estimates_follow_the_target(small):
     _, _, dataflow = small
-    hw = finn_flow.specialize(dataflow, CFG)
-    slow, fast = (finn_flow.estimate(hw, t, CFG) for t in (1e3, 1e6))
+    slow, fast = (flows.estimate(dataflow, CFG.for_target(t)) for t in (1e3, 1e6))
     assert [l.op for l in slow.layers] == ["MVAU_hls"] * 3
     # at 1e3 actions/s every layer stays fully folded: cycles = MH * MW
     assert [l.cycles for l in slow.layers] == [32 * 11, 32 * 32, 3 * 32]
@@ -56,6 +61,32 @@ def test_estimates_follow_the_target(small):
     assert [l.cycles for l in fast.layers] == [(mh // l.pe) * (mw // l.simd) for l, (mw, mh) in zip(fast.layers, mw_mh)]
     assert fast.lut > slow.lut and fast.latency_ns < slow.latency_ns
     assert set(fast.folding) == {l.name for l in fast.layers}
+
+
+def test_flow_is_a_plain_list_of_registered_step_names():
+    for flow in flows.FLOWS.values():
+        assert isinstance(flow, list) and all(isinstance(name, str) and name in STEPS for name in flow)
+    per_policy, per_target = flows.split(flows.FINN)
+    assert per_policy + per_target == flows.FINN
+    assert per_target == ["step_target_fps_parallelization", "step_apply_folding_config", "step_minimize_bit_width",
+                          "step_generate_estimate_reports"]
+
+
+def test_a_sweep_worker_runs_the_policy_steps_once_and_the_folding_steps_per_target(small, monkeypatch):
+    """Every registered step is counted as it runs (the real steps, called through the registry)."""
+    _, qonnx, _ = small
+    calls = collections.Counter()
+    for name, fn in list(STEPS.items()):
+        def counted(model, cfg, name=name, fn=fn):
+            calls[name] += 1
+            return fn(model, cfg)
+        monkeypatch.setitem(STEPS, name, counted)
+    monkeypatch.setattr(sweep, "_PREPARED", {})  # a fresh worker
+    cfg = HwConfig(targets=(1e3, 1e5, 1e6))
+    rows = [sweep.estimate_row("p", qonnx, t, cfg) for t in cfg.targets]
+    per_policy, per_target = flows.split(flows.FINN)
+    assert calls == {**{name: 1 for name in per_policy}, **{name: 3 for name in per_target}}
+    assert [r.target_fps for r in rows] == [1e3, 1e5, 1e6] and rows[0].lut < rows[2].lut
 
 
 def _row(policy, target, lut, fps):
@@ -77,13 +108,13 @@ def test_policy_fitting_at_no_target_is_refused(tmp_path):
     actor = random_actor(PolicyConfig(width=512, depth=2, quant=QuantBits(2, 8, 2, 2)), 11, 3)
     path = export_actor(actor, tmp_path / "big.onnx")
     cfg = HwConfig(targets=(1e2,))
-    row = sweep.estimate_row("big", path.read_bytes(), 1e2, cfg, str(tmp_path))
+    row = sweep.estimate_row("big", path.read_bytes(), 1e2, cfg)
     assert not row.fits and "BRAM18" in row.over and row.bram18 > 50
     with pytest.raises(QsearchError, match="fits the device at no target: big .*BRAM18"):
         sweep.best([row])
     # a worker caches prepared policies by content: a new policy under the same name is a new policy
     export_actor(random_actor(PolicyConfig(width=16, depth=2, quant=QuantBits(2, 2, 2, 2)), 11, 3), path)
-    assert sweep.estimate_row("small", path.read_bytes(), 1e2, cfg, str(tmp_path)).fits
+    assert sweep.estimate_row("small", path.read_bytes(), 1e2, cfg).fits
 
 
 def test_build_folder(small, tmp_path):

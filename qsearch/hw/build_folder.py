@@ -12,12 +12,13 @@ Contents:
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from qsearch.atomic import replaced_folder
 from qsearch.errors import QsearchError
 from qsearch.hw.config import HwConfig
+
+FLOW = "finn"  # the folder is run by FINN's builder, so FINN's flow prepares it
 
 BUILD_SCRIPT = '''"""Build the dataflow accelerator with FINN (needs Vivado: XILINX_VIVADO). Written by qsearch."""
 import json
@@ -62,7 +63,7 @@ def write_build_folder(bundle, out_dir: Path, folding: dict | None = None, cfg: 
     cfg's targets are swept in this process and the highest fitting target's folding is used.
 
     `cfg`: the hardware configuration (default: HwConfig's defaults)."""
-    from qsearch.hw import finn_flow
+    from qsearch.hw import flows
     from qsearch.hw.policies import padded
     from qsearch.hw.qonnx_export import export_actor
 
@@ -72,8 +73,7 @@ def write_build_folder(bundle, out_dir: Path, folding: dict | None = None, cfg: 
         raise QsearchError(f"{out} exists and is not an empty folder")
     with replaced_folder(out) as tmp:
         qonnx = export_actor(padded(bundle.actor, cfg.pad), tmp / "model.qonnx.onnx")
-        finn_flow.setup()
-        dataflow = finn_flow.specialize(finn_flow.prepare(qonnx, tmp / ".finn"), cfg)
+        dataflow = flows.prepare(qonnx.read_bytes(), cfg, FLOW)
         target, est = _choose(dataflow, folding, cfg)
         dataflow.save(str(tmp / "dataflow.onnx"))
         (tmp / "folding_config.json").write_text(json.dumps({"Defaults": {}, **est.folding}, indent=2) + "\n")
@@ -83,20 +83,16 @@ def write_build_folder(bundle, out_dir: Path, folding: dict | None = None, cfg: 
                     "latency_ns": est.latency_ns, "actions_per_s": est.throughput}}
         (tmp / "build.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "build.py").write_text(BUILD_SCRIPT)
-        shutil.rmtree(tmp / ".finn", ignore_errors=True)
     return out
 
 
 def _choose(dataflow, folding: dict | None, cfg: HwConfig):
     """(target, estimate) for a given folding, or for the highest of cfg's targets that fits."""
-    from qsearch.hw import finn_flow
+    from qsearch.hw import flows
 
     if folding is not None:
-        missing = {n.name for n in dataflow.graph.node} - set(folding)
-        if missing:
-            raise QsearchError(f"the folding config does not cover FINN's layers {sorted(missing)}")
-        return None, finn_flow.apply_folding(dataflow, folding, cfg)
-    fitting = [(t, e) for t in cfg.targets for e in [finn_flow.estimate(dataflow, t, cfg)]
+        return None, flows.estimate(dataflow, cfg.with_folding(folding), FLOW)
+    fitting = [(t, e) for t in cfg.targets for e in [flows.estimate(dataflow, cfg.for_target(t), FLOW)]
                if cfg.device.fits(e.lut, e.bram18, e.dsp)]
     if not fitting:
         raise QsearchError(f"the policy fits {cfg.device.part} at no throughput target")

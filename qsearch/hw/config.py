@@ -1,6 +1,6 @@
 """The hardware configuration: every hardware default, documented once, and the device resolved once.
 
-`HwConfig` is what the hardware flow (qsearch/hw/finn_flow.py) is given, in the manner of FINN's
+`HwConfig` is what every hardware step (qsearch/hw/finn_steps.py) is given, in the manner of FINN's
 DataflowBuildConfig. It is built once, from `qsearch hw`'s options or a caller's arguments, and refuses
 bad values there (a QsearchError), before any work. The one-line docstring under each field is its
 documentation: `qsearch hw --help` shows it (`field_doc`) next to the field's default.

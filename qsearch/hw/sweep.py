@@ -1,8 +1,9 @@
 """The throughput-driven folding sweep: one Ray task per (policy, target), the highest fitting target kept.
 
-The driver exports each policy to QONNX once; each task runs FINN's estimate flow for one target.
-A worker keeps the prepared dataflow of each QONNX file it has seen, so FINN is imported and the
-front end (~0.7 s) runs once per worker and policy; folding and estimates take 10-60 ms per target.
+The driver exports each policy to QONNX once; each task runs the per-target steps of a hardware flow
+(qsearch/hw/flows.py) for one target. A worker keeps the prepared model of each QONNX file it has
+seen, so FINN is imported and the per-policy steps (~0.7 s) run once per worker and policy; folding
+and estimates take 10-60 ms per target.
 Tasks may require a custom Ray resource (e.g. `finn`), so a cluster sends them to nodes with FINN.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from qsearch.errors import QsearchError
-from qsearch.hw import power
+from qsearch.hw import flows, power
 from qsearch.hw.config import HwConfig
 from qsearch.hw.policies import HwPolicy, padded
 from qsearch.hw.qonnx_export import export_actor
@@ -59,28 +60,20 @@ class Row:
     folding: dict = field(default_factory=dict)
 
 
-_PREPARED: dict = {}  # per worker process: (QONNX file hash, part) -> specialized dataflow
+_PREPARED: dict = {}  # per worker process: (QONNX file hash, flow, config) -> prepared model
 _PREPARED_MAX = 16  # a long-lived cluster worker keeps only the latest policies
 
 
-def estimate_row(policy: str, qonnx: bytes, target: float, cfg: HwConfig, work_dir: str) -> Row:
-    """FINN's estimate flow for one (policy, target); what each Ray task runs. The QONNX model comes
-    as bytes through Ray's object store, so a task on another node needs no shared filesystem; FINN's
-    files go to the driver's work_dir when this node has it, else to this node's temp folder."""
-    from qsearch.hw import finn_flow
-
-    dev = cfg.device
-    digest = hashlib.sha256(qonnx).hexdigest()
-    key = (digest, dev.part)  # by content, not by name
+def estimate_row(policy: str, qonnx: bytes, target: float, cfg: HwConfig, flow: str = flows.DEFAULT) -> Row:
+    """A flow's figures for one (policy, target); what each Ray task runs. The QONNX model comes as
+    bytes through Ray's object store, so a task on another node needs no shared filesystem."""
+    key = (hashlib.sha256(qonnx).hexdigest(), flow, cfg)  # by content, not by name
     if key not in _PREPARED:
         if len(_PREPARED) >= _PREPARED_MAX:
             _PREPARED.pop(next(iter(_PREPARED)))
-        base = Path(work_dir) if Path(work_dir).is_dir() else Path(tempfile.gettempdir()) / "qsearch-finn"
-        local = base / "finn" / f"{digest[:16]}.onnx"
-        local.parent.mkdir(parents=True, exist_ok=True)
-        local.write_bytes(qonnx)
-        _PREPARED[key] = finn_flow.specialize(finn_flow.prepare(local, base / "finn"), cfg)
-    est = finn_flow.estimate(_PREPARED[key], target, cfg)
+        _PREPARED[key] = flows.prepare(qonnx, cfg, flow)
+    est = flows.estimate(_PREPARED[key], cfg.for_target(target), flow)
+    dev = cfg.device
     p = power.power_w(est.lut, est.bram18, est.dsp, cfg.clock_ns)
     return Row(policy, float(target), est.lut, est.bram18, est.dsp, est.max_cycles, est.latency_ns / 1e3,
                est.throughput, p, power.energy_per_action_j(p, est.throughput),
@@ -96,8 +89,8 @@ def export_policies(policies: list[HwPolicy], pad: int | None, out_dir: Path) ->
     return paths
 
 
-def run(policies: list[HwPolicy], cfg: SweepConfig, work_dir: Path, progress=None) -> list[Row]:
-    """Sweep every policy over every target as Ray tasks; rows in (policy, target) order."""
+def run(policies: list[HwPolicy], cfg: SweepConfig, work_dir: Path, progress=None, flow: str = flows.DEFAULT) -> list[Row]:
+    """Sweep every policy over every target as Ray tasks of a flow; rows in (policy, target) order."""
     import ray
 
     if len({p.name for p in policies}) != len(policies):
@@ -112,7 +105,7 @@ def run(policies: list[HwPolicy], cfg: SweepConfig, work_dir: Path, progress=Non
             task = task.options(resources={cfg.resource: 1})
         blobs = {name: ray.put(path.read_bytes()) for name, path in onnx.items()}  # once per policy, not per task
         refs = {ref: i for i, ref in enumerate(
-            task.remote(p.name, blobs[p.name], t, cfg.hw, str(work_dir)) for p in policies for t in cfg.hw.targets)}
+            task.remote(p.name, blobs[p.name], t, cfg.hw, flow) for p in policies for t in cfg.hw.targets)}
         rows: list[Row | None] = [None] * len(refs)
         pending = list(refs)
         while pending:

@@ -1,0 +1,55 @@
+"""The figures a hardware flow gives for one design: per-layer cycles and resources, and their totals.
+
+The last step of every flow (qsearch/hw/flows.py) returns an `Estimate`; the sweep and the build
+folder read nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LayerEstimate:
+    name: str
+    op: str
+    pe: int | None
+    simd: int | None
+    cycles: int
+    lut: float
+    bram18: float
+    dsp: float
+
+
+@dataclass
+class Estimate:
+    """The estimates for one folding: a throughput target's, or a given folding config's (target NaN)."""
+
+    target_fps: float
+    target_cycles: int
+    layers: list[LayerEstimate]
+    max_cycles: int
+    critical_path_cycles: int
+    clock_ns: float
+    folding: dict = field(default_factory=dict)  # FINN folding config (node name -> attributes)
+
+    @property
+    def lut(self) -> float:
+        return sum(l.lut for l in self.layers)
+
+    @property
+    def bram18(self) -> float:
+        return sum(l.bram18 for l in self.layers)
+
+    @property
+    def dsp(self) -> float:
+        return sum(l.dsp for l in self.layers)
+
+    @property
+    def throughput(self) -> float:
+        """Actions per second: one action per max_cycles (the slowest layer) at the clock."""
+        return 1e9 / self.clock_ns / self.max_cycles
+
+    @property
+    def latency_ns(self) -> float:
+        """FINN's pessimistic latency: the sum of the layers' cycles along the pipeline."""
+        return self.critical_path_cycles * self.clock_ns
