@@ -8,10 +8,11 @@ import pytest
 
 from qsearch import config
 from qsearch.cli import _parser
+from qsearch.hw import config as hw_config
 from qsearch.search import space
 from qsearch.select import parity, spec
 
-MODULES = (config, space, spec, parity)
+MODULES = (config, space, spec, parity, hw_config)
 
 
 def undocumented(module) -> list[str]:
