@@ -6,8 +6,8 @@ from qsearch import bundle as bundles
 from qsearch.config import PolicyConfig, TrainConfig
 from qsearch.errors import QsearchError
 from qsearch.locate import SELECTED_TAG, locate_bundle, selected_bundles
+from qsearch.obs_norm import ObsNorm
 from qsearch.quant.actor import QuantActor
-from qsearch.rl.normalize import ObsNorm
 from qsearch.search import tracking
 
 
