@@ -4,7 +4,9 @@ eval-mode calls without gradients).
 Why this exists: brevitas' eager forward makes ~270 nested module calls per actor forward. Measured
 here (256-wide actor, one thread): a batch-1 forward costs ~10 ms against 0.13 ms in FP32, and an
 update step 26 ms against 7 ms, which halves a SAC run's steps/s. torch.compile does not help (11 graph
-breaks in brevitas' proxies, ~60 s of compiling, no speed-up).
+breaks in brevitas' proxies, ~60 s of compiling, no speed-up), nor on this module's element-wise parts:
+inductor's kernel for the activation quantizer's forward took 0.64 ms against 0.25 ms eager on a
+256 x 256 batch (backward 0.13 against 0.145 ms), after ~55 s of compiling (torch 2.13, one thread).
 
 So after the warm-up, when every activation scale has become a plain learned parameter, the actor
 runs this flat function on brevitas' own parameters: the scales as brevitas derives them (abs-max of
