@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
+from pathlib import Path
 
-from qsearch.config import ALGO_CONFIGS, ALGOS, SCOPES, PolicyConfig, QuantBits, TrainConfig
+from qsearch import tracking
+from qsearch.config import ALGO_CONFIGS, ALGOS, FIXED_BITS, SCOPES, PolicyConfig, QuantBits, TrainConfig, default
 from qsearch.errors import QsearchError
+
+
+SIMULATES = ("train", "eval", "search", "select", "ptq", "demo")  # the commands that run MuJoCo
 
 
 class _Parser(argparse.ArgumentParser):
@@ -17,29 +23,38 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="qsearch", description="Quantized continuous controllers for integer hardware.")
+    # Every command takes --verbose: MLflow's INFO lines (store creation, migrations) are hidden otherwise.
+    common = _Parser(add_help=False)
+    common.add_argument("--verbose", action="store_true", help="show MLflow's informational log lines")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser = functools.partial(sub.add_parser, parents=[common])
 
     t = sub.add_parser("train", help="train, evaluate and write a policy bundle")
     t.add_argument("--env", required=True, help="gymnasium id with a continuous action space, e.g. Hopper-v5")
-    t.add_argument("--algo", choices=ALGOS, default="sac")
+    t.add_argument("--algo", choices=ALGOS, default=default(TrainConfig, "algo"))
     t.add_argument("--fp32", action="store_true", help="the full-precision baseline (no quantization)")
     for part in ("in", "weight", "act", "out"):
-        t.add_argument(f"--bits-{part}", type=int, metavar="B", help=f"bits of the {part} quantizer (default 8)")
-    t.add_argument("--scope", choices=SCOPES, help="quantize one scope to --bits, the rest at 8 bits")
+        t.add_argument(f"--bits-{part}", type=int, metavar="B", help=f"bits of the {part} quantizer (default {FIXED_BITS})")
+    t.add_argument("--scope", choices=SCOPES, help=f"quantize one scope to --bits, the rest at {FIXED_BITS} bits")
     t.add_argument("--bits", type=int, metavar="B", help="bit width for --scope")
-    t.add_argument("--width", type=int, default=256, help="hidden layer width (default 256)")
-    t.add_argument("--depth", type=int, default=2, help="hidden layers (default 2)")
+    t.add_argument("--width", type=int, default=default(PolicyConfig, "width"),
+                   help=f"hidden layer width (default {default(PolicyConfig, 'width')})")
+    t.add_argument("--depth", type=int, default=default(PolicyConfig, "depth"),
+                   help=f"hidden layers (default {default(PolicyConfig, 'depth')})")
     t.add_argument("--steps", type=int, required=True, help="environment steps of training")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=default(TrainConfig, "seed"))
     t.add_argument("--learning-starts", type=int, metavar="N", help="override the algorithm's default")
-    t.add_argument("--eval-every", type=int, default=10_000, metavar="N", help="steps between evaluations")
-    t.add_argument("--episodes", type=int, default=10, help="evaluation episodes (during and after training)")
+    t.add_argument("--eval-every", type=int, default=default(TrainConfig, "eval_every"), metavar="N",
+                   help=f"steps between evaluations (default {default(TrainConfig, 'eval_every'):,})")
+    t.add_argument("--episodes", type=int, default=default(TrainConfig, "eval_episodes"),
+                   help=f"evaluation episodes, during and after training (default {default(TrainConfig, 'eval_episodes')})")
     t.add_argument("--out", required=True, help="bundle folder to write")
     t.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
 
     e = sub.add_parser("eval", help="evaluate a bundle")
-    e.add_argument("bundle", help="bundle folder")
-    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("bundle", help="bundle folder or MLflow run id")
+    e.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
+    e.add_argument("--episodes", type=int, default=default(TrainConfig, "eval_episodes"))
     e.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="Gaussian noise on the normalized observation")
     e.add_argument("--engine", choices=("torch", "int"), default="torch")
     e.add_argument("--seed", type=int, default=0)
@@ -133,6 +148,7 @@ def _quant_bits(a) -> QuantBits | None:
 def _train(a) -> int:
     from qsearch import pipeline
     from qsearch.progress import TrainProgress
+    from qsearch.rl.envs import log_mujoco_to
 
     algo_config = ALGO_CONFIGS[a.algo]()
     if a.learning_starts is not None:
@@ -145,6 +161,7 @@ def _train(a) -> int:
         algo_config=algo_config,
     )
     pipeline.check(cfg, a.out, a.force)
+    log_mujoco_to(Path(a.out).resolve().parent)
     with TrainProgress(cfg.total_steps) as bar:
         b = pipeline.run(cfg, a.out, episodes=a.episodes, progress=bar.update, force=a.force)
     print(f"wrote {a.out}")
@@ -164,13 +181,17 @@ def _print_evaluation(ev: dict) -> None:
 
 def _eval(a) -> int:
     from qsearch import bundle as bundles
+    from qsearch.locate import locate_bundle
+    from qsearch.rl.envs import log_mujoco_to
     from qsearch.rl.evaluate import evaluate
 
     if a.episodes < 1:
         raise QsearchError(f"--episodes must be at least 1, got {a.episodes}")
     if a.noise < 0:
         raise QsearchError(f"--noise must be >= 0, got {a.noise}")
-    b = bundles.read(a.bundle)
+    path = locate_bundle(a.bundle, a.tracking_uri)
+    b = bundles.read(path)
+    log_mujoco_to(path.resolve().parent)
     res = evaluate(b.policy(a.engine), b.config.env_id, b.obs_norm, a.episodes, a.seed, a.noise)
     out = {"bundle": str(a.bundle), "env": b.config.env_id, "engine": a.engine, "episodes": a.episodes,
            "noise": a.noise, "seed": a.seed, "mean": res.mean, "std": res.std, "returns": res.returns.tolist()}
@@ -201,7 +222,7 @@ def _ui(a) -> int:
 def _select(a) -> int:
     from qsearch.select import spec
     from qsearch.select.parity import Rule
-    from qsearch.select.run import select
+    from qsearch.select.selection import select
 
     rule = None
     if a.rule or a.alpha is not None:
@@ -288,6 +309,14 @@ def _demo(a) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         a = _parser().parse_args(argv)
+        tracking.setup_environment(verbose=a.verbose)
+        if a.command in SIMULATES:
+            # MuJoCo warns while validating spaces too (deprecated model attributes), before any run's
+            # folder exists: those lines go to qsearch's cache folder, not the current one.
+            from qsearch.locate import cache_dir
+            from qsearch.rl.envs import log_mujoco_to
+
+            log_mujoco_to(cache_dir())
         return {"train": _train, "eval": _eval, "search": _search, "ui": _ui, "select": _select, "report": _report,
                 "export": _export, "ptq": _ptq, "hw": _hw, "demo": _demo}[a.command](a)
     except QsearchError as e:

@@ -1,4 +1,6 @@
-"""Typed configurations, validated once at the edge. One place for defaults (paper, Appendix A)."""
+"""Typed configurations, validated once at the edge. The one place for defaults (paper, Appendix A):
+every field is documented once, in the docstring under it, and the command line and the YAML loaders
+read their defaults from here (`default`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,16 +21,16 @@ def _check_bits(name: str, value: int) -> None:
 
 @dataclass(frozen=True)
 class QuantBits:
-    """Bit widths of the four quantized parts of a policy (paper Section 2.2).
-
-    bits_in: the normalized observation (signed); bits_weight: every weight matrix (signed);
-    bits_act: every hidden ReLU output (unsigned); bits_out: the pre-tanh output (signed).
-    """
+    """Bit widths of the four quantized parts of a policy (paper Section 2.2)."""
 
     bits_in: int = FIXED_BITS
+    """bits of the normalized observation (signed)"""
     bits_weight: int = FIXED_BITS
+    """bits of every weight matrix (signed, per-tensor scale)"""
     bits_act: int = FIXED_BITS
+    """bits of every hidden ReLU output (unsigned)"""
     bits_out: int = FIXED_BITS
+    """bits of the pre-tanh output (signed)"""
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -51,11 +53,14 @@ class QuantBits:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """The actor network: `depth` hidden ReLU layers of `width` units; quant=None is the FP32 baseline."""
+    """The actor network: `depth` hidden ReLU layers of `width` units."""
 
     width: int = 256
+    """units per hidden layer (paper: 256 for the FP32 baseline and stage 1)"""
     depth: int = 2
+    """hidden layers (paper: 2)"""
     quant: QuantBits | None = field(default_factory=QuantBits)
+    """bit widths; None is the FP32 baseline"""
 
     def __post_init__(self):
         if not isinstance(self.width, int) or self.width < 1:
@@ -70,56 +75,78 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class SACConfig:
-    """Paper Table 4 (CleanRL defaults)."""
+    """Soft Actor-Critic: paper Table 4 (CleanRL's defaults)."""
 
     buffer_size: int = 1_000_000
+    """transitions the replay buffer holds (paper: 1e6)"""
     gamma: float = 0.99
+    """discount factor (paper: 0.99)"""
     tau: float = 0.005
+    """soft target update rate (paper: 0.005)"""
     batch_size: int = 256
+    """transitions per update (paper: 256)"""
     learning_starts: int = 5_000
+    """environment steps of random actions before learning (paper: 5e3)"""
     policy_lr: float = 3e-4
+    """Adam learning rate of the actor and its log-std branch (paper: 3e-4)"""
     q_lr: float = 1e-3
+    """Adam learning rate of the critics and of alpha (paper: 1e-3)"""
     policy_frequency: int = 2
+    """critic updates per round of actor updates; the actor then updates that many times (paper: 2)"""
     target_network_frequency: int = 1
-    alpha: float = 0.2  # initial value; tuned online when autotune is on
+    """critic updates between target updates (paper: 1)"""
+    alpha: float = 0.2
+    """entropy coefficient; the initial value when autotune is on"""
     autotune: bool = True
+    """tune alpha online towards an entropy of -action_dim (paper: autotune)"""
     critic_width: int = 256
-    sigma_width: int = 64  # separate FP32 log-std branch, used only in training
+    """units per hidden layer of each of the two FP32 critics (paper: 256)"""
+    sigma_width: int = 64
+    """hidden units of the FP32 log-std branch, used only in training (paper Section 2.2)"""
 
 
 @dataclass(frozen=True)
 class DDPGConfig:
-    """Paper Table 5 (CleanRL defaults)."""
+    """DDPG: paper Table 5 (CleanRL's defaults). TD3 extends it."""
 
     buffer_size: int = 1_000_000
+    """transitions the replay buffer holds (paper: 1e6)"""
     gamma: float = 0.99
+    """discount factor (paper: 0.99)"""
     tau: float = 0.005
+    """soft target update rate (paper: 0.005)"""
     batch_size: int = 256
+    """transitions per update (paper: 256)"""
     learning_starts: int = 25_000
+    """environment steps of random actions before learning (paper: 2.5e4)"""
     learning_rate: float = 3e-4
+    """Adam learning rate of actor and critics (paper: 3e-4)"""
     exploration_noise: float = 0.1
+    """std of the Gaussian action noise while collecting, a fraction of the action range (paper: 0.1)"""
     policy_frequency: int = 2
+    """critic updates per actor update (paper: 2)"""
     critic_width: int = 256
+    """units per hidden layer of the FP32 critics (paper: 256)"""
 
 
 @dataclass(frozen=True)
-class TD3Config:
-    """CleanRL's TD3 defaults."""
+class TD3Config(DDPGConfig):
+    """TD3: DDPG's settings (CleanRL's TD3 defaults are the same) plus target policy smoothing; twin
+    critics. The paper reports SAC and DDPG only."""
 
-    buffer_size: int = 1_000_000
-    gamma: float = 0.99
-    tau: float = 0.005
-    batch_size: int = 256
-    learning_starts: int = 25_000
-    learning_rate: float = 3e-4
-    exploration_noise: float = 0.1
     policy_noise: float = 0.2
+    """std of the target policy smoothing noise, a fraction of the action range"""
     noise_clip: float = 0.5
-    policy_frequency: int = 2
-    critic_width: int = 256
+    """clip of the target policy smoothing noise"""
 
 
 ALGO_CONFIGS = {"sac": SACConfig, "ddpg": DDPGConfig, "td3": TD3Config}
+
+
+def default(cls, name: str):
+    """The default of field `name` of dataclass `cls` (for the CLI and the YAML loaders)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 @dataclass(frozen=True)
@@ -127,13 +154,21 @@ class TrainConfig:
     """One training run: environment, algorithm, policy, budget and evaluation schedule."""
 
     env_id: str
+    """gymnasium id with a continuous action space, e.g. Hopper-v5"""
     algo: str = "sac"
+    """learner: sac, ddpg or td3 (paper: sac and ddpg)"""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """the actor network and its bit widths"""
     total_steps: int = 1_000_000
+    """environment steps of training (paper: 1e6)"""
     seed: int = 0
-    eval_every: int = 10_000  # environment steps between evaluations during training
+    """seeds torch, numpy and the environment"""
+    eval_every: int = 10_000
+    """environment steps between evaluations during training"""
     eval_episodes: int = 10
-    algo_config: SACConfig | DDPGConfig | TD3Config | None = None  # None: the algorithm's defaults
+    """episodes per evaluation, during training and after it (paper: 10)"""
+    algo_config: SACConfig | DDPGConfig | TD3Config | None = None
+    """the algorithm's hyperparameters; None: its defaults"""
 
     def __post_init__(self):
         if self.algo not in ALGOS:
@@ -144,7 +179,7 @@ class TrainConfig:
             raise QsearchError("eval-every and eval-episodes must be positive")
         if self.algo_config is None:
             object.__setattr__(self, "algo_config", ALGO_CONFIGS[self.algo]())
-        elif not isinstance(self.algo_config, ALGO_CONFIGS[self.algo]):
+        elif type(self.algo_config) is not ALGO_CONFIGS[self.algo]:
             raise QsearchError(f"{type(self.algo_config).__name__} does not configure {self.algo}")
 
     def to_dict(self) -> dict:

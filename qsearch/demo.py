@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qsearch import locate
+from qsearch import locate, trial_record
 from qsearch.errors import QsearchError
 
 # Found from the project folder (the package is installed editable), so the demo runs from anywhere.
@@ -41,11 +41,10 @@ def report_step(workdir: Path) -> list[str]:
 def best_selected(workdir: Path) -> tuple[str, str]:
     """(run id, tracking URI) of the selected run with the highest final return: the seed to deploy."""
     uri = locate.tracking_uri_of(workdir)
-    runs = locate.selected_runs(uri)
-    if not runs:
+    trials = trial_record.selected_trials(uri)
+    if not trials:
         raise QsearchError(f"{workdir}: the selection picked no configuration, so there is nothing to export")
-    best = max(runs, key=lambda r: r.data.metrics.get("final_return", float("-inf")))
-    return best.info.run_id, uri
+    return max(trials, key=lambda t: t.final_return).run_id, uri
 
 
 def closing(workdir: Path) -> str:

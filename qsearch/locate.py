@@ -18,21 +18,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from qsearch import tracking
+from qsearch import trial_record as record
 from qsearch.errors import QsearchError
 
-SELECTED_TAG = "qsearch.selected"
-BUNDLE_ARTIFACT = "bundle"  # where a trial logs its bundle (qsearch/search/trainable.py)
 STATE_FILES = ("select.json", "search.json")  # a selection's or a search's folder: they name the store
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("QSEARCH_CACHE") or Path.home() / ".cache" / "qsearch")
-
-
-def store_error(uri: str, e: Exception) -> QsearchError:
-    """An unreachable or foreign tracking store, in one line."""
-    first = str(e).splitlines()[0] if str(e) else ""
-    return QsearchError(f"MLflow tracking store {uri}: {type(e).__name__}: {first}")
 
 
 def tracking_uri_of(workdir_or_uri: str | Path) -> str:
@@ -51,9 +45,7 @@ def tracking_uri_of(workdir_or_uri: str | Path) -> str:
             except (ValueError, KeyError, TypeError):
                 raise QsearchError(f"{state} is damaged: no tracking_uri") from None
     if (workdir / "mlflow.db").is_file():
-        from qsearch.search.tracking import default_uri
-
-        return default_uri(workdir)
+        return tracking.default_uri(workdir)
     raise QsearchError(f"{workdir} holds no search: no {' or '.join(STATE_FILES)} and no mlflow.db")
 
 
@@ -77,7 +69,6 @@ def _download(run_id: str, uri: str) -> Path:
     from mlflow.exceptions import MlflowException
 
     from qsearch.bundle import MARKER
-    from qsearch.search import tracking
 
     c = tracking.client(uri)
     try:
@@ -85,43 +76,36 @@ def _download(run_id: str, uri: str) -> Path:
     except MlflowException:
         raise QsearchError(f"no run {run_id!r} in the tracking store {uri}") from None
     except Exception as e:  # an unreachable server: one line
-        raise store_error(uri, e) from None
-    dest = cache_dir() / "bundles" / run_id / BUNDLE_ARTIFACT
+        raise tracking.store_error(uri, e) from None
+    bundle = record.BUNDLE_ARTIFACT
+    dest = cache_dir() / "bundles" / run_id / bundle
     if (dest / MARKER).is_file():  # run artifacts never change once logged: the cached copy is good
         return dest
-    if not any(f.path == f"{BUNDLE_ARTIFACT}/{MARKER}" for f in c.list_artifacts(run_id, BUNDLE_ARTIFACT)):
+    if not any(f.path == f"{bundle}/{MARKER}" for f in c.list_artifacts(run_id, bundle)):
         raise QsearchError(f"run {run_id} has no bundle in its artifacts (a failed or unfinished trial?)")
     # MLflow draws a progress bar per download: noise in a command's output, a handful of files here.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download.", dir=dest.parent))
     try:
-        c.download_artifacts(run_id, BUNDLE_ARTIFACT, str(tmp))
+        c.download_artifacts(run_id, bundle, str(tmp))
         shutil.rmtree(dest, ignore_errors=True)
-        (tmp / BUNDLE_ARTIFACT).rename(dest)
+        (tmp / bundle).rename(dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
-def selected_runs(uri: str) -> list:
-    """The finished runs tagged qsearch.selected=true, in every experiment of the store."""
-    from qsearch.search import tracking
-
-    c = tracking.client(uri)
-    try:
-        experiments = [e.experiment_id for e in c.search_experiments()]
-        runs = c.search_runs(experiments, filter_string=f"tags.`{SELECTED_TAG}` = 'true'",
-                             max_results=10_000) if experiments else []
-    except Exception as e:
-        raise store_error(uri, e) from None
-    return sorted(runs, key=lambda r: (r.data.params.get("env_id", ""), r.data.params.get("seed", ""), r.info.run_id))
+def selected_trials(workdir_or_tracking_uri: str | Path) -> tuple[list[record.Trial], str]:
+    """The trials a selection tagged qsearch.selected=true, and the store's URI; refused when none."""
+    uri = tracking_uri_of(workdir_or_tracking_uri)
+    trials = record.selected_trials(uri)
+    if not trials:
+        raise QsearchError(f"no selected runs (tag {record.SELECTED_TAG}=true) in {uri}: run `qsearch select` first")
+    return trials, uri
 
 
 def selected_bundles(workdir_or_tracking_uri: str | Path) -> list[Path]:
     """The bundles of the runs a selection tagged qsearch.selected=true (downloaded if needed)."""
-    uri = tracking_uri_of(workdir_or_tracking_uri)
-    runs = selected_runs(uri)
-    if not runs:
-        raise QsearchError(f"no selected runs (tag {SELECTED_TAG}=true) in {uri}: run `qsearch select` first")
-    return [locate_bundle(r.info.run_id, uri) for r in runs]
+    trials, uri = selected_trials(workdir_or_tracking_uri)
+    return [locate_bundle(t.run_id, uri) for t in trials]

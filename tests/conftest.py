@@ -12,6 +12,15 @@ from qsearch.quant.actor import QuantActor
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _mujoco_log(tmp_path_factory):
+    """MuJoCo's warnings from tests that make environments directly go to a temporary folder, not
+    into whatever folder pytest runs in."""
+    from qsearch.rl.envs import log_mujoco_to
+
+    log_mujoco_to(tmp_path_factory.mktemp("mujoco"))
+
+
 def warmed_actor(bits: QuantBits, obs_dim=11, act_dim=3, width=32, depth=2, updates=305, seed=0) -> QuantActor:
     """A QAT actor trained on a toy regression past its 300-call activation-scale warm-up.
 

@@ -1,15 +1,16 @@
 """A real MLflow store filled with synthetic finished trials, as a search would have logged them.
 
-The runs carry the trainable's own params (trial_params), a final return and an evaluation history,
-so selection and reports read them exactly as they read trained ones; only the returns are made up.
+The runs are written through the trial record, as the trainable writes them: the trial's params,
+an evaluation history and a final return, so selection and reports read them exactly as they read
+trained ones; only the returns are made up.
 """
 from pathlib import Path
 
 import yaml
 
+from qsearch import tracking
+from qsearch import trial_record as record
 from qsearch.search import space as spaces
-from qsearch.search import tracking
-from qsearch.search.trainable import trial_params
 from qsearch.select import spec
 
 ENV = "InvertedPendulum-v5"
@@ -52,20 +53,19 @@ def fill(uri: str, workdir: Path, space_path: Path, returns, experiment="earlier
 
 
 def fill_space(uri: str, workdir: Path, space, returns, exp: str, skip=(), parent: str | None = None) -> int:
-    c = tracking.client(uri)
+    parent = parent or record.start_search(uri, exp, "synthetic search", {})
     n = 0
     for conf in space.configurations:
         for seed in space.seeds:
             r = returns(conf, seed)
             if r is None or (conf.key, seed) in skip:
                 continue
-            tags = {"qsearch.kind": "trial", **({tracking.PARENT_TAG: parent} if parent else {})}
-            run = c.create_run(exp, tags=tags).info.run_id
-            tracking.log_params(c, run, trial_params(space, conf, seed))
+            c, run = record.start_trial(uri, exp, parent, f"synthetic-{n}", f"{conf.key} seed {seed}",
+                                        space.trial_params(conf, seed))
             for step in (25, 50):
-                tracking.log_metrics(c, run, {"eval_return_mean": r * step / 50}, step)
-            tracking.log_metrics(c, run, {"final_return": r}, 50)
-            c.set_terminated(run, "FINISHED")
+                tracking.log_metrics(c, run, {record.EVAL_RETURN: r * step / 50}, step)
+            tracking.log_metrics(c, run, {record.FINAL_RETURN: r}, 50)
+            record.end_trial(c, run)
             n += 1
     return n
 

@@ -39,7 +39,10 @@ def test_train_bad_input(capsys, tmp_path, args, message):
 
 def test_eval_bad_input(capsys, tmp_path):
     code, _, err = run(capsys, "eval", str(tmp_path / "nope"))
-    assert code == 2 and "not a folder" in err and err.count("\n") == 1
+    assert code == 2 and "neither a bundle folder nor a run id" in err and err.count("\n") == 1
+    # a tracking URI naming a store that does not exist: refused, and nothing is created
+    code, _, err = run(capsys, "eval", "deadbeef", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}")
+    assert code == 2 and "does not exist" in err and err.count("\n") == 1 and not (tmp_path / "none.db").exists()
     (tmp_path / "junk").mkdir()
     code, _, err = run(capsys, "eval", str(tmp_path / "junk"))
     assert code == 2 and "not a qsearch bundle" in err
@@ -74,3 +77,15 @@ def test_demo_and_search_refuse_before_starting(capsys, tmp_path):
     assert code == 2 and "targets must be positive" in err and not (tmp_path / "demo").exists()
     code, _, err = run(capsys, "search", "search_spaces/selection_pendulum.yaml", "--workdir", str(tmp_path / "s"))
     assert code == 2 and "this is a selection space" in err and "qsearch select" in err
+
+
+def test_mujoco_log_goes_to_the_runs_folder(capsys, tmp_path, monkeypatch):
+    # HalfCheetah's model uses an attribute MuJoCo warns about at every compile
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QSEARCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "runs" / "cheetah"
+    code, _, _ = run(capsys, "train", "--env", "HalfCheetah-v5", "--fp32", "--width", "8", "--steps", "20",
+                     "--learning-starts", "10", "--eval-every", "20", "--episodes", "1", "--out", str(out))
+    assert code == 0
+    assert "settotalmass" in (tmp_path / "runs" / "MUJOCO_LOG.TXT").read_text()
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()

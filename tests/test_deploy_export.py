@@ -119,7 +119,7 @@ def test_bundle_by_run_id(capsys, tmp_path, bundle_dir, monkeypatch):
     not hold is one line and exit 2."""
     import mlflow
 
-    from qsearch.locate import BUNDLE_ARTIFACT
+    from qsearch.trial_record import BUNDLE_ARTIFACT
 
     monkeypatch.setenv("QSEARCH_CACHE", str(tmp_path / "cache"))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

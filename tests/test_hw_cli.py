@@ -22,15 +22,17 @@ def bundle_dir(tmp_path_factory):
 
 
 def test_hw_on_a_run_logs_the_report(capsys, tmp_path, bundle_dir, monkeypatch):
-    import mlflow
-
-    from qsearch.locate import BUNDLE_ARTIFACT
+    from qsearch import bundle as bundles
+    from qsearch import tracking
+    from qsearch import trial_record as record
 
     monkeypatch.setenv("QSEARCH_CACHE", str(tmp_path / "cache"))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.MlflowClient(uri)
-    run_id = client.create_run(client.create_experiment("e", artifact_location=str(tmp_path / "art"))).info.run_id
-    client.log_artifacts(run_id, str(bundle_dir), BUNDLE_ARTIFACT)
+    uri = tracking.default_uri(tmp_path)
+    exp = tracking.experiment(uri, "e", tmp_path)
+    client, run_id = record.start_trial(uri, exp, record.start_search(uri, exp, "e", {}), "t", "a trial",
+                                        record.trial_params(bundles.read(bundle_dir).config, "a", 1))
+    record.finish_trial(client, run_id, {record.FINAL_RETURN: 1.0}, 1, str(bundle_dir))
+    record.end_trial(client, run_id)
     capsys.readouterr()
     out_dir = tmp_path / "report"
     code, out, err = run(capsys, "hw", run_id, "--tracking-uri", uri, "--targets", "1e3", "1e6", "1e8",
@@ -50,7 +52,7 @@ def test_hw_on_a_run_logs_the_report(capsys, tmp_path, bundle_dir, monkeypatch):
     # a search folder names its selected runs' bundles, each with the run to log to
     from qsearch.hw.command import sources
 
-    client.set_tag(run_id, "qsearch.selected", "true")
+    record.set_selected(uri, [], [run_id])
     [s] = sources(str(tmp_path))
     assert s.run_id == run_id and s.tracking_uri.endswith("mlflow.db") and s.policy.actor.obs_dim == 11
 

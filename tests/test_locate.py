@@ -1,14 +1,17 @@
 """Bundle references: folders, MLflow run ids (real SQLite store, real artifacts), selected runs."""
+import json
+
 import numpy as np
 import pytest
 
 from qsearch import bundle as bundles
 from qsearch.config import PolicyConfig, TrainConfig
 from qsearch.errors import QsearchError
-from qsearch.locate import SELECTED_TAG, locate_bundle, selected_bundles
+from qsearch import tracking
+from qsearch import trial_record as record
+from qsearch.locate import locate_bundle, selected_bundles
 from qsearch.obs_norm import ObsNorm
 from qsearch.quant.actor import QuantActor
-from qsearch.search import tracking
 
 
 def write_bundle(out, seed=0):
@@ -27,15 +30,16 @@ def store(tmp_path, monkeypatch):
     workdir.mkdir()
     uri = tracking.default_uri(workdir)
     exp = tracking.experiment(uri, "locate-test", workdir)
-    c = tracking.client(uri)
+    parent = record.start_search(uri, exp, "locate-test", {})
     runs = []
     for seed in (0, 1):
-        run = c.create_run(exp, tags={"qsearch.kind": "trial"}).info.run_id
-        c.log_param(run, "seed", seed)
-        c.log_artifacts(run, str(write_bundle(tmp_path / f"b{seed}", seed)), artifact_path="bundle")
-        c.set_terminated(run)
+        out = write_bundle(tmp_path / f"b{seed}", seed)
+        c, run = record.start_trial(uri, exp, parent, f"t{seed}", f"seed {seed}",
+                                    record.trial_params(bundles.read(out).config, "locate-test", 1))
+        record.finish_trial(c, run, {record.FINAL_RETURN: 1.0}, 10, str(out))
+        record.end_trial(c, run)
         runs.append(run)
-    c.set_tag(runs[1], SELECTED_TAG, "true")
+    record.set_selected(uri, ["InvertedPendulum-v5"], [runs[1]])
     empty = c.create_run(exp).info.run_id
     return workdir, uri, runs, empty
 
@@ -83,3 +87,11 @@ def test_no_selected_runs_says_so(tmp_path):
         selected_bundles(workdir)
     with pytest.raises(QsearchError, match="holds no search"):
         selected_bundles(tmp_path)
+
+
+def test_eval_takes_a_run_id(store, capsys):
+    from qsearch.cli import main
+
+    _, uri, runs, _ = store
+    assert main(["eval", runs[1], "--tracking-uri", uri, "--episodes", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["env"] == "InvertedPendulum-v5"

@@ -8,9 +8,10 @@ import pytest
 
 from qsearch.cli import main
 from qsearch.search import space as spaces
-from qsearch.search import tracking
+from qsearch import tracking
+from qsearch import trial_record as record
 from qsearch.select.report import FIGURES
-from qsearch.select.run import select
+from qsearch.select.selection import select
 from select_store import ENV, fill_space, filled_selection, selection_file
 
 
@@ -22,7 +23,7 @@ def search_folder(tmp_path, returns, sweep):
     space = spaces.parse({"name": "sens", "envs": [ENV, "Pendulum-v1"], "steps": 50, "seeds": [0, 1, 2],
                           "policy": {"width": 64}, "sweep": sweep}, "sens.yaml")
     exp = tracking.experiment(uri, space.name, workdir)
-    parent = tracking.start_parent(uri, exp, space.name, {})
+    parent = record.start_search(uri, exp, space.name, {})
     fill_space(uri, workdir, space, returns, exp, parent=parent)
     (workdir / "search.json").write_text(json.dumps({"space_name": space.name, "tracking_uri": uri,
                                                      "experiment_id": exp, "parent_run_id": parent}))
@@ -57,7 +58,7 @@ def test_selection_report_draws_every_figure_and_logs_it(tmp_path, capsys):
     assert "Not drawn" not in md
     assert outcome["selected"][ENV]["configuration"] in md and "| 0.5 | 850.0 +- 45.0 | 940.0 +- 45.0 |" in md
     run_id = json.loads((workdir / "select.json").read_text())["selection_run_id"]
-    logged = {os.path.basename(f.path) for f in tracking.client(uri).list_artifacts(run_id, "report")}
+    logged = {os.path.basename(f.path) for f in tracking.client(uri).list_artifacts(run_id, record.REPORT_ARTIFACT)}
     assert logged == {"report.md"} | {name for name, _, _ in FIGURES}
 
 
@@ -73,7 +74,7 @@ def test_search_report_draws_what_its_data_supports(tmp_path, capsys):
     assert "Not drawn: needs a selection (qsearch select)." in md
     assert not (workdir / "report" / "fig2_training.png").exists()
     assert (workdir / "report" / "fig1_bitwidth.png").stat().st_size > 5000
-    names = {os.path.basename(f.path) for f in tracking.client(uri).list_artifacts(parent, "report")}
+    names = {os.path.basename(f.path) for f in tracking.client(uri).list_artifacts(parent, record.REPORT_ARTIFACT)}
     assert "fig1_bitwidth.png" in names
 
 

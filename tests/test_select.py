@@ -7,12 +7,12 @@ import pytest
 
 from qsearch.cli import main
 from qsearch.errors import QsearchError
-from qsearch.locate import selected_runs
-from qsearch.search import tracking
+from qsearch import tracking
+from qsearch import trial_record as record
 from qsearch.select import spec
 from qsearch.select.parity import Rule
 from qsearch.select.results import Stats
-from qsearch.select.run import select
+from qsearch.select.selection import select
 from qsearch.select.stages import pick, selection_table, table
 from select_store import ENV, fill, filled_selection, paper_like, selection_file
 
@@ -62,9 +62,9 @@ def test_three_stages_on_a_store_that_holds_every_result(tmp_path):
     # Stage 2 held the stage-1 width 64 as a candidate, stage 3 the 8-bit input.
     assert [r["value"] for r in outcome["stages"]["width"][ENV]["rows"]] == [16, 32, 64]
     assert [r["value"] for r in outcome["stages"]["input"][ENV]["rows"]] == [2, 4, 8]
-    tagged = selected_runs(uri)
-    assert sorted(r.data.params["seed"] for r in tagged) == ["0", "1", "2"]
-    assert {r.data.params["configuration"] for r in tagged} == {chosen["configuration"]}
+    tagged = record.selected_trials(uri)
+    assert sorted(t.seed for t in tagged) == [0, 1, 2]
+    assert {t.configuration for t in tagged} == {chosen["configuration"]}
     table_text = selection_table(outcome)
     assert "998.0 +- 8.2" in table_text and "1000.0 +- 8.2" in table_text and "sigma" in table_text
     saved = json.loads((workdir / "selection.json").read_text())
@@ -78,10 +78,10 @@ def test_a_second_select_trains_nothing_and_retags(tmp_path):
     out = io.StringIO()
     outcome = select(path, workdir=workdir, noise=False, stream=out, rule=Rule("sigma"))
     assert out.getvalue().count(" 0 to train") == 3
-    assert len(selected_runs(uri)) == 3
+    assert len(record.selected_trials(uri)) == 3
     c = tracking.client(uri)
-    kinds = [r.data.tags.get("qsearch.kind") for r in c.search_runs([e.experiment_id for e in c.search_experiments()])]
-    assert kinds.count("selection") == 2 and kinds.count("search") == 0  # two selections, no search
+    kinds = [r.data.tags.get(record.KIND_TAG) for r in c.search_runs(tracking.all_experiments(c))]
+    assert kinds.count(record.SELECTION) == 2 and kinds.count(record.SEARCH) == 1  # the synthetic one
     assert outcome["selected"][ENV]["core_bits"] == 3
 
 
@@ -96,10 +96,10 @@ def test_missing_seeds_move_the_pick(tmp_path):
     from select_store import superset
     skip = {(c.key, 2) for c in superset(sel).configurations if c.policy.quant and c.policy.quant.bits_weight == 3}
     fill(uri, workdir, path, paper_like, skip=skip)
-    from qsearch.select import results, stages
-    from qsearch.select.run import _stage_space
+    from qsearch.select import stages
+    from qsearch.select.selection import _stage_space
 
-    index = results.Index(results.load(uri))
+    index = record.Index(record.read_trials(uri))
     _, core = _stage_space(sel, "core", {}, workdir)
     assert len(stages.missing(core, index)) == 1  # exactly the one lost seed
     fp32 = {ENV: stages.fp32_baseline(core, ENV, index, 3)}
@@ -113,12 +113,12 @@ def test_no_configuration_matching_selects_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "no configuration matches FP32 (core bits [2, 3, 4]); nothing selected" in out
     assert "stage width" not in out  # nothing got past stage 1: no later stage ran
-    assert selected_runs(uri) == []
+    assert record.selected_trials(uri) == []
 
 
 def test_no_fp32_baseline_is_one_line(tmp_path):
-    from qsearch.select import results, stages
-    from qsearch.select.run import _stage_space
+    from qsearch.select import stages
+    from qsearch.select.selection import _stage_space
 
     path = selection_file(tmp_path)
     workdir = tmp_path / "sel"
@@ -127,7 +127,7 @@ def test_no_fp32_baseline_is_one_line(tmp_path):
     fill(uri, workdir, path, lambda conf, seed: None if conf.policy.quant is None else 900.0)
     _, core = _stage_space(spec.load(path), "core", {}, workdir)
     with pytest.raises(QsearchError, match="no FP32 baseline to compare with: 0 of 3"):
-        stages.fp32_baseline(core, ENV, results.Index(results.load(uri)), 3)
+        stages.fp32_baseline(core, ENV, record.Index(record.read_trials(uri)), 3)
 
 
 @pytest.mark.parametrize("change, message", [

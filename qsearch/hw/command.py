@@ -56,11 +56,8 @@ def sources(ref: str | None, tracking_uri: str | None = None) -> list[Source]:
     from qsearch import locate
 
     if path.is_dir() and not (path / "bundle.json").is_file():
-        uri = locate.tracking_uri_of(path)
-        runs = locate.selected_runs(uri)
-        if not runs:
-            raise QsearchError(f"no selected runs (tag {locate.SELECTED_TAG}=true) in {uri}: run `qsearch select` first")
-        return [_from_bundle(locate.locate_bundle(r.info.run_id, uri), r.info.run_id, uri) for r in runs]
+        trials, uri = locate.selected_trials(path)
+        return [_from_bundle(locate.locate_bundle(t.run_id, uri), t.run_id, uri) for t in trials]
     if path.is_dir():
         return [_from_bundle(path)]
     return [_from_bundle(locate.locate_bundle(ref, tracking_uri), ref, tracking_uri)]
@@ -141,19 +138,16 @@ def _synthesized(policies, chosen, cfg, out, rows):
 
 def _log(found: list[Source], chosen: dict[str, sweep.Row], out: Path) -> list[str]:
     """Log the report and the chosen design's figures to each policy's MLflow run."""
-    from qsearch.search import tracking
+    from qsearch import trial_record
 
     logged = []
     for s in found:
         if not (s.run_id and s.tracking_uri):
             continue
         r = chosen[s.policy.name]
-        c = tracking.client(s.tracking_uri)
-        tracking.log_metrics(c, s.run_id, {
-            "hw_target_fps": r.target_fps, "hw_lut": r.lut, "hw_bram18": r.bram18, "hw_dsp": r.dsp,
-            "hw_latency_us": r.latency_us, "hw_actions_per_s": r.actions_per_s, "hw_power_w": r.power_w,
-            "hw_energy_per_action_j": r.energy_j}, step=0)
-        c.set_tag(s.run_id, "qsearch.hw.source", r.source)
-        c.log_artifacts(s.run_id, str(out), artifact_path="hw")
+        trial_record.log_hardware(s.tracking_uri, s.run_id, {
+            "target_fps": r.target_fps, "lut": r.lut, "bram18": r.bram18, "dsp": r.dsp, "latency_us": r.latency_us,
+            "actions_per_s": r.actions_per_s, "power_w": r.power_w, "energy_per_action_j": r.energy_j},
+            r.source, str(out))
         logged.append(s.run_id)
     return logged

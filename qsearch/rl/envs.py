@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -35,6 +36,21 @@ def _action_space_kind(env_id: str) -> str:
         return type(space).__name__
     finally:
         env.close()
+
+
+MUJOCO_LOG = "MUJOCO_LOG.TXT"
+
+
+def log_mujoco_to(folder: Path) -> None:
+    """Send MuJoCo's warnings (an unstable simulation, say) to `folder`/MUJOCO_LOG.TXT for the rest of
+    this process. MuJoCo's default is the current folder, wherever the user happens to stand."""
+    import mujoco
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = mujoco.MjLogConfig.get()
+    config.logfile = str(folder.resolve() / MUJOCO_LOG)
+    config.set()
 
 
 def make_env(env_id: str, seed: int) -> gym.Env:

@@ -12,15 +12,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from qsearch import tracking
+from qsearch import trial_record as record
 from qsearch.errors import QsearchError
 from qsearch.search import space as spaces
-from qsearch.search import tracking
 
 STATE = "search.json"
 
 
 @dataclass
-class Outcome:
+class SearchResult:
     rows: list[dict]
     table: str
     parent_run_id: str
@@ -93,7 +94,7 @@ def _trainable(space, uri, experiment_id, parent_run_id):
 
 def search(space_path: str | Path, workdir: str | Path | None = None, address: str | None = None,
            storage: str | None = None, tracking_uri: str | None = None, resume: bool = False,
-           stream=None, only: list[tuple[str, int]] | None = None) -> Outcome:
+           only: list[tuple[str, int]] | None = None) -> SearchResult:
     """only: (configuration key, seed) pairs of a grid space to run instead of the whole grid."""
     space = spaces.load(space_path)  # refused here, before Ray starts
     workdir = Path(workdir or Path("runs") / space.name).resolve()
@@ -118,7 +119,7 @@ def search(space_path: str | Path, workdir: str | Path | None = None, address: s
     if resume:
         parent = state["parent_run_id"]
     else:
-        parent = tracking.start_parent(uri, experiment_id, space.name, {
+        parent = record.start_search(uri, experiment_id, space.name, {
             "space": str(Path(space_path).resolve()), "space_name": space.name, "algo": space.algo,
             "steps": space.steps, "seeds": list(space.seeds), "configurations": len(space.configurations),
             "trials": space.trials, "searcher": space.search.searcher, "scheduler": space.search.scheduler})
@@ -133,6 +134,10 @@ def search(space_path: str | Path, workdir: str | Path | None = None, address: s
 
     from qsearch.search.summary import LiveView, rows, table
 
+    # Tune's console output (a "Configuration for experiment" box and a TensorBoard hint that does
+    # not apply: qsearch tracks in MLflow) prints whatever `verbose` says; the legacy reporter obeys
+    # verbose=0, and LiveView says what is running.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     # "local": always a fresh Ray on this machine, never a cluster that happens to run here.
     ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
              configure_logging=True, logging_level="warning")
@@ -158,24 +163,12 @@ def search(space_path: str | Path, workdir: str | Path | None = None, address: s
     trial_rows = rows(results)
     text = table(trial_rows)
     _finish_parent(uri, experiment_id, parent, trial_rows, text, workdir)
-    return Outcome(trial_rows, text, parent, uri, experiment_path)
+    return SearchResult(trial_rows, text, parent, uri, experiment_path)
 
 
 def _finish_parent(uri, experiment_id, parent, trial_rows, text, workdir):
-    c = tracking.client(uri)
-    # A trial whose worker died before it could close its child run (killed, or out of memory) left it RUNNING.
-    running = c.search_runs([experiment_id], filter_string=f"tags.`{tracking.PARENT_TAG}` = '{parent}' "
-                                                           "and attributes.status = 'RUNNING'")
-    for r in running:
-        c.set_terminated(r.info.run_id, "KILLED")
-    done = [r for r in trial_rows if r["status"] == "done"]
-    tracking.log_metrics(c, parent, {"trials_done": len(done),
-                                     "trials_failed": sum(r["status"] == "failed" for r in trial_rows)}, 0)
-    if done:
-        tracking.log_metrics(c, parent, {"best_final_return": max(r["final_return"] for r in done)}, 0)
     (workdir / "summary.txt").write_text(text + "\n")
     (workdir / "trials.json").write_text(json.dumps(trial_rows, indent=2) + "\n")
-    c.log_artifact(parent, str(workdir / "summary.txt"))
-    c.log_artifact(parent, str(workdir / "trials.json"))
-    # Trials stopped early by ASHA did what the scheduler asked: only a failed trial fails the search.
-    c.set_terminated(parent, "FAILED" if any(r["status"] == "failed" for r in trial_rows) else "FINISHED")
+    record.finish_search(uri, experiment_id, parent, [r["final_return"] for r in trial_rows if r["status"] == "done"],
+                         sum(r["status"] == "failed" for r in trial_rows),
+                         [str(workdir / "summary.txt"), str(workdir / "trials.json")])

@@ -27,7 +27,9 @@ from pathlib import Path
 
 import yaml
 
-from qsearch.config import ALGO_CONFIGS, ALGOS, MAX_BITS, MIN_BITS, SCOPES, PolicyConfig, QuantBits, TrainConfig
+from qsearch import trial_record
+from qsearch.config import (ALGO_CONFIGS, ALGOS, MAX_BITS, MIN_BITS, SCOPES, PolicyConfig, QuantBits, TrainConfig,
+                            default)
 from qsearch.errors import QsearchError
 
 SEARCHERS = ("grid", "optuna")
@@ -40,8 +42,11 @@ class Configuration:
     """One point of the space, without its seed."""
 
     env_id: str
+    """the task"""
     policy: PolicyConfig
-    algo_overrides: tuple = ()  # (name, value) pairs a sweep group sets over the space's algo_config
+    """the actor and its bit widths"""
+    algo_overrides: tuple = ()
+    """(name, value) pairs a sweep group sets over the space's algo_config"""
 
     @property
     def key(self) -> str:
@@ -54,44 +59,74 @@ class Configuration:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """How Ray Tune explores the space."""
+    """How Ray Tune explores the space (the `search:` section)."""
 
-    searcher: str = "grid"  # grid: every configuration x every seed (the paper's protocol)
-    num_samples: int = 10  # optuna only: how many trials to sample
-    objectives: tuple[str, ...] = ("return",)  # optuna: ("return",) or ("return", "cost")
+    searcher: str = "grid"
+    """grid: every configuration x every seed (the paper's protocol); optuna: sampled"""
+    num_samples: int = 10
+    """optuna only: how many trials to sample"""
+    objectives: tuple[str, ...] = ("return",)
+    """optuna: (return,) or (return, cost), cost being the bits of the actor's weights"""
     scheduler: str = "none"
-    grace_steps: int = 10_000  # asha: environment steps before a trial may be stopped
-    reduction_factor: int = 3  # asha
-    max_concurrent: int = 0  # 0: as many as the cluster has room for
+    """none, or asha to stop trials whose evaluation return lags"""
+    grace_steps: int = 10_000
+    """asha: environment steps before a trial may be stopped (at most the space's steps)"""
+    reduction_factor: int = 3
+    """asha: the fraction 1/reduction_factor of trials that goes on at each rung"""
+    max_concurrent: int = 0
+    """trials at once; 0: as many as the cluster has room for"""
 
 
 @dataclass(frozen=True)
 class Resources:
+    """What one trial reserves on the cluster (the `resources:` section)."""
+
     cpu: float = 1.0
-    gpu: float = 0.0  # a fraction shares one GPU between trials
+    """CPUs per trial (qsearch's learners use one thread)"""
+    gpu: float = 0.0
+    """GPUs per trial; a fraction shares one GPU between trials"""
 
 
 @dataclass(frozen=True)
 class SearchSpace:
+    """A validated space file. The training fields' defaults are TrainConfig's."""
+
     name: str
+    """the search's name: its folder runs/<name> and its MLflow experiment"""
     path: str
+    """the file it was read from"""
     algo: str
-    algo_config: object  # SACConfig | DDPGConfig | TD3Config, with the file's overrides
+    """sac, ddpg or td3"""
+    algo_config: object
+    """SACConfig | DDPGConfig | TD3Config, the algorithm's defaults with the file's overrides"""
     steps: int
+    """environment steps per trial"""
     seeds: tuple[int, ...]
+    """every configuration is trained once per seed (paper: 10 seeds)"""
     eval_every: int
+    """environment steps between evaluations (default: TrainConfig's, at most steps)"""
     eval_episodes: int
+    """episodes per evaluation during training"""
     final_episodes: int
+    """episodes of the final evaluation that selection compares (default: eval_episodes)"""
     configurations: tuple[Configuration, ...]
+    """the union of the sweep groups' cartesian products"""
     search: SearchConfig = field(default_factory=SearchConfig)
+    """how Ray Tune explores the space"""
     resources: Resources = field(default_factory=Resources)
+    """what one trial reserves"""
     retries: int = 0
+    """times Tune restarts a failed trial"""
 
     def train_config(self, conf: Configuration, seed: int) -> TrainConfig:
         algo_config = dataclasses.replace(self.algo_config, **dict(conf.algo_overrides))
         return TrainConfig(env_id=conf.env_id, algo=self.algo, policy=conf.policy, total_steps=self.steps,
                            seed=seed, eval_every=self.eval_every, eval_episodes=self.eval_episodes,
                            algo_config=algo_config)
+
+    def trial_params(self, conf: Configuration, seed: int) -> dict[str, str]:
+        """What a trial of `conf` and `seed` records in MLflow, and is found again by."""
+        return trial_record.trial_params(self.train_config(conf, seed), conf.key, self.final_episodes)
 
     @property
     def trials(self) -> int:
@@ -181,7 +216,7 @@ def parse(data, path: str = "<space>") -> SearchSpace:
     name = data["name"]
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
         raise err("name", f"must be a non-empty string of letters, digits, '-', '_' or '.', got {name!r}")
-    algo = data.get("algo", "sac")
+    algo = data.get("algo", default(TrainConfig, "algo"))
     if algo not in ALGOS:
         raise err("algo", f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
     algo_config = _algo_config(err, algo, data.get("algo_config", {}))
@@ -189,14 +224,14 @@ def parse(data, path: str = "<space>") -> SearchSpace:
     seeds = tuple(_list(err, "seeds", data["seeds"], lambda k, v: _int(err, k, v, lo=0)))
     if len(set(seeds)) != len(seeds):
         raise err("seeds", "repeats a seed")
-    eval_every = _int(err, "eval_every", data.get("eval_every", min(10_000, steps)), lo=1)
-    eval_episodes = _int(err, "eval_episodes", data.get("eval_episodes", 10), lo=1)
+    eval_every = _int(err, "eval_every", data.get("eval_every", min(default(TrainConfig, "eval_every"), steps)), lo=1)
+    eval_episodes = _int(err, "eval_episodes", data.get("eval_episodes", default(TrainConfig, "eval_episodes")), lo=1)
     final_episodes = _int(err, "final_episodes", data.get("final_episodes", eval_episodes), lo=1)
     envs = _list(err, "envs", data["envs"], lambda k, v: _env(err, k, v))
 
     pol = _mapping(err, "policy", data.get("policy", {}), {"width", "depth"})
-    base_width = _int(err, "policy.width", pol.get("width", 256), lo=1)
-    base_depth = _int(err, "policy.depth", pol.get("depth", 2), lo=1)
+    base_width = _int(err, "policy.width", pol.get("width", default(PolicyConfig, "width")), lo=1)
+    base_depth = _int(err, "policy.depth", pol.get("depth", default(PolicyConfig, "depth")), lo=1)
 
     sweep = data["sweep"]
     if not isinstance(sweep, list) or not sweep:
@@ -209,9 +244,9 @@ def parse(data, path: str = "<space>") -> SearchSpace:
 
     search = _search(err, data.get("search", {}), steps)
     res = _mapping(err, "resources", data.get("resources", {}), {"cpu", "gpu"})
-    resources = Resources(cpu=_positive(err, "resources.cpu", res.get("cpu", 1.0)),
-                          gpu=_positive(err, "resources.gpu", res.get("gpu", 0.0), zero=True))
-    retries = _int(err, "retries", data.get("retries", 0), lo=0)
+    resources = Resources(cpu=_positive(err, "resources.cpu", res.get("cpu", default(Resources, "cpu"))),
+                          gpu=_positive(err, "resources.gpu", res.get("gpu", default(Resources, "gpu")), zero=True))
+    retries = _int(err, "retries", data.get("retries", default(SearchSpace, "retries")), lo=0)
     return SearchSpace(name=name, path=path, algo=algo, algo_config=algo_config, steps=steps, seeds=seeds,
                        eval_every=eval_every, eval_episodes=eval_episodes, final_episodes=final_episodes,
                        configurations=tuple(configurations), search=search, resources=resources, retries=retries)
@@ -301,23 +336,25 @@ def _scope(err, key, v):
 def _search(err, s, steps) -> SearchConfig:
     fields = {f.name for f in dataclasses.fields(SearchConfig)}
     _mapping(err, "search", s, fields)
-    searcher = s.get("searcher", "grid")
+    d = SearchConfig()
+    searcher = s.get("searcher", d.searcher)
     if searcher not in SEARCHERS:
         raise err("search.searcher", f"unknown searcher {searcher!r}; choose one of {', '.join(SEARCHERS)}")
-    scheduler = s.get("scheduler", "none")
+    scheduler = s.get("scheduler", d.scheduler)
     if scheduler not in SCHEDULERS:
         raise err("search.scheduler", f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
-    objectives = tuple(_list(err, "search.objectives", s.get("objectives", ["return"]),
+    objectives = tuple(_list(err, "search.objectives", s.get("objectives", list(d.objectives)),
                              lambda k, v: _objective(err, k, v)))
     if objectives[0] != "return" or len(set(objectives)) != len(objectives):
         raise err("search.objectives", "must be [return] or [return, cost]")
     if len(objectives) > 1 and searcher != "optuna":
         raise err("search.objectives", "several objectives need searcher: optuna")
-    grace = _int(err, "search.grace_steps", s.get("grace_steps", min(10_000, steps)), lo=1, hi=steps)
-    return SearchConfig(searcher=searcher, num_samples=_int(err, "search.num_samples", s.get("num_samples", 10), lo=1),
-                        objectives=objectives, scheduler=scheduler, grace_steps=grace,
-                        reduction_factor=_int(err, "search.reduction_factor", s.get("reduction_factor", 3), lo=2),
-                        max_concurrent=_int(err, "search.max_concurrent", s.get("max_concurrent", 0), lo=0))
+    grace = _int(err, "search.grace_steps", s.get("grace_steps", min(d.grace_steps, steps)), lo=1, hi=steps)
+    return SearchConfig(
+        searcher=searcher, num_samples=_int(err, "search.num_samples", s.get("num_samples", d.num_samples), lo=1),
+        objectives=objectives, scheduler=scheduler, grace_steps=grace,
+        reduction_factor=_int(err, "search.reduction_factor", s.get("reduction_factor", d.reduction_factor), lo=2),
+        max_concurrent=_int(err, "search.max_concurrent", s.get("max_concurrent", d.max_concurrent), lo=0))
 
 
 def _objective(err, key, v):

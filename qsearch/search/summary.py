@@ -8,9 +8,13 @@ from collections import defaultdict
 
 from ray.tune import Callback
 
+from qsearch.trial_record import FINAL_RETURN
+
 
 class LiveView(Callback):
-    """One line whenever the count of running / done / failed trials or the best return changes.
+    """One line whenever a trial reports a new best return, ends or fails, with the counts of running,
+    done, failed and pending trials. Not on a trial's start: the next trial starts as soon as one
+    ends, and a line for each would double the output without news.
 
     Tune's own table reporter is switched off (verbose=0): it prints every few seconds whether or
     not anything changed, which buries the news on a long search."""
@@ -42,9 +46,6 @@ class LiveView(Callback):
             self.best = (r, self._label(trial))
         self._print(trials)
 
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self._print(trials)
-
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._print(trials)
 
@@ -73,8 +74,8 @@ def rows(results) -> list[dict]:
         cfg = r.config or {}
         m = r.metrics or {}
         out.append({"configuration": cfg.get("configuration"), "seed": cfg.get("seed"),
-                    "status": "failed" if r.error else ("done" if "final_return" in m else "stopped"),
-                    "final_return": m.get("final_return"), "cost": m.get("cost"),
+                    "status": "failed" if r.error else ("done" if FINAL_RETURN in m else "stopped"),
+                    "final_return": m.get(FINAL_RETURN), "cost": m.get("cost"),
                     "train_seconds": m.get("train_seconds"), "work_seconds": m.get("work_seconds"),
                     "trial_seconds": m.get("trial_seconds"),
                     "error": None if r.error is None else str(r.error).strip().splitlines()[-1][:200]})

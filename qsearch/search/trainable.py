@@ -12,12 +12,11 @@ import time
 import traceback
 from pathlib import Path
 
-from qsearch.search import tracking
+from qsearch import trial_record as record
+from qsearch import tracking
 from qsearch.search.space import SearchSpace
 
-# What Tune and MLflow receive from the learners' progress dict.
 DONE_MARKER = "trial.json"  # in the trial's storage folder; written last, it marks the trial as done
-METRICS = ("steps_per_s", "eval_return_mean", "eval_return_std", "qf_loss", "actor_loss", "alpha")
 
 
 def weight_bits(obs_dim: int, act_dim: int, policy) -> int:
@@ -27,24 +26,15 @@ def weight_bits(obs_dim: int, act_dim: int, policy) -> int:
     return weights * (32 if policy.quant is None else policy.quant.bits_weight)
 
 
-def trial_params(space: SearchSpace, conf, seed: int) -> dict:
-    q = conf.policy.quant
-    return {"env_id": conf.env_id, "algo": space.algo, "fp32": q is None,
-            "bits_in": "fp32" if q is None else q.bits_in, "bits_weight": "fp32" if q is None else q.bits_weight,
-            "bits_act": "fp32" if q is None else q.bits_act, "bits_out": "fp32" if q is None else q.bits_out,
-            "width": conf.policy.width, "depth": conf.policy.depth, "seed": seed, "steps": space.steps,
-            "eval_every": space.eval_every, "eval_episodes": space.eval_episodes,
-            "final_episodes": space.final_episodes, "configuration": conf.key,
-            **{f"algo_config.{k}": v for k, v in vars(space.train_config(conf, seed).algo_config).items()}}
-
-
 def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_id: str, parent_run_id: str):
     """config: {"configuration": Configuration.key, "seed": int} from the Tuner's param space."""
     started = time.perf_counter()
     import gymnasium as gym
+    import pyarrow.fs as pafs
     from ray import tune
 
     from qsearch import pipeline
+    from qsearch.rl.envs import log_mujoco_to
 
     tracking.setup_environment()
     by_key = {c.key: c for c in space.configurations}
@@ -56,11 +46,12 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
     # actor reused for the next trial may keep it (measured with ray 2.60).
     storage = ctx.get_storage()
     fs, trial_path = storage.storage_filesystem, storage.trial_fs_path
+    log_mujoco_to(trial_path if isinstance(fs, pafs.LocalFileSystem) else ctx.get_trial_dir())
     done = _read_marker(fs, trial_path)
     if done is not None:
         # Finished under an earlier driver that was killed before Tune saved its state: report the
         # result again instead of training a second time.
-        tracking.close_stale(tracking_uri, experiment_id, ctx.get_trial_id(), "FINISHED")
+        record.close_stale(tracking_uri, experiment_id, ctx.get_trial_id(), "FINISHED")
         tune.report({"step": cfg.total_steps, **done})
         return
 
@@ -68,16 +59,16 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
     cost = weight_bits(env.observation_space.shape[0], env.action_space.shape[0], conf.policy)
     env.close()
 
-    client, run_id = tracking.start_child(tracking_uri, experiment_id, parent_run_id, ctx.get_trial_id(),
-                                          f"{conf.key} seed {seed}", trial_params(space, conf, seed))
+    client, run_id = record.start_trial(tracking_uri, experiment_id, parent_run_id, ctx.get_trial_id(),
+                                        f"{conf.key} seed {seed}", space.trial_params(conf, seed))
     last_return = [None]
 
     def progress(m: dict) -> None:
         step = int(m["step"])
-        metrics = {k: m[k] for k in METRICS if m.get(k) is not None}
+        metrics = {k: m[k] for k in record.PROGRESS_METRICS if m.get(k) is not None}
         tracking.log_metrics(client, run_id, metrics, step)
-        if "eval_return_mean" in metrics:
-            last_return[0] = metrics["eval_return_mean"]
+        if record.EVAL_RETURN in metrics:
+            last_return[0] = metrics[record.EVAL_RETURN]
         report = {"step": step, "cost": cost, **metrics}
         if last_return[0] is not None:  # schedulers and searchers compare this one
             report["eval_return"] = last_return[0]
@@ -88,27 +79,20 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
         work_started = time.perf_counter()
         b = pipeline.run(cfg, local / "bundle", episodes=space.final_episodes, progress=progress)
         work_seconds = time.perf_counter() - work_started
-        final = b.evaluation["torch"]["mean"]
-        summary = {"final_return": final, "final_return_std": b.evaluation["torch"]["std"],
-                   "train_seconds": b.evaluation["train_seconds"], "work_seconds": work_seconds, "cost": cost}
-        if "int" in b.evaluation:
-            summary["final_return_int"] = b.evaluation["int"]["mean"]
-        tracking.log_metrics(client, run_id, summary, cfg.total_steps)
-        client.log_artifacts(run_id, str(local / "bundle"), artifact_path="bundle")
+        summary = record.trial_summary(b.evaluation, work_seconds, cost)
+        record.finish_trial(client, run_id, summary, cfg.total_steps, str(local / "bundle"))
         _copy_bundle(local / "bundle", fs, f"{trial_path}/bundle")
-        done = {"eval_return": final, **summary, "trial_seconds": time.perf_counter() - started}
+        done = {"eval_return": summary[record.FINAL_RETURN], **summary, "trial_seconds": time.perf_counter() - started}
         _write_marker(fs, trial_path, done)  # last: it marks the trial as done
-        client.set_terminated(run_id, "FINISHED")
+        record.end_trial(client, run_id)
     except SystemExit:
         # A scheduler (ASHA) stopping the trial: Tune's report() ends the trial's thread with
         # sys.exit(0). Not a failure.
-        client.set_tag(run_id, "qsearch.stopped", "stopped early by the scheduler")
-        client.set_terminated(run_id, "KILLED")
+        record.end_trial(client, run_id, stopped="stopped early by the scheduler")
         raise
     except BaseException as e:
         # Recorded on the child run, then re-raised so that Tune retries or marks the trial failed.
-        client.set_tag(run_id, "qsearch.error", f"{type(e).__name__}: {e}"[:5000])
-        client.set_terminated(run_id, "FAILED")
+        record.end_trial(client, run_id, error=f"{type(e).__name__}: {e}")
         _write_text(fs, f"{trial_path}/error.txt", traceback.format_exc())
         raise
     finally:

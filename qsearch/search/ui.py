@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from qsearch.errors import QsearchError
-from qsearch.search import tracking
+from qsearch import tracking
 
 
 def command(uri: str, port: int) -> list[str]:

@@ -25,8 +25,12 @@ BOOTSTRAP_RESAMPLES = 10_000
 
 @dataclass(frozen=True)
 class Rule:
+    """The FP32-parity rule a selection applies (the `selection:` section's rule and alpha)."""
+
     name: str = "sigma"
+    """sigma (the paper's), welch or bootstrap"""
     alpha: float = 0.05
+    """significance level of welch and bootstrap"""
 
     def __post_init__(self):
         if self.name not in RULES:
@@ -44,8 +48,12 @@ class Rule:
 
 @dataclass(frozen=True)
 class Verdict:
+    """A rule's answer for one configuration."""
+
     match: bool
-    detail: str  # the figure the decision rests on, for the stage tables
+    """the configuration matches FP32"""
+    detail: str
+    """the figure the decision rests on, for the stage tables"""
 
 
 def verdict(candidate: Stats, fp32: Stats, rule: Rule) -> Verdict:

@@ -16,10 +16,12 @@ import yaml
 
 from qsearch.atomic import replaced_folder
 from qsearch.errors import QsearchError
+from qsearch import tracking
+from qsearch import trial_record as record
 from qsearch.search import summary as summaries
-from qsearch.search import tracking
 from qsearch.select import figures, results, stages
-from qsearch.select.results import Stats, Trial
+from qsearch.select.results import Stats
+from qsearch.trial_record import Trial
 
 FIGURES = (  # file, title, what it needs
     ("fig1_bitwidth.png", "Return vs bit width per scope (paper Figure 1)",
@@ -82,14 +84,14 @@ def gather(folder: Path) -> Data:
         used = {t["run_id"] for st in outcome["stages"].values() for o in st.values() for r in o["rows"]
                 for t in r["trials"]}
         used |= {t["run_id"] for ts in outcome["fp32"].values() for t in ts}
-        trials = [t for t in results.load(state["tracking_uri"]) if t.run_id in used]
+        trials = [t for t in record.read_trials(state["tracking_uri"]) if t.run_id in used]
         noise_file = folder / "noise.json"
         noise = json.loads(noise_file.read_text())["envs"] if noise_file.is_file() else None
         data = Data(state["space_name"], "selection", state["tracking_uri"], state["selection_run_id"], trials,
                     selection=outcome, noise=noise)
     elif search_state.is_file():
         state = json.loads(search_state.read_text())
-        trials = results.load(state["tracking_uri"], [state["experiment_id"]])
+        trials = record.read_trials(state["tracking_uri"], [state["experiment_id"]])
         data = Data(state["space_name"], "search", state["tracking_uri"], state["parent_run_id"], trials)
     else:
         raise QsearchError(f"{folder} holds no search or selection (no select.json or search.json)")
@@ -118,7 +120,7 @@ def histories(data: Data) -> dict:
     c = tracking.client(data.uri)
 
     def history(run_id):
-        return {m.step: m.value for m in c.get_metric_history(run_id, "eval_return_mean")}
+        return record.eval_history(c, run_id)
 
     out = {}
     for env, s in data.selection["selected"].items():
@@ -172,5 +174,5 @@ def report(space_path: str | Path | None = None, workdir: str | Path | None = No
     data = gather(folder)
     out = folder / "report"
     drawn = write(data, out)
-    tracking.client(data.uri).log_artifacts(data.run_id, str(out), artifact_path="report")
+    record.log_report(data.uri, data.run_id, str(out))
     return out, drawn

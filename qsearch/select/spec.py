@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+from qsearch.config import default
 from qsearch.search import space as spaces
 from qsearch.search.space import _bits, _Err, _int, _list, _mapping  # the search spaces' own checks
 from qsearch.select.parity import RULES, Rule
@@ -35,22 +36,34 @@ from qsearch.select.parity import RULES, Rule
 STAGES = ("core", "width", "input")
 SELECTION_KEYS = {"core_bits", "widths", "input_bits", "rule", "alpha", "min_seeds", "noise_sigmas",
                   "noise_episodes"}
-DEFAULT_SIGMAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 @dataclass(frozen=True)
 class Selection:
+    """A validated selection space."""
+
     name: str
+    """the selection's name: its folder runs/<name> and its MLflow experiment"""
     path: str
-    data: dict  # the file without `selection:`: each stage's search space is this plus a sweep
-    base: spaces.SearchSpace  # validated, with the FP32 baseline as its only sweep group
+    """the file it was read from"""
+    data: dict
+    """the file without `selection:`: each stage's search space is this plus a sweep"""
+    base: spaces.SearchSpace
+    """validated, with the FP32 baseline as its only sweep group"""
     core_bits: tuple[int, ...]
+    """stage 1's candidates: weight and activation bits (paper: 2 to 8)"""
     widths: tuple[int, ...]
+    """stage 2's candidates: hidden widths under the stage-1 pick (paper: 128, 64, 32, 16)"""
     input_bits: tuple[int, ...]
-    rule: Rule
+    """stage 3's candidates: input bits under the stage-1 and stage-2 picks (paper: 2 to 7)"""
     min_seeds: int
-    noise_sigmas: tuple[float, ...]
-    noise_episodes: int
+    """finished seeds a configuration needs to be picked (default: all seeds)"""
+    rule: Rule = Rule()
+    """FP32 parity (paper: sigma)"""
+    noise_sigmas: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    """noise levels on the normalized observation (paper Section 3.3)"""
+    noise_episodes: int = 10
+    """episodes per model and noise level"""
 
     @property
     def envs(self) -> list[str]:
@@ -103,16 +116,16 @@ def parse(data, path: str = "<selection>") -> Selection:
     if "widths" not in sel:
         raise err("selection.widths", "missing (required)")
     widths = tuple(sorted(set(_list(err, "selection.widths", sel["widths"], lambda k, v: _int(err, k, v, lo=1)))))
-    rule_name = sel.get("rule", "sigma")
+    rule_name = sel.get("rule", default(Selection, "rule").name)
     if rule_name not in RULES:
         raise err("selection.rule", f"unknown rule {rule_name!r}; choose one of {', '.join(RULES)}")
-    alpha = sel.get("alpha", 0.05)
+    alpha = sel.get("alpha", default(Selection, "rule").alpha)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise err("selection.alpha", f"must be a number strictly between 0 and 1, got {alpha!r}")
     min_seeds = _int(err, "selection.min_seeds", sel.get("min_seeds", len(base.seeds)), lo=1, hi=len(base.seeds))
-    sigmas = tuple(_list(err, "selection.noise_sigmas", sel.get("noise_sigmas", list(DEFAULT_SIGMAS)),
+    sigmas = tuple(_list(err, "selection.noise_sigmas", sel.get("noise_sigmas", list(default(Selection, "noise_sigmas"))),
                          lambda k, v: _sigma(err, k, v)))
-    episodes = _int(err, "selection.noise_episodes", sel.get("noise_episodes", 10), lo=1)
+    episodes = _int(err, "selection.noise_episodes", sel.get("noise_episodes", default(Selection, "noise_episodes")), lo=1)
     return Selection(name=base.name, path=path, data=data, base=base, core_bits=core_bits, widths=widths,
                      input_bits=input_bits, rule=Rule(rule_name, float(alpha)), min_seeds=min_seeds,
                      noise_sigmas=sigmas, noise_episodes=episodes)

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from qsearch.errors import QsearchError
 from qsearch.search.space import Configuration, SearchSpace
-from qsearch.search.trainable import trial_params
 from qsearch.select.parity import Rule, Verdict, verdict
-from qsearch.select.results import Index, Stats, Trial, stats
+from qsearch.select.results import Stats, stats
+from qsearch.trial_record import Index, Trial
 
 # The value a stage varies, read off a configuration.
 VALUE = {"core": lambda c: c.policy.quant.bits_weight, "width": lambda c: c.policy.width,
@@ -20,7 +20,7 @@ LABEL = {"core": "core bits", "width": "width", "input": "input bits"}
 
 
 @dataclass(frozen=True)
-class Row:
+class Candidate:
     value: int
     configuration: str
     stats: Stats
@@ -29,36 +29,36 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class StageOutcome:
     stage: str
     env_id: str
     fp32: Stats
-    rows: tuple[Row, ...]
-    chosen: Row | None  # None: no configuration matches FP32, and the stage says so
+    rows: tuple[Candidate, ...]
+    chosen: Candidate | None  # None: no configuration matches FP32, and the stage says so
 
 
 def pick(stage: str, env_id: str, candidates: list[tuple[int, str, Stats]], fp32: Stats, rule: Rule,
-         min_seeds: int) -> Outcome:
+         min_seeds: int) -> StageOutcome:
     """The smallest value whose configuration has min_seeds finished seeds and matches FP32.
 
     Smallest wins even when a larger one has the higher return: the point is the cheapest
     configuration that is good enough. A candidate short of seeds is never picked on partial evidence."""
     rows = []
     for value, key, s in sorted(candidates, key=lambda c: c[0]):
-        rows.append(Row(value, key, s, verdict(s, fp32, rule), s.n >= min_seeds))
+        rows.append(Candidate(value, key, s, verdict(s, fp32, rule), s.n >= min_seeds))
     chosen = next((r for r in rows if r.eligible and r.verdict.match), None)
-    return Outcome(stage, env_id, fp32, tuple(rows), chosen)
+    return StageOutcome(stage, env_id, fp32, tuple(rows), chosen)
 
 
 def trials_of(space: SearchSpace, conf: Configuration, index: Index) -> list[Trial]:
-    found = (index.find(trial_params(space, conf, seed)) for seed in space.seeds)
+    found = (index.find(space.trial_params(conf, seed)) for seed in space.seeds)
     return [t for t in found if t is not None]
 
 
 def missing(space: SearchSpace, index: Index) -> list[tuple[str, int]]:
     """(configuration key, seed) pairs of `space` with no identical finished trial in the store."""
     return [(c.key, seed) for c in space.configurations for seed in space.seeds
-            if index.find(trial_params(space, c, seed)) is None]
+            if index.find(space.trial_params(c, seed)) is None]
 
 
 def fp32_baseline(space: SearchSpace, env_id: str, index: Index, min_seeds: int) -> list[Trial]:
@@ -71,7 +71,7 @@ def fp32_baseline(space: SearchSpace, env_id: str, index: Index, min_seeds: int)
 
 
 def evaluate(stage: str, space: SearchSpace, fp32: dict[str, list[Trial]], index: Index, rule: Rule,
-             min_seeds: int) -> dict[str, Outcome]:
+             min_seeds: int) -> dict[str, StageOutcome]:
     """Each environment's outcome of `stage` over the quantized configurations of its space."""
     out = {}
     for env_id, baseline in sorted(fp32.items()):
@@ -81,7 +81,7 @@ def evaluate(stage: str, space: SearchSpace, fp32: dict[str, list[Trial]], index
     return out
 
 
-def table(outcomes: list[Outcome], rule: Rule) -> str:
+def table(outcomes: list[StageOutcome], rule: Rule) -> str:
     """A stage's candidates per environment with their verdicts, the chosen one marked."""
     lines = [f"rule: {rule.describe()}"]
     for o in outcomes:

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import yaml
 
-from qsearch import locate
+from qsearch import locate, tracking
+from qsearch import trial_record as record
 from qsearch.errors import QsearchError
 from qsearch.search import space as spaces
-from qsearch.search import tracking
-from qsearch.select import results, spec, stages
+from qsearch.select import spec, stages
 from qsearch.select.parity import Rule
 
 STATE = "select.json"
@@ -45,17 +45,15 @@ def select(space_path: str | Path, workdir: str | Path | None = None, tracking_u
     workdir = Path(workdir or Path("runs") / sel.name).resolve()
     uri = _state(workdir, sel, space_path, tracking_uri)
     experiment_id = tracking.experiment(uri, sel.name, workdir)
+    run_id = record.start_selection(uri, experiment_id, f"{sel.name} selection", {
+        "space": str(Path(space_path).resolve()), "rule": sel.rule.describe(), "core_bits": list(sel.core_bits),
+        "widths": list(sel.widths), "input_bits": list(sel.input_bits), "min_seeds": sel.min_seeds})
     c = tracking.client(uri)
-    run_id = c.create_run(experiment_id, run_name=f"{sel.name} selection",
-                          tags={"qsearch.kind": "selection"}).info.run_id
-    tracking.log_params(c, run_id, {"space": str(Path(space_path).resolve()), "rule": sel.rule.describe(),
-                                    "core_bits": list(sel.core_bits), "widths": list(sel.widths),
-                                    "input_bits": list(sel.input_bits), "min_seeds": sel.min_seeds})
     _write_json(workdir / STATE, {**json.loads((workdir / STATE).read_text()), "selection_run_id": run_id,
                                   "experiment_id": experiment_id})
     try:
         outcome = _stages(sel, workdir, uri, address, storage, out)
-        _tag(c, uri, sel, outcome)
+        record.set_selected(uri, sel.envs, [t["run_id"] for s in outcome["selected"].values() for t in s["trials"]])
         if noise and outcome["selected"]:
             print(f"[{time.strftime('%H:%M:%S')}] noise robustness: sigma {list(sel.noise_sigmas)}, "
                   f"{sel.noise_episodes} episodes per model", file=out, flush=True)
@@ -110,10 +108,10 @@ def _stage_space(sel, stage: str, picks: dict, workdir: Path) -> tuple[Path, spa
     return path, spaces.load(path)
 
 
-def _train_missing(path: Path, space, stage: str, uri: str, address, storage, workdir: Path, out) -> results.Index:
+def _train_missing(path: Path, space, stage: str, uri: str, address, storage, workdir: Path, out) -> record.Index:
     from qsearch.search.run import search
 
-    index = results.Index(results.load(uri))
+    index = record.Index(record.read_trials(uri))
     todo = stages.missing(space, index)
     total = len(space.configurations) * len(space.seeds)
     print(f"[{time.strftime('%H:%M:%S')}] stage {stage}: {total} trials, {total - len(todo)} reused from "
@@ -127,7 +125,7 @@ def _train_missing(path: Path, space, stage: str, uri: str, address, storage, wo
     # On a cluster each stage's Tune results go to shared storage too, one folder per stage search.
     search(path, workdir=workdir / "stages" / name, address=address, tracking_uri=uri, only=todo,
            storage=f"{storage.rstrip('/')}/{workdir.name}/{name}" if storage else None)
-    return results.Index(results.load(uri))
+    return record.Index(record.read_trials(uri))
 
 
 def _stages(sel, workdir: Path, uri: str, address, storage, out) -> dict:
@@ -168,7 +166,7 @@ def _trials_json(trials) -> list[dict]:
     return [{"run_id": t.run_id, "seed": t.seed, "final_return": t.final_return} for t in trials]
 
 
-def _outcome_json(o: stages.Outcome, space_s, index) -> dict:
+def _outcome_json(o: stages.StageOutcome, space_s, index) -> dict:
     by_key = {c.key: c for c in space_s.configurations}
     return {"fp32_mean": o.fp32.mean, "fp32_std": o.fp32.std,
             "chosen": None if o.chosen is None else o.chosen.configuration,
@@ -179,16 +177,6 @@ def _outcome_json(o: stages.Outcome, space_s, index) -> dict:
                      for r in o.rows]}
 
 
-def _tag(c, uri: str, sel, outcome: dict) -> None:
-    """Tag the selected runs; a tag left by an earlier selection of these environments is cleared."""
-    for r in locate.selected_runs(uri):
-        if r.data.params.get("env_id") in sel.envs:
-            c.set_tag(r.info.run_id, locate.SELECTED_TAG, "false")
-    for env, s in outcome["selected"].items():
-        for t in s["trials"]:
-            c.set_tag(t["run_id"], locate.SELECTED_TAG, "true")
-
-
 def _noise(sel, outcome: dict, uri: str, address, workdir: Path) -> None:
     from qsearch.select import noise
 
@@ -196,7 +184,7 @@ def _noise(sel, outcome: dict, uri: str, address, workdir: Path) -> None:
     for env, s in outcome["selected"].items():
         models[f"{env}|selected"] = [(locate.locate_bundle(t["run_id"], uri), t["seed"]) for t in s["trials"]]
         models[f"{env}|fp32"] = [(locate.locate_bundle(t["run_id"], uri), t["seed"]) for t in outcome["fp32"][env]]
-    curves = noise.curves(models, list(sel.noise_sigmas), sel.noise_episodes, address)
+    curves = noise.curves(models, list(sel.noise_sigmas), sel.noise_episodes, workdir, address)
     data = {}
     for label, curve in curves.items():
         env, kind = label.split("|")

@@ -1,0 +1,105 @@
+"""MLflow plumbing: the environment, a client for a tracking URI, experiments, batched logging and
+paged reads. Nothing here knows what a qsearch run records: that is qsearch/trial_record.py.
+
+Thin wrappers over MlflowClient, so that every command reaches a store the same way and says in one
+line when it cannot.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from qsearch.errors import QsearchError
+
+PARAMS_PER_CALL = 100  # MLflow's log_batch takes at most 100 params per call
+PAGE_SIZE = 1_000  # runs per search_runs request while paging through a store
+
+
+def setup_environment(verbose: bool = False) -> None:
+    """Set before MLflow (or Ray) starts; users get the same defaults as the tests. An environment
+    variable the user set wins. MLflow logs INFO lines (store creation, migrations) unless told
+    otherwise; they say nothing a qsearch user acts on, so they show only with --verbose."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if verbose:
+        os.environ["MLFLOW_LOGGING_LEVEL"] = "INFO"
+    else:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
+def default_uri(workdir: Path) -> str:
+    # A SQLite store in the search's folder: MLflow's file store is deprecated and refuses to work
+    # without MLFLOW_ALLOW_FILE_STORE.
+    return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
+
+
+def store_error(uri: str, e: Exception) -> QsearchError:
+    """An unreachable or foreign tracking store, in one line."""
+    first = str(e).splitlines()[0] if str(e) else ""
+    return QsearchError(f"MLflow tracking store {uri}: {type(e).__name__}: {first}")
+
+
+def client(uri: str, create: bool = False):
+    """A client for `uri`. A SQLite store that does not exist is refused, not created (MLflow would
+    create an empty one and then report that the run is missing), unless `create` (a new search)."""
+    setup_environment()
+    if uri.startswith("sqlite:///") and not create:
+        path = Path(uri[len("sqlite:///"):])
+        if not path.is_file():
+            raise QsearchError(f"MLflow tracking store {uri}: {path} does not exist")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment(uri: str, name: str, workdir: Path) -> str:
+    """The experiment named after the search, created (with its store) if missing. With a local store
+    the artifacts go to the search's folder (MLflow's default is ./mlruns under the current folder)."""
+    c = client(uri, create=True)
+    try:
+        exp = c.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if uri.startswith("sqlite:"):
+            location = (Path(workdir).resolve() / "mlartifacts").as_uri()
+        return c.create_experiment(name, artifact_location=location)
+    except Exception as e:  # an unreachable server is a user error: say so in one line
+        if isinstance(e, QsearchError):
+            raise
+        raise store_error(uri, e) from None
+
+
+def all_experiments(c) -> list[str]:
+    return [e.experiment_id for e in c.search_experiments()]
+
+
+def search_all(c, experiment_ids: list[str], filter_string: str, page_size: int = PAGE_SIZE) -> list:
+    """Every run matching `filter_string`, page by page (MLflow answers at most one page per call)."""
+    if not experiment_ids:
+        return []
+    runs, token = [], None
+    while True:
+        page = c.search_runs(experiment_ids, filter_string=filter_string, max_results=page_size, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def log_params(c, run_id: str, params: dict[str, str]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, v) for k, v in params.items()]
+    for i in range(0, len(items), PARAMS_PER_CALL):
+        c.log_batch(run_id, params=items[i:i + PARAMS_PER_CALL])
+
+
+def log_metrics(c, run_id: str, metrics: dict, step: int) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items() if isinstance(v, (int, float))]
+    if items:
+        c.log_batch(run_id, metrics=items)

@@ -1,0 +1,287 @@
+"""What qsearch records in MLflow, and how it reads it back: the one definition of a trial's record.
+
+A search is a parent run; each trial (one configuration x one seed) is a nested child run; a
+selection is a run of its own. Every param, metric, tag and filter string that qsearch writes or
+reads is named here, and nowhere else:
+
+    trial run   params   the trial's whole training configuration (`trial_params`), as strings
+                metrics  progress over environment steps (PROGRESS_METRICS), then the summary
+                         (`trial_summary`: FINAL_RETURN, ...) at the last step
+                tags     KIND_TAG=trial, PARENT_TAG, TRIAL_ID_TAG (Tune's id), KEY_TAG (`trial_key`),
+                         VERSION_TAG; STOPPED_TAG / ERROR_TAG when it did not finish; SELECTED_TAG
+                         when a selection picked it; HW_SOURCE_TAG and hw_* metrics after `qsearch hw`
+                artifacts bundle/ (the policy bundle), hw/ (the hardware report)
+
+A trial's identity is its key: SHA-256 over the canonical JSON (sorted keys, no spaces) of its
+identity params, as MLflow stores them (strings). The identity params are all params except
+NOT_IDENTITY, and except a param whose value is the one it was INTRODUCED with. So adding a
+parameter later does not orphan finished trials: register it in INTRODUCED with the value that
+reproduces what qsearch did before it existed, and every earlier trial keeps its key.
+
+Record versions: RECORD_VERSION is written as a tag. Runs without it were written before the tag
+existed, with the same params, and are read as version 1; a run of a newer version is refused in
+one line rather than misread.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from qsearch import tracking
+from qsearch.config import TrainConfig
+from qsearch.errors import QsearchError
+
+RECORD_VERSION = 1
+
+# Tags
+KIND_TAG = "qsearch.kind"  # SEARCH, TRIAL or SELECTION
+SEARCH, TRIAL, SELECTION = "search", "trial", "selection"
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI folds trials under their search
+TRIAL_ID_TAG = "qsearch.trial_id"  # Ray Tune's trial id: a retry of a trial finds its stale run
+KEY_TAG = "qsearch.trial_key"
+VERSION_TAG = "qsearch.record_version"
+SELECTED_TAG = "qsearch.selected"  # "true" on the seeds of each selected configuration
+STOPPED_TAG = "qsearch.stopped"  # why a trial was stopped early (status KILLED)
+ERROR_TAG = "qsearch.error"  # the exception of a failed trial (status FAILED)
+HW_SOURCE_TAG = "qsearch.hw.source"  # where the hw_* figures come from (FINN estimate, synthesis)
+
+# Metrics
+PROGRESS_METRICS = ("steps_per_s", "eval_return_mean", "eval_return_std", "qf_loss", "actor_loss", "alpha")
+EVAL_RETURN = "eval_return_mean"  # over environment steps: the training curve
+FINAL_RETURN = "final_return"  # the final evaluation of the trained policy: what selection compares
+HW_METRIC_PREFIX = "hw_"
+
+# Artifacts
+BUNDLE_ARTIFACT = "bundle"
+HW_ARTIFACT = "hw"
+REPORT_ARTIFACT = "report"
+
+# Params
+PARAM_VALUE_MAX = 6_000  # MLflow's cap on a param value; ours are short, but never fail a trial on it
+NOT_IDENTITY = ("configuration",)  # a readable label derived from the others
+INTRODUCED: dict[str, str] = {}  # param -> the value that reproduces trials recorded before it existed
+
+FINISHED_TRIALS = f"tags.`{KIND_TAG}` = '{TRIAL}' and attributes.status = 'FINISHED'"
+
+
+def encode(params: dict) -> dict[str, str]:
+    """Params as MLflow stores them: strings, capped."""
+    return {str(k): str(v)[:PARAM_VALUE_MAX] for k, v in params.items()}
+
+
+def trial_params(cfg: TrainConfig, configuration: str, final_episodes: int) -> dict[str, str]:
+    """A trial's params: its whole training configuration, plus its configuration's label."""
+    q = cfg.policy.quant
+    bits = {f"bits_{p}": "fp32" if q is None else getattr(q, f"bits_{p}") for p in ("in", "weight", "act", "out")}
+    return encode({"env_id": cfg.env_id, "algo": cfg.algo, "fp32": q is None, **bits,
+                   "width": cfg.policy.width, "depth": cfg.policy.depth, "seed": cfg.seed, "steps": cfg.total_steps,
+                   "eval_every": cfg.eval_every, "eval_episodes": cfg.eval_episodes,
+                   "final_episodes": final_episodes, "configuration": configuration,
+                   **{f"algo_config.{k}": v for k, v in vars(cfg.algo_config).items()}})
+
+
+def trial_key(params: dict[str, str]) -> str:
+    """The trial's identity (see the module's docstring), e.g. 'v1-3f9a...'."""
+    ident = {k: v for k, v in params.items() if k not in NOT_IDENTITY and INTRODUCED.get(k) != v}
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"v{RECORD_VERSION}-{digest[:24]}"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A finished trial read back from the store."""
+
+    run_id: str
+    params: dict  # as MLflow stores them: strings
+    final_return: float
+
+    @property
+    def key(self) -> str:
+        return trial_key(self.params)
+
+    @property
+    def env_id(self) -> str:
+        return self.params["env_id"]
+
+    @property
+    def configuration(self) -> str:
+        return self.params["configuration"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.params["seed"])
+
+    @property
+    def fp32(self) -> bool:
+        return self.params["fp32"] == "True"
+
+    @property
+    def width(self) -> int:
+        return int(self.params["width"])
+
+    def bits(self, part: str) -> int | None:
+        """bits of `part` (in, weight, act, out); None for FP32."""
+        v = self.params[f"bits_{part}"]
+        return None if v == "fp32" else int(v)
+
+
+def _trial(run) -> Trial | None:
+    """The Trial of a finished trial run; None for a run without a final return (never a trial's)."""
+    version = run.data.tags.get(VERSION_TAG, "1")
+    if not version.isdigit() or int(version) > RECORD_VERSION:
+        raise QsearchError(f"run {run.info.run_id} was recorded by a newer qsearch (record version {version}, "
+                           f"this one reads up to {RECORD_VERSION}): upgrade qsearch to read this store")
+    if FINAL_RETURN not in run.data.metrics or "configuration" not in run.data.params:
+        return None
+    return Trial(run.info.run_id, dict(run.data.params), float(run.data.metrics[FINAL_RETURN]))
+
+
+def _read(uri: str, experiment_ids: list[str] | None, filter_string: str) -> list[Trial]:
+    c = tracking.client(uri)
+    try:
+        ids = tracking.all_experiments(c) if experiment_ids is None else experiment_ids
+        runs = tracking.search_all(c, ids, filter_string)
+    except QsearchError:
+        raise
+    except Exception as e:
+        raise tracking.store_error(uri, e) from None
+    return [t for t in map(_trial, runs) if t is not None]
+
+
+def read_trials(uri: str, experiment_ids: list[str] | None = None) -> list[Trial]:
+    """Every finished trial with a final return, in the given experiments (default: all)."""
+    return _read(uri, experiment_ids, FINISHED_TRIALS)
+
+
+def selected_trials(uri: str) -> list[Trial]:
+    """The finished trials a selection tagged, in every experiment, by environment and seed."""
+    found = _read(uri, None, f"{FINISHED_TRIALS} and tags.`{SELECTED_TAG}` = 'true'")
+    return sorted(found, key=lambda t: (t.env_id, t.seed, t.run_id))
+
+
+@dataclass
+class Index:
+    """Finished trials by key, to find the one that an identical request would repeat."""
+
+    trials: list[Trial]
+    _by_key: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for t in sorted(self.trials, key=lambda t: t.run_id):  # several identical runs: a stable pick
+            self._by_key.setdefault(t.key, t)
+
+    def find(self, params: dict[str, str]) -> Trial | None:
+        return self._by_key.get(trial_key(params))
+
+
+# Writing. Each function is one step of a run's life as the search, the trainable and the
+# selection go through it.
+
+def start_search(uri: str, experiment_id: str, name: str, params: dict) -> str:
+    c = tracking.client(uri)
+    run = c.create_run(experiment_id, run_name=name, tags={KIND_TAG: SEARCH})
+    tracking.log_params(c, run.info.run_id, encode(params))
+    return run.info.run_id
+
+
+def start_trial(uri: str, experiment_id: str, parent_run_id: str, trial_id: str, name: str,
+                params: dict[str, str]):
+    """A fresh child run for a trial. A run left RUNNING by an earlier attempt of the same trial (a
+    retry, or a driver killed mid-search) is marked KILLED, so the finished children are exactly
+    the finished trials. Returns (client, run id)."""
+    c = close_stale(uri, experiment_id, trial_id, "KILLED")
+    run = c.create_run(experiment_id, run_name=name, tags={
+        PARENT_TAG: parent_run_id, TRIAL_ID_TAG: trial_id, KIND_TAG: TRIAL, KEY_TAG: trial_key(params),
+        VERSION_TAG: str(RECORD_VERSION)})
+    tracking.log_params(c, run.info.run_id, params)
+    return c, run.info.run_id
+
+
+def close_stale(uri: str, experiment_id: str, trial_id: str, status: str):
+    """End the runs of a trial that an earlier attempt left RUNNING with `status`. Returns the client."""
+    c = tracking.client(uri)
+    stale = tracking.search_all(c, [experiment_id], f"tags.`{TRIAL_ID_TAG}` = '{trial_id}' and "
+                                                    "attributes.status = 'RUNNING'")
+    for r in stale:
+        c.set_terminated(r.info.run_id, status)
+    return c
+
+
+def trial_summary(evaluation: dict, work_seconds: float, cost: int) -> dict[str, float]:
+    """A finished trial's summary metrics, from its bundle's evaluation."""
+    out = {FINAL_RETURN: evaluation["torch"]["mean"], "final_return_std": evaluation["torch"]["std"],
+           "train_seconds": evaluation["train_seconds"], "work_seconds": work_seconds, "cost": cost}
+    if "int" in evaluation:
+        out["final_return_int"] = evaluation["int"]["mean"]
+    return out
+
+
+def finish_trial(c, run_id: str, summary: dict, step: int, bundle_dir: str) -> None:
+    """The summary metrics and the bundle; the run stays RUNNING until `end_trial`."""
+    tracking.log_metrics(c, run_id, summary, step)
+    c.log_artifacts(run_id, bundle_dir, artifact_path=BUNDLE_ARTIFACT)
+
+
+def end_trial(c, run_id: str, stopped: str | None = None, error: str | None = None) -> None:
+    """FINISHED; KILLED with the reason when a scheduler stopped it; FAILED with the error."""
+    if stopped is not None:
+        c.set_tag(run_id, STOPPED_TAG, stopped)
+        c.set_terminated(run_id, "KILLED")
+    elif error is not None:
+        c.set_tag(run_id, ERROR_TAG, error[:5000])
+        c.set_terminated(run_id, "FAILED")
+    else:
+        c.set_terminated(run_id, "FINISHED")
+
+
+def finish_search(uri: str, experiment_id: str, parent_run_id: str, done_returns: list[float], failed: int,
+                  files: list[str]) -> None:
+    """Close what died unclosed, log the search's counts and files, and end the parent run: FAILED when
+    a trial failed (trials stopped early by a scheduler did what it asked)."""
+    c = tracking.client(uri)
+    # A trial whose worker died before it could close its child run (killed, or out of memory) left it RUNNING.
+    running = tracking.search_all(c, [experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}' and "
+                                                      "attributes.status = 'RUNNING'")
+    for r in running:
+        c.set_terminated(r.info.run_id, "KILLED")
+    tracking.log_metrics(c, parent_run_id, {"trials_done": len(done_returns), "trials_failed": failed}, 0)
+    if done_returns:
+        tracking.log_metrics(c, parent_run_id, {"best_final_return": max(done_returns)}, 0)
+    for f in files:
+        c.log_artifact(parent_run_id, f)
+    c.set_terminated(parent_run_id, "FAILED" if failed else "FINISHED")
+
+
+def start_selection(uri: str, experiment_id: str, name: str, params: dict) -> str:
+    c = tracking.client(uri)
+    run_id = c.create_run(experiment_id, run_name=name, tags={KIND_TAG: SELECTION}).info.run_id
+    tracking.log_params(c, run_id, encode(params))
+    return run_id
+
+
+def set_selected(uri: str, envs: list[str], run_ids: list[str]) -> None:
+    """Tag `run_ids` as selected; the tag an earlier selection left on these environments is cleared."""
+    c = tracking.client(uri)
+    for t in selected_trials(uri):
+        if t.env_id in envs:
+            c.set_tag(t.run_id, SELECTED_TAG, "false")
+    for run_id in run_ids:
+        c.set_tag(run_id, SELECTED_TAG, "true")
+
+
+def eval_history(c, run_id: str) -> dict[int, float]:
+    """The training curve of a trial: environment step -> mean evaluation return."""
+    return {m.step: m.value for m in c.get_metric_history(run_id, EVAL_RETURN)}
+
+
+def log_report(uri: str, run_id: str, report_dir: str) -> None:
+    tracking.client(uri).log_artifacts(run_id, report_dir, artifact_path=REPORT_ARTIFACT)
+
+
+def log_hardware(uri: str, run_id: str, figures: dict[str, float], source: str, report_dir: str) -> None:
+    """The chosen hardware design's figures (as hw_<name> metrics), their source and the report."""
+    c = tracking.client(uri)
+    tracking.log_metrics(c, run_id, {HW_METRIC_PREFIX + k: v for k, v in figures.items()}, step=0)
+    c.set_tag(run_id, HW_SOURCE_TAG, source)
+    c.log_artifacts(run_id, report_dir, artifact_path=HW_ARTIFACT)

@@ -1,0 +1,136 @@
+"""The trial record in a real MLflow store: every field round-trips, identity keys survive a new
+parameter, a store written before the record was versioned is still read, a newer one is refused,
+reads page through the store, and a missing store is never created by a read."""
+import pytest
+
+from qsearch import tracking
+from qsearch import trial_record as record
+from qsearch.config import PolicyConfig, QuantBits, SACConfig, TrainConfig
+from qsearch.errors import QsearchError
+
+ENV = "InvertedPendulum-v5"
+CFG = TrainConfig(env_id=ENV, policy=PolicyConfig(width=64, depth=2, quant=QuantBits(4, 2, 2, 8)), total_steps=4000,
+                  seed=1, eval_every=2000, eval_episodes=2,
+                  algo_config=SACConfig(learning_starts=500, batch_size=64))
+LABEL = f"{ENV}/i4w2a2o8/h64x2"
+
+# What qsearch wrote for CFG before the record had a version or a key (the trainable's trial_params of
+# that time, as MLflow stored it): the encoding must keep reading exactly this.
+BEFORE_VERSIONS = {
+    "env_id": ENV, "algo": "sac", "fp32": "False", "bits_in": "4", "bits_weight": "2", "bits_act": "2",
+    "bits_out": "8", "width": "64", "depth": "2", "seed": "1", "steps": "4000", "eval_every": "2000",
+    "eval_episodes": "2", "final_episodes": "3", "configuration": LABEL,
+    "algo_config.buffer_size": "1000000", "algo_config.gamma": "0.99", "algo_config.tau": "0.005",
+    "algo_config.batch_size": "64", "algo_config.learning_starts": "500", "algo_config.policy_lr": "0.0003",
+    "algo_config.q_lr": "0.001", "algo_config.policy_frequency": "2", "algo_config.target_network_frequency": "1",
+    "algo_config.alpha": "0.2", "algo_config.autotune": "True", "algo_config.critic_width": "256",
+    "algo_config.sigma_width": "64",
+}
+
+
+@pytest.fixture
+def store(tmp_path):
+    uri = tracking.default_uri(tmp_path)
+    exp = tracking.experiment(uri, "record-test", tmp_path)
+    return uri, exp, record.start_search(uri, exp, "record-test", {"steps": 4000})
+
+
+def write_trial(uri, exp, parent, params, final=950.0, trial_id="t0", bundle=None):
+    c, run = record.start_trial(uri, exp, parent, trial_id, "a trial", params)
+    tracking.log_metrics(c, run, {record.EVAL_RETURN: final / 2}, 2000)
+    if bundle is not None:
+        record.finish_trial(c, run, {record.FINAL_RETURN: final, "cost": 128}, 4000, str(bundle))
+    else:
+        tracking.log_metrics(c, run, {record.FINAL_RETURN: final}, 4000)
+    record.end_trial(c, run)
+    return run
+
+
+def test_a_trial_round_trips(store, tmp_path):
+    uri, exp, parent = store
+    params = record.trial_params(CFG, LABEL, 3)
+    assert params == BEFORE_VERSIONS  # the encoding is the one earlier stores hold
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "bundle.json").write_text("{}")
+    run = write_trial(uri, exp, parent, params, bundle=tmp_path / "b")
+
+    [t] = record.read_trials(uri)
+    assert (t.run_id, t.params, t.final_return) == (run, params, 950.0)
+    assert (t.env_id, t.configuration, t.seed, t.fp32, t.width) == (ENV, LABEL, 1, False, 64)
+    assert [t.bits(p) for p in ("in", "weight", "act", "out")] == [4, 2, 2, 8]
+    c = tracking.client(uri)
+    r = c.get_run(run)
+    assert r.data.tags[record.KEY_TAG] == t.key == record.trial_key(params)
+    assert r.data.tags[record.VERSION_TAG] == str(record.RECORD_VERSION)
+    assert r.data.tags[record.PARENT_TAG] == parent and r.data.tags[record.KIND_TAG] == record.TRIAL
+    assert r.data.metrics["cost"] == 128 and r.info.status == "FINISHED"
+    assert record.eval_history(c, run) == {2000: 475.0}
+    assert [f.path for f in c.list_artifacts(run, record.BUNDLE_ARTIFACT)] == ["bundle/bundle.json"]
+    assert record.Index([t]).find(params) == t
+
+
+def test_the_key_ignores_the_label_and_tells_trials_apart():
+    params = record.trial_params(CFG, LABEL, 3)
+    assert record.trial_key({**params, "configuration": "renamed"}) == record.trial_key(params)
+    other_seed = record.trial_params(TrainConfig(**{**vars(CFG), "seed": 2}), LABEL, 3)
+    assert record.trial_key(other_seed) != record.trial_key(params)
+
+
+def test_a_trial_recorded_before_a_new_parameter_is_still_found(store, monkeypatch):
+    uri, exp, parent = store
+    old = record.trial_params(CFG, LABEL, 3)
+    write_trial(uri, exp, parent, old)
+    index = record.Index(record.read_trials(uri))
+    # A later qsearch adds a hyperparameter whose value 7 is what it did before the parameter existed.
+    monkeypatch.setattr(record, "INTRODUCED", {"algo_config.new_knob": "7"})
+    assert index.find({**old, "algo_config.new_knob": "7"}) is not None
+    assert index.find({**old, "algo_config.new_knob": "8"}) is None  # another value is another trial
+
+
+def test_a_store_written_before_the_record_was_versioned_is_read(store):
+    uri, exp, parent = store
+    # The runs of that time: kind, parent and trial id tags, no key and no version.
+    c = tracking.client(uri)
+    run = c.create_run(exp, tags={record.KIND_TAG: record.TRIAL, record.PARENT_TAG: parent,
+                                  record.TRIAL_ID_TAG: "old"}).info.run_id
+    tracking.log_params(c, run, BEFORE_VERSIONS)
+    tracking.log_metrics(c, run, {record.FINAL_RETURN: 900.0}, 4000)
+    c.set_terminated(run, "FINISHED")
+    found = record.Index(record.read_trials(uri)).find(record.trial_params(CFG, LABEL, 3))
+    assert found is not None and found.run_id == run  # reused, not retrained
+
+
+def test_a_newer_record_is_refused_in_one_line(store):
+    uri, exp, parent = store
+    run = write_trial(uri, exp, parent, record.trial_params(CFG, LABEL, 3))
+    tracking.client(uri).set_tag(run, record.VERSION_TAG, "99")
+    with pytest.raises(QsearchError, match="recorded by a newer qsearch") as e:
+        record.read_trials(uri)
+    assert "\n" not in str(e.value)
+
+
+def test_reads_page_through_the_store(store):
+    uri, exp, parent = store
+    for seed in range(5):
+        params = record.trial_params(TrainConfig(**{**vars(CFG), "seed": seed}), LABEL, 3)
+        write_trial(uri, exp, parent, params, trial_id=f"t{seed}")
+    c = tracking.client(uri)
+    assert len(tracking.search_all(c, [exp], record.FINISHED_TRIALS, page_size=2)) == 5
+    assert len(record.read_trials(uri)) == 5
+
+
+def test_selected_tags_move_with_each_selection(store):
+    uri, exp, parent = store
+    runs = [write_trial(uri, exp, parent, record.trial_params(TrainConfig(**{**vars(CFG), "seed": s}), LABEL, 3),
+                        trial_id=f"t{s}") for s in (0, 1)]
+    record.set_selected(uri, [ENV], [runs[0]])
+    assert [t.run_id for t in record.selected_trials(uri)] == [runs[0]]
+    record.set_selected(uri, [ENV], [runs[1]])  # a later selection of the same environment
+    assert [t.run_id for t in record.selected_trials(uri)] == [runs[1]]
+
+
+def test_reading_a_missing_store_creates_nothing(tmp_path):
+    db = tmp_path / "nothing.db"
+    with pytest.raises(QsearchError, match="does not exist"):
+        record.read_trials(f"sqlite:///{db}")
+    assert not db.exists()
