@@ -37,9 +37,9 @@ import torch
 
 from qsearch.config import PolicyConfig, QuantBits
 from qsearch.deploy import c_export
+from qsearch.obs_norm import ObsNorm
 from qsearch.quant import integer
 from qsearch.quant.actor import QuantActor
-from qsearch.rl.normalize import ObsNorm
 
 OBS_DIM, ACT_DIM = 11, 3
 HOPPER = PolicyConfig(width=16, depth=2, quant=QuantBits(bits_in=6, bits_weight=2, bits_act=2, bits_out=8))

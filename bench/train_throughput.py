@@ -5,10 +5,14 @@ are shared and noisy: when other processes compete for the cores, wall-time figu
 between variants, while CPU-time figures stay comparable. Compare ratios within one run.
 
 Runs, in one process one after another so the figures are comparable (the machines are noisy, so
-compare ratios within one run): the CleanRL-style FP32 reference loop, qsearch's FP32 SAC, and
-qsearch's QAT SAC with a 3-bit and a 2-bit core. Each qsearch run first passes the learning start
-and the actor's 300-update warm-up, whose cost is reported separately; steps/s is then measured
-over the following learning steps, as in the bulk of a 1M-step run.
+compare ratios within one run): the matrix-multiplication floor, the CleanRL-style FP32 reference
+loop, qsearch's FP32 SAC, and qsearch's QAT SAC with a 3-bit and a 2-bit core. Each qsearch run first
+passes the learning start and the actor's 300-update warm-up, whose cost is reported separately;
+steps/s is then measured over the following learning steps, as in the bulk of a 1M-step run.
+
+The floor is the time of the matrix multiplications alone that one SAC step needs at these shapes
+(see floor_shapes): no implementation of the same algorithm can avoid them, so "x floor" (time per
+step over the floor's) says how much of a step is everything else.
 
     .venv/bin/python bench/train_throughput.py [--steps 2000] [--env Hopper-v5] [--repeats 1]
 """
@@ -23,12 +27,59 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cleanrl_sac_reference  # noqa: E402
+import torch  # noqa: E402
 
 from qsearch import rl  # noqa: E402
 from qsearch.config import PolicyConfig, QuantBits, SACConfig, TrainConfig  # noqa: E402
+from qsearch.rl.envs import make_env  # noqa: E402
 
 LEARNING_STARTS = 1_000
 WARMUP_END = 2_000  # learning steps 1,000-2,000 hold the actor's 300 warm-up updates (one update per step)
+
+
+def floor_shapes(obs_dim: int, act_dim: int, batch: int = 256, width: int = 256) -> list[tuple[int, int, int]]:
+    """(m, k, n) of every matrix product (m x k) @ (k x n) of one SAC environment step (one critic
+    update and, on average, one actor update), for MLPs in -> width -> width -> out.
+
+    A layer in -> out on a batch B costs forward (B, in) @ (in, out); its backward the weight gradient
+    (in, B) @ (B, out) and, unless its input is data, the input gradient (B, out) @ (out, in)."""
+    def forward(dims, b=batch):
+        return [(b, i, o) for i, o in zip(dims, dims[1:])]
+
+    def weight_grads(dims):
+        return [(i, batch, o) for i, o in zip(dims, dims[1:])]
+
+    def input_grads(dims, to_data: bool):
+        pairs = list(zip(dims, dims[1:]))
+        return [(batch, o, i) for i, o in (pairs if to_data else pairs[1:])]
+
+    actor = [obs_dim, width, width, act_dim]
+    critic = [obs_dim + act_dim, width, width, 1]
+    shapes = forward(actor, b=1)  # acting
+    shapes += forward(actor) + 2 * forward(critic)  # next actions, the two target critics
+    shapes += 2 * (forward(critic) + weight_grads(critic) + input_grads(critic, to_data=False))  # critic loss
+    shapes += forward(actor) + 2 * forward(critic)  # actor loss
+    shapes += 2 * input_grads(critic, to_data=True) + weight_grads(actor) + input_grads(actor, to_data=False)
+    return shapes
+
+
+def floor_seconds(env_id: str, repeats: int = 200) -> tuple[float, float]:
+    """Wall and CPU seconds of one step's matrix products (floor_shapes), one thread: the median of
+    blocks of 10, so that a burst of load from other processes does not set the figure."""
+    torch.set_num_threads(1)
+    env = make_env(env_id, 0)
+    shapes = floor_shapes(env.observation_space.shape[0], env.action_space.shape[0])
+    env.close()
+    operands = [(torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)) for m, k, n in shapes]
+    walls, cpus = [], []
+    for _ in range(repeats // 10):
+        w0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(10):
+            for a, b, out in operands:
+                torch.mm(a, b, out=out)
+        walls.append((time.perf_counter() - w0) / 10)
+        cpus.append((time.process_time() - c0) / 10)
+    return sorted(walls)[len(walls) // 2], sorted(cpus)[len(cpus) // 2]
 
 
 def qsearch_sac(env_id: str, quant: QuantBits | None, steps: int) -> tuple[float, float, float]:
@@ -49,25 +100,34 @@ def qsearch_sac(env_id: str, quant: QuantBits | None, steps: int) -> tuple[float
     return steps / (w1 - w0), steps / (c1 - c0), c0 - cs
 
 
+VARIANTS = {"fp32": None, "q3": QuantBits.from_scope("core", 3), "q2": QuantBits.from_scope("core", 2)}
+NAMES = {"fp32": "qsearch SAC FP32", "q3": "qsearch SAC QAT core 3-bit", "q2": "qsearch SAC QAT core 2-bit"}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="Hopper-v5")
     p.add_argument("--steps", type=int, default=2000, help="learning steps measured per variant (multiple of 1,000)")
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     a = p.parse_args()
     rows = []
     for r in range(a.repeats):
+        floor_wall, floor_cpu = floor_seconds(a.env)
         ref_wall, ref_cpu = cleanrl_sac_reference.run(a.env, LEARNING_STARTS, a.steps)
-        rows.append(("CleanRL-style FP32 reference", ref_wall, ref_cpu, None, ref_wall, ref_cpu))
-        for name, quant in [("qsearch SAC FP32", None),
-                            ("qsearch SAC QAT core 3-bit", QuantBits.from_scope("core", 3)),
-                            ("qsearch SAC QAT core 2-bit", QuantBits.from_scope("core", 2))]:
-            wall, cpu, warm = qsearch_sac(a.env, quant, a.steps)
-            rows.append((name, wall, cpu, warm if quant else None, ref_wall, ref_cpu))
+        ref = (ref_wall, ref_cpu, floor_wall, floor_cpu)
+        rows.append((r, "matrix-multiplication floor", 1 / floor_wall, 1 / floor_cpu, None, ref))
+        rows.append((r, "CleanRL-style FP32 reference", ref_wall, ref_cpu, None, ref))
+        for v in a.variants:
+            wall, cpu, warm = qsearch_sac(a.env, VARIANTS[v], a.steps)
+            rows.append((r, NAMES[v], wall, cpu, warm if VARIANTS[v] else None, ref))
     print(f"\n{a.env}, width 256, batch 256, one thread, {a.steps} learning steps per variant")
-    print(f"{'variant':30s} {'steps/wall s':>12s} {'x ref':>6s} {'steps/CPU s':>12s} {'x ref':>6s} {'first 1k learning steps, CPU s':>31s}")
-    for name, wall, cpu, warm, ref_wall, ref_cpu in rows:
-        print(f"{name:30s} {wall:12.1f} {wall / ref_wall:6.2f} {cpu:12.1f} {cpu / ref_cpu:6.2f} "
+    print(f"{'#':>2s} {'variant':30s} {'steps/wall s':>12s} {'x ref':>6s} {'x floor':>7s} "
+          f"{'steps/CPU s':>12s} {'x ref':>6s} {'x floor':>7s} {'first 1k learning steps, CPU s':>31s}")
+    for r, name, wall, cpu, warm, (ref_wall, ref_cpu, floor_wall, floor_cpu) in rows:
+        # x floor: time per step over the floor's (1.0 = nothing but the matrix products)
+        print(f"{r:2d} {name:30s} {wall:12.1f} {wall / ref_wall:6.2f} {1 / (wall * floor_wall):7.2f} "
+              f"{cpu:12.1f} {cpu / ref_cpu:6.2f} {1 / (cpu * floor_cpu):7.2f} "
               f"{'' if warm is None else f'{warm:31.1f}'}")
 
 

@@ -26,10 +26,10 @@ import torch
 from qsearch import __version__
 from qsearch.config import TrainConfig
 from qsearch.errors import QsearchError
+from qsearch.obs_norm import ObsNorm
 from qsearch.quant.actor import QuantActor
 from qsearch.quant.integer import IntegerModel
 from qsearch.rl.evaluate import torch_policy
-from qsearch.rl.normalize import ObsNorm
 
 FORMAT = "qsearch-bundle"
 VERSION = 1

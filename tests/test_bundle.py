@@ -9,8 +9,8 @@ import torch
 from qsearch import bundle as bundles
 from qsearch.config import PolicyConfig, QuantBits, TrainConfig
 from qsearch.errors import QsearchError
+from qsearch.obs_norm import ObsNorm
 from qsearch.quant import integer
-from qsearch.rl.normalize import ObsNorm
 from tests.conftest import warmed_actor
 
 

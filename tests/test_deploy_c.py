@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from qsearch.deploy import c_export
+from qsearch.obs_norm import ObsNorm
 from qsearch.quant import integer
 from qsearch.quant.fastpath import int_range
-from qsearch.rl.normalize import ObsNorm
 from tests.conftest import warmed_actor
 from tests.test_integer import CONFIGS, hard_observations
 

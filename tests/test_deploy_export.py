@@ -11,9 +11,9 @@ from qsearch.cli import main
 from qsearch.config import PolicyConfig, QuantBits, TrainConfig
 from qsearch.deploy import c_export
 from qsearch.deploy.json_export import read_json
+from qsearch.obs_norm import ObsNorm
 from qsearch.quant import integer
 from qsearch.quant.actor import QuantActor
-from qsearch.rl.normalize import ObsNorm
 from tests.conftest import warmed_actor
 from tests.test_integer import hard_observations
 

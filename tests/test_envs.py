@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from qsearch.errors import QsearchError
+from qsearch.obs_norm import ObsNorm
 from qsearch.rl.envs import action_bias, action_scale, check_env, make_env
 from qsearch.rl.evaluate import evaluate
-from qsearch.rl.normalize import ObsNorm
 
 
 def test_check_env_unknown_id():

@@ -40,6 +40,22 @@ def test_not_ready_during_warmup():
     assert not fastpath.ready(actor)
 
 
+@pytest.mark.parametrize("updates", [0, 50, 300])  # before any statistics, during, at the last warm-up call
+@pytest.mark.parametrize("bits", [QuantBits(6, 2, 2, 8), QuantBits(3, 4, 3, 2)])
+def test_warmup_eval_forward_equals_brevitas(bits, updates):
+    """During the warm-up, eval mode without gradients runs the fused forward on brevitas' running
+    statistics: bitwise brevitas' eval forward, and it moves no warm-up counter."""
+    actor = warmed_actor(bits, updates=updates).eval()
+    assert not fastpath.ready(actor)
+    counters = [fastpath.scaling_impl(q).counter for q in actor.act_quantizers()]
+    assert counters == [updates] * 4
+    for x in (torch.randn(512, 11) * 3, torch.randn(1, 11)):
+        with torch.no_grad():
+            assert torch.equal(actor(x), actor.quant_forward(x)[-1].value)
+            assert torch.equal(fastpath.forward(actor, x, warming=True), actor.quant_forward(x)[-1].value)
+    assert [fastpath.scaling_impl(q).counter for q in actor.act_quantizers()] == counters
+
+
 def test_no_grad_cache_follows_parameter_updates():
     actor = warmed_actor(QuantBits(6, 2, 2, 8))
     x = torch.randn(64, 11)

@@ -8,8 +8,8 @@ from qsearch.config import QuantBits
 from qsearch.errors import QsearchError
 from qsearch.hw.policies import observations, padded
 from qsearch.hw.qonnx_export import check_against_integer, export_qonnx, qonnx_output_ints
+from qsearch.obs_norm import ObsNorm
 from qsearch.quant import integer
-from qsearch.rl.normalize import ObsNorm
 from tests.conftest import warmed_actor
 from tests.test_bundle import make_bundle
 

@@ -1,12 +1,15 @@
 """The integer engine must reproduce the QAT model's quantized forward pass exactly, layer by layer."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from qsearch.config import QuantBits
 from qsearch.errors import QsearchError
+from qsearch.obs_norm import ObsNorm
 from qsearch.quant import fastpath, integer
-from qsearch.rl.normalize import ObsNorm
 from tests.conftest import warmed_actor
 
 CONFIGS = [QuantBits(6, 2, 2, 8), QuantBits(8, 8, 8, 8), QuantBits(2, 2, 2, 2), QuantBits(4, 3, 3, 5)]
@@ -101,3 +104,11 @@ def test_fp32_actor_has_no_integer_model():
     from qsearch.quant.actor import QuantActor
     with pytest.raises(QsearchError, match="FP32"):
         integer.extract(QuantActor(3, 1, PolicyConfig(width=4, quant=None)), ObsNorm.identity(3))
+
+
+def test_integer_model_needs_nothing_from_training():
+    """The deployed policy (integer model and its ObsNorm) sits below the learners: importing it loads
+    no qsearch.rl module, so no import runs upward."""
+    code = "import sys, qsearch.quant.integer; print(sorted(m for m in sys.modules if m.startswith('qsearch.rl')))"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "[]"

@@ -8,9 +8,9 @@ import numpy as np
 
 from qsearch import rl
 from qsearch.config import PolicyConfig, QuantBits, SACConfig, TrainConfig
+from qsearch.obs_norm import ObsNorm
 from qsearch.rl.common import EVAL_SEED_OFFSET
 from qsearch.rl.evaluate import evaluate
-from qsearch.rl.normalize import ObsNorm
 
 
 def test_quantized_sac_learns_inverted_pendulum():

@@ -10,8 +10,8 @@ from qsearch.errors import QsearchError
 from qsearch import tracking
 from qsearch import trial_record as record
 from qsearch.locate import locate_bundle, selected_bundles
+from qsearch.obs_norm import ObsNorm
 from qsearch.quant.actor import QuantActor
-from qsearch.rl.normalize import ObsNorm
 
 
 def write_bundle(out, seed=0):

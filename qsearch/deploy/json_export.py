@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from qsearch.errors import QsearchError
+from qsearch.obs_norm import ObsNorm
 from qsearch.quant.fastpath import int_range
 from qsearch.quant.integer import LUT_ONE, IntegerModel, IntLayer
-from qsearch.rl.normalize import ObsNorm
 
 _NUMBER_LIST = re.compile(r"\[\s*([-+\d.eE,\s]+?)\s*\]")
 FORMAT = "qsearch-integer-policy"

@@ -71,6 +71,8 @@ class QuantActor(nn.Module):
             return self.net(x)
         if fastpath.ready(self):
             return fastpath.forward(self, x)
+        if not self.training and not torch.is_grad_enabled():  # acting or evaluating during the warm-up
+            return fastpath.forward(self, x, warming=True)
         return self.quant_forward(x)[-1].value
 
     def quant_forward(self, x: torch.Tensor) -> list:

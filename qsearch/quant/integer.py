@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from qsearch.errors import QsearchError
+from qsearch.obs_norm import ObsNorm
 from qsearch.quant.actor import QuantActor
 from qsearch.quant.fastpath import int_range
-from qsearch.rl.normalize import ObsNorm
 
 FORMAT = "qsearch-integer-model"
 VERSION = 1

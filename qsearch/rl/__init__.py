@@ -9,9 +9,10 @@ from qsearch.rl.evaluate import EvalResult, evaluate, torch_policy
 def train(cfg: TrainConfig, progress=None) -> TrainResult:
     """Train cfg.policy with cfg.algo on cfg.env_id. progress(metrics) is called every 1,000 steps and
     after every evaluation."""
-    from qsearch.rl import ddpg, sac, td3
+    from qsearch.rl import sac, td3
 
-    return {"sac": sac.train, "ddpg": ddpg.train, "td3": td3.train}[cfg.algo](cfg, progress)
+    # DDPG is TD3 with one critic and no target policy smoothing (see td3.py)
+    return {"sac": sac.train, "ddpg": td3.train, "td3": td3.train}[cfg.algo](cfg, progress)
 
 
 __all__ = ["EvalResult", "TrainResult", "evaluate", "torch_policy", "train"]

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from qsearch.rl.normalize import ObsNorm
+from qsearch.obs_norm import ObsNorm
 
 
 class Batch(NamedTuple):

@@ -15,9 +15,10 @@ from torch import nn
 
 from qsearch.config import TrainConfig
 from qsearch.errors import QsearchError
+from qsearch.obs_norm import ObsNorm
 from qsearch.quant.fastpath import scaling_impl
 from qsearch.rl.evaluate import evaluate, torch_policy
-from qsearch.rl.normalize import ObsNorm, RunningNorm
+from qsearch.rl.normalize import RunningNorm
 
 REPORT_EVERY = 1_000  # environment steps between progress reports
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes use seeds apart from the training environment's

@@ -8,8 +8,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from qsearch.obs_norm import ObsNorm
 from qsearch.rl.envs import action_bias, action_scale, make_env
-from qsearch.rl.normalize import ObsNorm
 
 Policy = Callable[[np.ndarray], np.ndarray]  # normalized float32 obs (n, obs_dim) -> actions in [-1, 1]
 

@@ -1,31 +1,13 @@
-"""Running per-dimension observation normalization (paper Section 3), frozen for evaluation.
-
-The frozen form is part of the deployed policy: the integer engine's only floating-point step is
-x = (obs - mean) / std in float32 followed by the input quantizer, so these exact float32 operations
-are the definition every engine (torch, NumPy, C) follows.
+"""Running per-dimension observation normalization during training (paper Section 3), frozen into an
+ObsNorm for evaluation and deployment.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from qsearch.obs_norm import ObsNorm
+
 EPS = 1e-8
-
-
-@dataclass(frozen=True)
-class ObsNorm:
-    """Frozen normalization: float32 mean and std per observation dimension."""
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        return (np.asarray(obs, dtype=np.float32) - self.mean) / self.std
-
-    @classmethod
-    def identity(cls, dim: int) -> "ObsNorm":
-        return cls(np.zeros(dim, np.float32), np.ones(dim, np.float32))
 
 
 class RunningNorm:

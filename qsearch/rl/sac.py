@@ -15,11 +15,9 @@ from torch import nn
 
 from qsearch.config import SACConfig, TrainConfig
 from qsearch.quant.actor import QuantActor
-from qsearch.rl.buffer import ReplayBuffer
 from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, actor_adam, check_action,
                                fused_adam, seed_everything, soft_update, target_copy)
-from qsearch.rl.envs import action_bias, action_scale, make_env
-from qsearch.rl.normalize import RunningNorm
+from qsearch.rl.experience import Experience
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -52,15 +50,13 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
     torch.set_num_threads(1)  # one trial = one core
     seed_everything(cfg.seed)
 
-    env = make_env(cfg.env_id, cfg.seed)
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    scale_np, bias_np = action_scale(env.action_space), action_bias(env.action_space)
-    scale, bias = torch.from_numpy(scale_np), torch.from_numpy(bias_np)
+    exp = Experience(cfg, args.buffer_size)
+    scale, bias = exp.scale, exp.bias
 
-    actor = QuantActor(obs_dim, act_dim, cfg.policy).eval()
+    actor = QuantActor(exp.obs_dim, exp.act_dim, cfg.policy).eval()
     actor_mode = ModeSwitch(actor)
-    log_std_net = LogStd(obs_dim, act_dim, args.sigma_width)
-    qf = QEnsemble(obs_dim, act_dim, args.critic_width, n=2)
+    log_std_net = LogStd(exp.obs_dim, exp.act_dim, args.sigma_width)
+    qf = QEnsemble(exp.obs_dim, exp.act_dim, args.critic_width, n=2)
     qf_target = target_copy(qf)
     q_pairs = (list(qf_target.parameters()), list(qf.parameters()))
     q_optimizer = fused_adam(qf.parameters(), args.q_lr)
@@ -68,40 +64,29 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
     actor_optimizer = actor_adam(actor_params, args.policy_lr)
 
     if args.autotune:
-        target_entropy = -float(act_dim)
+        target_entropy = -float(exp.act_dim)
         log_alpha = torch.zeros(1, requires_grad=True)
         alpha = log_alpha.detach().exp()
         a_optimizer = fused_adam([log_alpha], args.q_lr)
     else:
         alpha = torch.tensor(args.alpha)
 
-    running = RunningNorm(obs_dim)
-    rb = ReplayBuffer(obs_dim, act_dim, min(args.buffer_size, cfg.total_steps), cfg.seed)
-    monitor = Monitor(cfg, progress, actor, running)
+    monitor = Monitor(cfg, progress, actor, exp.running)
     qf_loss = actor_loss = None
     actor_updates = 0
 
-    obs, _ = env.reset(seed=cfg.seed)
-    running.update(obs)
     for global_step in range(cfg.total_steps):
         if global_step < args.learning_starts:
-            action = env.action_space.sample()
+            action = exp.random_action()
         else:
             with torch.no_grad():
-                x = torch.from_numpy(running(obs)[None])
+                x = exp.policy_input()
                 action = sample_action(actor(x), log_std_net(x), scale, bias)[0][0].numpy()
             check_action(action, global_step + 1)
-
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        running.update(next_obs)
-        rb.add(obs, next_obs, action, reward, terminated)  # next_obs is the true last obs at episode end
-        obs = next_obs
-        if terminated or truncated:
-            obs, _ = env.reset()
-            running.update(obs)
+        exp.step(action)
 
         if global_step > args.learning_starts:
-            data = rb.sample(args.batch_size, running.frozen())
+            data = exp.sample(args.batch_size)
             with torch.no_grad():
                 next_mean, next_log_std = actor(data.next_obs), log_std_net(data.next_obs)
                 next_actions, next_log_pi = sample_action(next_mean, next_log_std, scale, bias)
@@ -139,6 +124,6 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
         if monitor.due(step):
             monitor.report(step, {"qf_loss": qf_loss, "actor_loss": actor_loss, "alpha": alpha})
 
-    env.close()
-    return TrainResult(actor.eval(), running.frozen(), scale_np, bias_np, monitor.history, monitor.seconds,
-                       actor_updates)
+    exp.env.close()
+    return TrainResult(actor.eval(), exp.running.frozen(), exp.scale_np, exp.bias_np, monitor.history,
+                       monitor.seconds, actor_updates)

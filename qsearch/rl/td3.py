@@ -1,80 +1,73 @@
 """TD3, after CleanRL's td3_continuous_action.py, with the QAT actor and running observation
-normalization: twin critics (one batched ensemble), target policy smoothing, delayed actor updates."""
+normalization: twin critics (one batched ensemble), target policy smoothing, delayed actor updates.
+
+DDPG (CleanRL's ddpg_continuous_action.py, paper Table 5) is the special case this function runs for a
+DDPGConfig: one critic and no target policy smoothing. TD3 is DDPG plus three changes (Fujimoto et al.,
+2018): clipped double Q, target smoothing and delayed actor updates; CleanRL's DDPG already delays its
+actor (policy_frequency = 2), so the other two are all that differ. With one critic the minimum over
+critics is that critic's value and the summed loss is its loss, the same arithmetic as CleanRL's DDPG;
+no smoothing noise is drawn, so the random stream is DDPG's own.
+"""
 from __future__ import annotations
 
 import torch
 
-from qsearch.config import TD3Config, TrainConfig
+from qsearch.config import DDPGConfig, TD3Config, TrainConfig
 from qsearch.quant.actor import QuantActor
-from qsearch.rl.buffer import ReplayBuffer
 from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, actor_adam, check_action,
                                fused_adam, seed_everything, soft_update, sync_warmup, target_copy)
-from qsearch.rl.envs import action_bias, action_scale, make_env
-from qsearch.rl.normalize import RunningNorm
+from qsearch.rl.experience import Experience
 
 
 def train(cfg: TrainConfig, progress=None) -> TrainResult:
-    args: TD3Config = cfg.algo_config
+    args: TD3Config | DDPGConfig = cfg.algo_config
+    smoothing = isinstance(args, TD3Config)  # DDPG: one critic, no target policy smoothing
     torch.set_num_threads(1)  # one trial = one core
     seed_everything(cfg.seed)
 
-    env = make_env(cfg.env_id, cfg.seed)
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    scale_np, bias_np = action_scale(env.action_space), action_bias(env.action_space)
-    scale, bias = torch.from_numpy(scale_np), torch.from_numpy(bias_np)
-    low, high = env.action_space.low, env.action_space.high
+    exp = Experience(cfg, args.buffer_size)
+    scale, bias = exp.scale, exp.bias
+    low, high = exp.env.action_space.low, exp.env.action_space.high
     low_t, high_t = torch.from_numpy(low), torch.from_numpy(high)
     noise_std = scale * args.exploration_noise
 
-    actor = QuantActor(obs_dim, act_dim, cfg.policy).eval()
+    actor = QuantActor(exp.obs_dim, exp.act_dim, cfg.policy).eval()
     actor_mode = ModeSwitch(actor)
     target_actor = target_copy(actor)
     actor_pairs = (list(target_actor.parameters()), list(actor.parameters()))
-    qf = QEnsemble(obs_dim, act_dim, args.critic_width, n=2)
+    qf = QEnsemble(exp.obs_dim, exp.act_dim, args.critic_width, n=2 if smoothing else 1)
     qf_target = target_copy(qf)
     q_pairs = (list(qf_target.parameters()), list(qf.parameters()))
     q_optimizer = fused_adam(qf.parameters(), args.learning_rate)
     actor_params = list(actor.parameters())
     actor_optimizer = actor_adam(actor_params, args.learning_rate)
 
-    running = RunningNorm(obs_dim)
-    rb = ReplayBuffer(obs_dim, act_dim, min(args.buffer_size, cfg.total_steps), cfg.seed)
-    monitor = Monitor(cfg, progress, actor, running)
+    monitor = Monitor(cfg, progress, actor, exp.running)
     qf_loss = actor_loss = None
     actor_updates = 0
 
-    obs, _ = env.reset(seed=cfg.seed)
-    running.update(obs)
     for global_step in range(cfg.total_steps):
         if global_step < args.learning_starts:
-            action = env.action_space.sample()
+            action = exp.random_action()
         else:
             with torch.no_grad():
-                x = torch.from_numpy(running(obs)[None])
-                action = torch.tanh(actor(x))[0] * scale + bias
+                action = torch.tanh(actor(exp.policy_input()))[0] * scale + bias
                 action = torch.normal(0.0, noise_std) + action
             action = action.numpy().clip(low, high)
             check_action(action, global_step + 1)
-
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        running.update(next_obs)
-        rb.add(obs, next_obs, action, reward, terminated)  # next_obs is the true last obs at episode end
-        obs = next_obs
-        if terminated or truncated:
-            obs, _ = env.reset()
-            running.update(obs)
+        exp.step(action)
 
         if global_step > args.learning_starts:
-            data = rb.sample(args.batch_size, running.frozen())
+            data = exp.sample(args.batch_size)
             with torch.no_grad():
-                # target policy smoothing: clipped Gaussian noise on the target action
-                noise = torch.randn_like(data.actions) * args.policy_noise
-                noise = noise.clamp(-args.noise_clip, args.noise_clip)
-                next_actions = torch.tanh(target_actor(data.next_obs)) * scale + bias + noise * scale
-                next_actions = next_actions.clamp(low_t, high_t)
+                next_actions = torch.tanh(target_actor(data.next_obs)) * scale + bias
+                if smoothing:  # clipped Gaussian noise on the target action
+                    noise = torch.randn_like(data.actions) * args.policy_noise
+                    noise = noise.clamp(-args.noise_clip, args.noise_clip)
+                    next_actions = (next_actions + noise * scale).clamp(low_t, high_t)
                 min_qf_next = qf_target(data.next_obs, next_actions).amin(0)
                 next_q = data.rewards + (1 - data.terminations) * args.gamma * min_qf_next
-            # sum over the two critics of each one's mean squared error, as CleanRL's qf1_loss + qf2_loss
+            # sum over the critics of each one's mean squared error, as CleanRL's qf1_loss + qf2_loss
             qf_loss = (qf(data.obs, data.actions) - next_q).square().mean(1).sum()
             q_optimizer.zero_grad()
             qf_loss.backward()
@@ -99,6 +92,6 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
         if monitor.due(step):
             monitor.report(step, {"qf_loss": qf_loss, "actor_loss": actor_loss})
 
-    env.close()
-    return TrainResult(actor.eval(), running.frozen(), scale_np, bias_np, monitor.history, monitor.seconds,
-                       actor_updates)
+    exp.env.close()
+    return TrainResult(actor.eval(), exp.running.frozen(), exp.scale_np, exp.bias_np, monitor.history,
+                       monitor.seconds, actor_updates)
