@@ -7,24 +7,10 @@ import pytest
 import torch
 
 from qsearch import bundle as bundles
-from qsearch.config import PolicyConfig, QuantBits, TrainConfig
+from qsearch.config import QuantBits
 from qsearch.errors import QsearchError
-from qsearch.obs_norm import ObsNorm
 from qsearch.quant import integer
-from tests.conftest import warmed_actor
-
-
-def make_bundle(rng, quantized=True):
-    bits = QuantBits(6, 2, 2, 8)
-    actor = warmed_actor(bits) if quantized else warmed_actor(bits, updates=0)
-    if not quantized:
-        from qsearch.quant.actor import QuantActor
-        actor = QuantActor(11, 3, PolicyConfig(width=32, quant=None)).eval()
-    cfg = TrainConfig(env_id="Hopper-v5", policy=actor.cfg, total_steps=1000)
-    norm = ObsNorm(rng.normal(size=11).astype(np.float32), rng.uniform(0.5, 2, 11).astype(np.float32))
-    model = integer.extract(actor, norm) if quantized else None
-    return bundles.Bundle(cfg, actor, norm, np.ones(3, np.float32), np.zeros(3, np.float32), model,
-                          {"torch": {"mean": 1.0}}, [{"step": 1000, "eval_return_mean": 1.0}])
+from policies import make_bundle, warmed_actor
 
 
 @pytest.mark.parametrize("quantized", [True, False])

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from test_search import BIN, ENV, free_port, space, start, stop
+from services import BIN, ENV, free_port, space, start, stop
 
 
 @pytest.fixture(scope="module")

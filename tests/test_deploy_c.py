@@ -10,8 +10,7 @@ from qsearch.deploy import c_export
 from qsearch.obs_norm import ObsNorm
 from qsearch.quant import integer
 from qsearch.quant.fastpath import int_range
-from tests.conftest import warmed_actor
-from tests.test_integer import CONFIGS, hard_observations
+from policies import CONFIGS, hard_observations, warmed_actor
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
 

@@ -8,27 +8,13 @@ import pytest
 
 from qsearch import bundle as bundles
 from qsearch.cli import main
-from qsearch.config import PolicyConfig, QuantBits, TrainConfig
+from qsearch.config import PolicyConfig, QuantBits
 from qsearch.deploy import c_export
 from qsearch.deploy.json_export import read_json
-from qsearch.obs_norm import ObsNorm
-from qsearch.quant import integer
 from qsearch.quant.actor import QuantActor
-from tests.conftest import warmed_actor
-from tests.test_integer import hard_observations
+from policies import hard_observations, warmed_actor, write_bundle
 
 BITS = QuantBits(6, 2, 2, 8)  # the paper's Hopper configuration: 6-bit input, 2-bit core
-
-
-def write_bundle(path, actor, env_id="Hopper-v5"):
-    rng = np.random.default_rng(1)
-    norm = ObsNorm(rng.normal(size=actor.obs_dim).astype(np.float32),
-                   rng.uniform(0.5, 2, actor.obs_dim).astype(np.float32))
-    model = integer.extract(actor, norm) if actor.quantized else None
-    cfg = TrainConfig(env_id=env_id, policy=actor.cfg)
-    b = bundles.Bundle(cfg, actor, norm, np.full(actor.act_dim, 0.4, np.float32),
-                       np.zeros(actor.act_dim, np.float32), model)
-    return bundles.write(b, path)
 
 
 @pytest.fixture(scope="module")

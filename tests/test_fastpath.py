@@ -4,7 +4,7 @@ import torch
 
 from qsearch.config import QuantBits
 from qsearch.quant import fastpath
-from tests.conftest import warmed_actor
+from policies import warmed_actor
 
 
 @pytest.mark.parametrize("bits,depth", [(QuantBits(6, 2, 2, 8), 2), (QuantBits(8, 8, 8, 8), 1), (QuantBits(3, 4, 3, 2), 3)])

@@ -6,8 +6,7 @@ import pytest
 
 from qsearch.cli import main
 from qsearch.config import QuantBits
-from tests.conftest import warmed_actor
-from tests.test_deploy_export import write_bundle
+from policies import warmed_actor, write_bundle
 
 
 def run(capsys, *argv):

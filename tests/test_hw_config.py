@@ -5,16 +5,13 @@ import pytest
 
 from qsearch.cli import _parser
 from qsearch.errors import QsearchError
-from qsearch.hw import config as hw_config
 from qsearch.hw.config import HwConfig, field_doc
 from qsearch.hw.device import device
-from tests.test_config_docs import undocumented
 
 A15T = HwConfig().device
 
 
 def test_every_field_has_a_one_line_docstring():
-    assert undocumented(hw_config) == []
     for f in dataclasses.fields(HwConfig):
         doc = field_doc(f.name)
         assert doc.strip() and "\n" not in doc, f.name

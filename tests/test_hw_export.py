@@ -10,8 +10,7 @@ from qsearch.hw.policies import observations, padded
 from qsearch.hw.qonnx_export import check_against_integer, export_qonnx, qonnx_output_ints
 from qsearch.obs_norm import ObsNorm
 from qsearch.quant import integer
-from tests.conftest import warmed_actor
-from tests.test_bundle import make_bundle
+from policies import make_bundle, warmed_actor
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from qsearch.hw.policies import observations, random_actor
 from qsearch.hw.qonnx_export import export_actor
 from qsearch.hw.step_registry import STEPS
 from qsearch.hw.synth import synthesize, vivado_home
-from tests.test_bundle import make_bundle
+from policies import make_bundle
 
 CFG = HwConfig()
 A15T = CFG.device

@@ -10,21 +10,7 @@ from qsearch.config import QuantBits
 from qsearch.errors import QsearchError
 from qsearch.obs_norm import ObsNorm
 from qsearch.quant import fastpath, integer
-from tests.conftest import warmed_actor
-
-CONFIGS = [QuantBits(6, 2, 2, 8), QuantBits(8, 8, 8, 8), QuantBits(2, 2, 2, 2), QuantBits(4, 3, 3, 5)]
-
-
-def hard_observations(model, rng, n=10_000):
-    """Typical values, values on and next to the input quantizer's rounding ties, and values far out."""
-    dim, s = model.obs_dim, model.input_scale
-    typical = rng.normal(0, 1.5, (n // 2, dim)).astype(np.float32)
-    k = rng.integers(-200, 200, (n // 4, dim)).astype(np.float32)
-    ties = ((k + np.float32(0.5)) * s).astype(np.float32)
-    near = np.nextafter(ties, np.where(rng.random(ties.shape) < 0.5, np.inf, -np.inf).astype(np.float32))
-    far = (rng.standard_cauchy((n // 8, dim)) * 1e3).astype(np.float32)
-    return np.concatenate([typical, ties[: n // 8], near[: n // 8], far, -far])[:n]
-
+from policies import CONFIGS, hard_observations, warmed_actor
 
 @pytest.mark.parametrize("bits", CONFIGS)
 def test_engine_equals_qat_forward_layer_by_layer(bits, rng):

@@ -10,8 +10,7 @@ from qsearch.deploy import ptq
 from qsearch.quant import fastpath
 from qsearch.quant.actor import QuantActor
 from qsearch.rl.evaluate import evaluate
-from tests.conftest import warmed_actor
-from tests.test_deploy_export import write_bundle
+from policies import warmed_actor, write_bundle
 
 ENV = "Pendulum-v1"  # 200-step episodes: 2 calibration episodes give 400 observations
 

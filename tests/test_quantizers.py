@@ -6,7 +6,7 @@ from qsearch.config import PolicyConfig, QuantBits
 from qsearch.errors import QsearchError
 from qsearch.quant import fastpath
 from qsearch.quant.actor import QuantActor
-from tests.conftest import warmed_actor
+from policies import warmed_actor
 
 
 @pytest.mark.parametrize("bits", [2, 3, 5, 8])

@@ -4,49 +4,16 @@
 One Ray and one MLflow server are shared by the whole module (Ray ~5 s and MLflow ~15 s to start).
 """
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
 from qsearch import bundle as bundles
 from qsearch.search.run import search
-
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "MLFLOW_DISABLE_TELEMETRY": "true",
-       "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(cmd, log):
-    # A session of its own, so that teardown ends exactly this process group and nothing else.
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
-
-
-def stop(proc):
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-
+from services import BIN, ENV, free_port, space, start, stop
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory):
@@ -75,19 +42,6 @@ def services(tmp_path_factory):
     finally:
         stop(mlflow)
         stop(ray)
-
-
-def space(tmp_path, name, steps=300, seeds=(0, 1), sweep=None, retries=0, search=None) -> Path:
-    data = {
-        "name": name, "envs": ["InvertedPendulum-v5"], "algo": "sac", "steps": steps, "seeds": list(seeds),
-        "algo_config": {"learning_starts": 100, "batch_size": 32, "critic_width": 16, "sigma_width": 8},
-        "eval_every": 150, "eval_episodes": 2, "final_episodes": 2, "policy": {"width": 8},
-        "sweep": sweep or [{"fp32": True}, {"scope": "core", "bits": 2}], "retries": retries,
-        **({"search": search} if search else {}),
-    }
-    p = tmp_path / f"{name}.yaml"
-    p.write_text(yaml.safe_dump(data))
-    return p
 
 
 def api(url, path, **body):
