@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--bits-core", type=int, required=True, metavar="B", help="bits of the weights and hidden activations")
     q.add_argument("--bits-in", type=int, required=True, metavar="B", help="bits of the input (output stays at 8)")
     q.add_argument("--calib-episodes", type=int, default=10, metavar="N", help="rollouts that calibrate the scales")
-    q.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
+    q.add_argument("--episodes", type=int, default=default(TrainConfig, "eval_episodes"), help="evaluation episodes")
     q.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write")
     q.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     q.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
