@@ -66,10 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("space", nargs="?", help="the search or selection space file (its folder is runs/<name>)")
     r.add_argument("--workdir", metavar="DIR", help="the search's or selection's folder instead")
 
-    x = sub.add_parser("export", help="export a quantized bundle to QONNX, integer JSON, portable C or a FINN build folder")
+    x = sub.add_parser("export", help="export a quantized bundle to QONNX, integer JSON, portable C, a FINN build folder or an MLflow model")
     x.add_argument("bundle", help="bundle folder or MLflow run id")
-    x.add_argument("--format", required=True, help="qonnx, json, c or finn")
-    x.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    x.add_argument("--format", required=True, help="qonnx, json, c, finn or mlflow (a run's policy as a registered model)")
+    x.add_argument("--out", metavar="DIR", help="folder to write (every format but mlflow)")
     x.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
     x.add_argument("--force", action="store_true", help="replace a non-empty --out")
     x.add_argument("--target", default="host", help="c: also build for host, cortex-m0, cortex-m4, cortex-m7 or "

@@ -6,6 +6,8 @@
          a microcontroller target, also a build for it (qsearch.deploy.mcu) in DIR/TARGET/, measured on
          the emulated core, and with --verify checked there against the Python engine
   finn   a FINN build folder for a machine with Vivado (qsearch.hw.build_folder)
+  mlflow an MLflow run's policy registered as a pyfunc model in its store (qsearch.deploy.mlflow_model);
+         writes no folder
 
 The folder is written under a temporary name beside `out` and renamed into place.
 """
@@ -18,7 +20,7 @@ from qsearch import bundle as bundles
 from qsearch.atomic import replaced_folder
 from qsearch.errors import QsearchError
 
-FORMATS = ("qonnx", "json", "c", "finn")
+FORMATS = ("qonnx", "json", "c", "finn", "mlflow")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ def export(ref: str, fmt: str, out: Path, tracking_uri: str | None = None, force
     if fmt != "c" and not c_options.is_default:
         raise QsearchError("--target, --layout, --flash-budget, --verify and --clock-mhz apply to --format c only")
     c_options.check()
+    if fmt == "mlflow":
+        return _mlflow(ref, out, tracking_uri)
+    if out is None:
+        raise QsearchError(f"--format {fmt} writes a folder: give --out")
     out = Path(out)
     _check_out(out, force)
     from qsearch.locate import locate_bundle
@@ -67,6 +73,23 @@ def export(ref: str, fmt: str, out: Path, tracking_uri: str | None = None, force
     with replaced_folder(out) as tmp:
         lines = _c(b, tmp, c_options) if fmt == "c" else _WRITERS[fmt](b, tmp)
     return [f"wrote {out} ({fmt}) from {b.path}", *lines]
+
+
+def _mlflow(ref: str, out, tracking_uri: str | None) -> list[str]:
+    import os
+
+    from qsearch.locate import locate_bundle
+
+    if out is not None:
+        raise QsearchError("--format mlflow registers the model in the tracking store and writes no folder: drop --out")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if Path(ref).is_dir() or not uri:
+        raise QsearchError("--format mlflow registers an MLflow run's policy: give the run id and --tracking-uri "
+                           "(or MLFLOW_TRACKING_URI)")
+    bundle_path = locate_bundle(ref, uri)
+    from qsearch.deploy.mlflow_model import register
+
+    return register(ref, uri, bundle_path)
 
 
 def _check_out(out: Path, force: bool) -> None:
