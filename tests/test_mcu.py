@@ -140,6 +140,8 @@ def test_export_target_verify_and_budget(capsys, tmp_path, bundle_dir):
                        "--flash-budget", str(flash - 1), "--out", tmp_path / "small")
     assert code == 0 and "layout: packed" in out
     assert "#define QP_LAYOUT_INT8 0" in (tmp_path / "small" / "qpolicy_config.h").read_text()
+    code, out, _ = run(capsys, "export", bundle_dir, "--format", "c", "--verify", "1000", "--out", tmp_path / "host")
+    assert code == 0 and "on this host" in out and not (tmp_path / "host" / "host").exists()
 
 
 def test_export_errors(capsys, tmp_path, bundle_dir):

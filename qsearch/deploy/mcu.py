@@ -30,7 +30,8 @@ from qsearch.quant.integer import IntegerModel
 
 INSTALL_HINT = "pip install -e '.[mcu]' in the qsearch checkout (make install does it)"
 MCU_HARNESS = TEMPLATES / "mcu_harness.c"
-# The engine builds as strict C99 with warnings as errors, as on the host (c_export.CFLAGS).
+# The engine builds as strict C99 with warnings as errors, as on the host (c_export.CFLAGS); -g only
+# adds debug sections (not loaded, not counted), which map an instruction count back to source lines.
 CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-g", "-ffreestanding",
           "-ffunction-sections", "-fdata-sections", "-fno-unwind-tables", "-fno-asynchronous-unwind-tables")
 STACK_BYTES = 64 * 1024
@@ -142,14 +143,14 @@ def _section_sizes(path: Path) -> dict:
     return sizes
 
 
-def _functions(path: Path, defined_only: bool = True) -> dict[str, int]:
-    """Function symbols of an ELF file and their sizes."""
+def _functions(path: Path) -> dict[str, int]:
+    """The functions an ELF file defines, and their sizes."""
     from elftools.elf.elffile import ELFFile
 
     with open(path, "rb") as f:
         symtab = ELFFile(f).get_section_by_name(".symtab")
         return {s.name: s["st_size"] for s in symtab.iter_symbols()
-                if s["st_info"]["type"] == "STT_FUNC" and (s["st_shndx"] != "SHN_UNDEF" or not defined_only)}
+                if s["st_info"]["type"] == "STT_FUNC" and s["st_shndx"] != "SHN_UNDEF"}
 
 
 def _symbols(path: Path) -> dict[str, int]:
@@ -168,7 +169,7 @@ class Core:
         import unicorn
         from elftools.elf.elffile import ELFFile
 
-        self.t, self.uc = t, None
+        self.t = t
         if t.arch == "arm":
             from unicorn import arm_const as c
             self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
