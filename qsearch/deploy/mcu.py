@@ -236,9 +236,10 @@ class Core:
         row = d + 3 * a
         obs = np.ascontiguousarray(obs, np.float32)
         rows = []
-        out_at = self.t.io_base + IO_BYTES // 2
-        for start in range(0, len(obs), BATCH_ROWS):
-            chunk = obs[start:start + BATCH_ROWS]
+        out_at = self.t.io_base + IO_BYTES // 2  # inputs below, rows above
+        per_call = max(1, min(BATCH_ROWS, IO_BYTES // 2 // (4 * d)))
+        for start in range(0, len(obs), per_call):
+            chunk = obs[start:start + per_call]
             self.uc.mem_write(self.t.io_base, chunk.tobytes())
             self.call("mcu_batch", self.t.io_base, len(chunk), out_at)
             rows.append(np.frombuffer(bytes(self.uc.mem_read(out_at, len(chunk) * row)), np.uint8))
