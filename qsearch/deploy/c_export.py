@@ -5,9 +5,9 @@ Output folder:
   qpolicy_config.h       generated: dimensions, bit widths, accumulator width
   qpolicy_model.h        generated: weights, biases, thresholds, tanh table, normalization
 
-Two weight layouts (LAYOUTS): `packed` stores each matrix as one bit stream (smallest flash), `int8`
-one int8_t per weight, which a 32-bit core reads and multiplies in a few instructions per weight
-(qsearch/deploy/mcu.py measures both on emulated cores).
+Two weight layouts (LAYOUTS), both in the engine's reading order (interleave_rows): `packed` as one
+bit stream (smallest flash), `int8` one int8_t per weight, which a 32-bit core reads without
+unpacking (qsearch/deploy/mcu.py measures both on emulated cores).
 
 The engine reproduces qsearch/quant/integer.py's NumPy engine bit for bit (tests/test_deploy_c.py
 checks it on >= 10,000 observations per configuration). Sizes are counted for a 32-bit
@@ -33,7 +33,7 @@ CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
 LAYER_STRUCT_BYTES = 20  # qp_layer on a 32-bit target: 2 + 2 + 4 + 4 + 4 + 2 + 2
 ACTIVATION_BYTES = 2  # activations are int16_t: signed 8-bit inputs and unsigned 8-bit hidden values both fit
 LAYOUTS = ("packed", "int8")
-ROW_BLOCK = 4  # the int8 layout's rows per block: qpolicy.c computes four rows in one pass
+ROW_BLOCK = 4  # rows per block in both layouts: qpolicy.c computes four rows in one pass
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,9 @@ def pack_weights(w: np.ndarray, bits: int) -> bytes:
 
 
 def interleave_rows(w: np.ndarray, block: int = ROW_BLOCK) -> np.ndarray:
-    """int8 layout: rows in blocks of `block` (zero rows pad the last one), each block stored column
-    by column, so weight (r, c) is at (r // block) * block * n_in + c * block + r % block."""
+    """The weights in the engine's reading order: rows in blocks of `block` (zero rows pad the last
+    one), each block column by column, so weight (r, c) is at (r // block) * block * n_in + c * block
+    + r % block. The int8 layout stores this as bytes, the packed one as a bit stream."""
     rows, cols = w.shape
     padded = np.zeros((-(-rows // block) * block, cols), np.int8)
     padded[:rows] = w
@@ -102,8 +103,8 @@ def write_c(model: IntegerModel, action_scale: np.ndarray, action_bias: np.ndarr
         shutil.copyfile(TEMPLATES / name, out / name)
     acc = acc_bits(model)
     max_dim = max([model.obs_dim] + [layer.weight.shape[0] for layer in model.layers])
-    # the int8 layout writes whole row blocks, so its activation buffers are rounded up to them
-    buf_dim = max_dim + (-max_dim % ROW_BLOCK if layout == "int8" else 0)
+    # the engine writes whole row blocks, so its activation buffers are rounded up to them
+    buf_dim = max_dim + -max_dim % ROW_BLOCK
     (out / "qpolicy_config.h").write_text(_config_header(model, acc, max_dim, buf_dim, layout))
     size = _model_header(model, action_scale, action_bias, acc, layout, out / "qpolicy_model.h")
     return CSize(**size, ram=2 * buf_dim * ACTIVATION_BYTES + model.act_dim)
@@ -138,11 +139,10 @@ def _model_header(model, action_scale, action_bias, acc, layout, path: Path) -> 
             stored = interleave_rows(layer.weight).tolist()
             lines.append(_array("int8_t", f"qp_weights_{i}", stored, per_line=16))
         else:
-            stored = list(pack_weights(layer.weight, layer.weight_bits))
+            stored = list(pack_weights(interleave_rows(layer.weight), layer.weight_bits))
             lines.append(_array("uint8_t", f"qp_weights_{i}", stored, per_line=16, hexa=True))
         bias = layer.bias.tolist()
-        if layout == "int8":  # a whole number of row blocks, as the weights
-            bias += [0] * (-len(bias) % ROW_BLOCK)
+        bias += [0] * (-len(bias) % ROW_BLOCK)  # a whole number of row blocks, as the weights
         lines.append(_array("qp_acc_t", f"qp_bias_{i}", [_c_int(v, acc) for v in bias]))
         # a leading unused entry: the engine's binary search then loads t[pos + step] without an offset
         thresholds = ["0"] + [_c_int(v, acc) for v in layer.thresholds.tolist()]
