@@ -13,7 +13,7 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" -c constraints.txt
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,mcu]"
 # finn-plus without its pins (brevitas==0.13.0 would replace the CPU torch); its dependencies
 # come from pyproject.toml above. See hw_builds/README.md.
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt finn-plus==1.6.1

@@ -13,6 +13,14 @@ Engines, each from a normalized float observation to actions in [-1, 1] unless n
   C integer           the exported C (qsearch export --format c), gcc -O2, timed inside a C loop:
                       integer observation -> Q1.15 actions (qpolicy_act_q15), CPU time per call
 
+With --mcu, also the exported C on emulated microcontroller cores (qsearch.deploy.mcu: zig's clang,
+unicorn) for the paper's five Table-1 configurations (random weights, qsearch.hw.policies), each
+target and weight layout: instructions per qpolicy_run (mean over 4 integer observations), flash
+(engine code + model constants + runtime helpers) and RAM (stack high-water mark + static). Writes
+bench/results/mcu_instructions.{json,md}.
+
+    .venv/bin/python bench/inference_latency.py --mcu [--targets cortex-m0 cortex-m4 ...]
+
 Every Python engine runs one thread. Figures are per call: the best of several repeats of the mean
 over many calls (best-of, because the machine is shared and other processes only add time). Writes
 bench/results/inference_latency.{json,png}.
@@ -114,11 +122,51 @@ def c_engine(model: integer.IntegerModel, folder: Path, calls: int) -> float:
     return best
 
 
+def mcu_table(targets: list[str]) -> None:
+    """Instructions, flash and RAM per target and layout for the five Table-1 configurations."""
+    from qsearch.deploy import mcu
+    from qsearch.hw.policies import PAPER_TABLE1, random_actor
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for env, (obs, act, width, core, bits_in) in PAPER_TABLE1.items():
+            cfg = PolicyConfig(width=width, depth=2, quant=QuantBits(bits_in, core, core, 8))
+            model = integer.extract(random_actor(cfg, obs, act), ObsNorm.identity(obs))
+            macs = sum(layer.weight.size for layer in model.layers)
+            for layout in c_export.LAYOUTS:
+                src = Path(tmp) / f"{env}_{layout}"
+                src.mkdir()
+                c_export.write_c(model, np.ones(act, np.float32), np.zeros(act, np.float32), src, layout)
+                for name in targets:
+                    t = mcu.TARGETS[name]
+                    mcu.build(src, t, src / name)
+                    r = mcu.measure(model, t, layout, src / name, n_obs=4)
+                    rows.append({"policy": f"{env} {obs}-{width}-{width}-{act} in{bits_in} core{core}", "macs": macs,
+                                 **{k: v for k, v in vars(r).items()}, "flash": r.flash, "ram": r.ram,
+                                 "per_mac": r.instructions / macs, "latency_us": r.latency_us})
+                    print(f"  {rows[-1]['policy']:<34} {layout:<6} {name:<9} {r.instructions:>10,.0f} instr "
+                          f"({r.instructions / macs:4.1f}/MAC)  flash {r.flash:>7,}  RAM {r.ram:>5,}  "
+                          f"~{r.latency_us:,.0f} us at {r.mhz:g} MHz", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "mcu_instructions.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = ["| policy | MACs | layout | target | instructions per action | per MAC | flash (B) | RAM (B) | "
+             "est. latency |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['policy']} | {r['macs']:,} | {r['layout']} | {r['target']} | {r['instructions']:,.0f} | "
+              f"{r['per_mac']:.1f} | {r['flash']:,} | {r['ram']:,} | {r['latency_us']:,.0f} us at {r['mhz']:g} MHz |"
+              for r in rows]
+    (RESULTS / "mcu_instructions.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS / 'mcu_instructions.json'} and .md")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=2000, help="calls per repeat for each Python engine")
     ap.add_argument("--c-calls", type=int, default=2_000_000, help="calls per repeat inside the C loop")
+    ap.add_argument("--mcu", action="store_true", help="emulated microcontroller cores instead (see above)")
+    ap.add_argument("--targets", nargs="+", default=["cortex-m0", "cortex-m4", "cortex-m7", "rv32imc"])
     a = ap.parse_args()
+    if a.mcu:
+        return mcu_table(a.targets)
     torch.set_num_threads(1)
     print(f"batch 1, {OBS_DIM}->16->16->{ACT_DIM}, {HOPPER.quant}; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores (shared machine: best of {REPEATS} repeats)")

@@ -82,12 +82,20 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("space", nargs="?", help="the search or selection space file (its folder is runs/<name>)")
     r.add_argument("--workdir", metavar="DIR", help="the search's or selection's folder instead")
 
-    x = sub.add_parser("export", help="export a quantized bundle to QONNX, integer JSON, portable C or a FINN build folder")
+    x = sub.add_parser("export", help="export a quantized bundle to QONNX, integer JSON, portable C, a FINN build folder or an MLflow model")
     x.add_argument("bundle", help="bundle folder or MLflow run id")
-    x.add_argument("--format", required=True, help="qonnx, json, c or finn")
-    x.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    x.add_argument("--format", required=True, help="qonnx, json, c, finn or mlflow (a run's policy as a registered model)")
+    x.add_argument("--out", metavar="DIR", help="folder to write (every format but mlflow)")
     x.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
     x.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    x.add_argument("--target", default="host", help="c: also build for host, cortex-m0, cortex-m4, cortex-m7 or "
+                   "rv32imc and report flash, RAM and instructions per action (default host)")
+    x.add_argument("--layout", default="auto", help="c: weights packed (smallest), int8 (fast) or auto (int8 "
+                   "unless only packed fits --flash-budget; default)")
+    x.add_argument("--flash-budget", type=int, metavar="BYTES", help="c: flash the policy may take")
+    x.add_argument("--verify", type=int, nargs="?", const=10_000, metavar="N",
+                   help="c: run N observations (default 10,000) on the target and compare with the Python engine")
+    x.add_argument("--clock-mhz", type=float, metavar="MHZ", help="c: clock for the latency estimate")
 
     q = sub.add_parser("ptq", help="post-training quantization of an FP32 bundle (the PTQ baseline)")
     q.add_argument("bundle", help="FP32 bundle folder or MLflow run id")
@@ -267,7 +275,10 @@ def _report(a) -> int:
 def _export(a) -> int:
     from qsearch.deploy.export import export
 
-    for line in export(a.bundle, a.format, a.out, tracking_uri=a.tracking_uri, force=a.force):
+    from qsearch.deploy.export import COptions
+
+    c = COptions(a.target, a.layout, a.flash_budget, a.verify, a.clock_mhz)
+    for line in export(a.bundle, a.format, a.out, tracking_uri=a.tracking_uri, force=a.force, c_options=c):
         print(line)
     return 0
 

@@ -17,12 +17,12 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not 
 ACTION_SCALE, ACTION_BIAS = np.array([0.4, 1.0, 2.5], np.float32), np.array([0.1, 0.0, -1.0], np.float32)
 
 
-def exported(tmp_path, bits, norm=None):
+def exported(tmp_path, bits, norm=None, layout="packed"):
     actor = warmed_actor(bits)
     model = integer.extract(actor, norm or ObsNorm.identity(actor.obs_dim))
     src = tmp_path / "src"
     src.mkdir()
-    size = c_export.write_c(model, ACTION_SCALE, ACTION_BIAS, src)
+    size = c_export.write_c(model, ACTION_SCALE, ACTION_BIAS, src, layout)
     return model, size, c_export.compile_harness(src, tmp_path / "harness"), src
 
 
@@ -50,11 +50,12 @@ def assert_matches_engine(model, x_c, o_c, a_c, x_int):
     np.testing.assert_array_equal(a_c, model.tanh_lut[o - model.layers[-1].out_min])
 
 
+@pytest.mark.parametrize("layout", c_export.LAYOUTS)
 @pytest.mark.parametrize("bits", CONFIGS)
-def test_c_equals_engine_on_hard_observations(tmp_path, rng, bits):
-    """10,000 observations per configuration: typical ones, input rounding ties and their float32
-    neighbours, and far out-of-range values, through the C float helper and the integer engine."""
-    model, _, exe, _ = exported(tmp_path, bits)
+def test_c_equals_engine_on_hard_observations(tmp_path, rng, bits, layout):
+    """10,000 observations per configuration and weight layout: typical ones, input rounding ties and
+    their float32 neighbours, and far out-of-range values, through the C float helper and the engine."""
+    model, _, exe, _ = exported(tmp_path, bits, layout=layout)
     obs = hard_observations(model, rng)
     assert obs.shape[0] == 10_000
     assert_matches_engine(model, *run_float(exe, model, obs), model.quantize_obs(obs))
@@ -80,7 +81,8 @@ def test_c_normalization_and_integer_path(tmp_path, rng):
     assert_matches_engine(model, x_int, o_c, a_c, x_int)
 
 
-def test_64_bit_accumulators(tmp_path, rng):
+@pytest.mark.parametrize("layout", c_export.LAYOUTS)
+def test_64_bit_accumulators(tmp_path, rng, layout):
     """Biases at the ends of int32 push the accumulators past 32 bits: the export switches to int64_t."""
     model, _, _, _ = exported(tmp_path, CONFIGS[3])
     layer = model.layers[1]
@@ -88,7 +90,7 @@ def test_64_bit_accumulators(tmp_path, rng):
     layer.acc_bits = 33
     src = tmp_path / "src64"
     src.mkdir()
-    c_export.write_c(model, ACTION_SCALE, ACTION_BIAS, src)
+    c_export.write_c(model, ACTION_SCALE, ACTION_BIAS, src, layout)
     assert "#define QP_ACC_BITS 64" in (src / "qpolicy_config.h").read_text()
     exe = c_export.compile_harness(src, tmp_path / "harness64")
     obs = hard_observations(model, rng)
@@ -114,7 +116,8 @@ def test_sizes_and_stack_need(tmp_path):
     (-fstack-usage) for the inference call chain on this host, up to a few words of locals."""
     model, size, _, src = exported(tmp_path, CONFIGS[0])
     n_weights = sum(layer.weight.size for layer in model.layers)
-    assert size.weights == sum((layer.weight.size * 2 + 7) // 8 for layer in model.layers) < n_weights
+    padded = [-(-layer.weight.shape[0] // 4) * 4 * layer.weight.shape[1] for layer in model.layers]  # row blocks
+    assert size.weights == sum((n * 2 + 7) // 8 for n in padded) < n_weights
     assert "flash" in size.describe()[0] and f"{size.flash} bytes" in size.describe()[0]
     subprocess.run(["gcc", *c_export.CFLAGS, "-O2", "-fstack-usage", f"-I{src}", "-c", str(src / "qpolicy.c"),
                     "-o", str(tmp_path / "qpolicy.o")], check=True, cwd=tmp_path)

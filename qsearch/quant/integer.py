@@ -1,7 +1,8 @@
 """Integer-only inference (paper Section 2.3): extract an integer model from a QAT actor, run it in NumPy.
 
 The deployed computation, layer by layer:
-  x_int = clip(rint(((obs - mean) / std) / s_in), q_min, q_max)   float32: the only floating-point step
+  x_int = clip(rint(((obs - mean) / std) / s_in), q_min, q_max)   float32: the only floating-point step;
+                                                                    a NaN entry gives 0
   acc   = W_int @ h + b_int                                         integers, width checked below
   h'    = number of thresholds T_k with T_k <= acc                  hidden: unsigned, ReLU included
   o     = q_min + number of thresholds T_k <= acc                   output: signed, bits_out
@@ -81,6 +82,9 @@ class IntegerModel:
     def quantize_normalized(self, x: np.ndarray) -> np.ndarray:
         lo, hi = int_range(self.input_bits, True)
         y = np.asarray(x, np.float32) / self.input_scale
+        # A NaN entry (a failed sensor) maps to 0, the normalized mean, as in the C engine: cast as it
+        # is, NaN would become INT64_MIN and the actions garbage.
+        y = np.where(np.isnan(y), np.float32(0), y)
         return np.clip(np.rint(y), lo, hi).astype(np.int64)
 
     def run_int(self, x_int: np.ndarray) -> list[np.ndarray]:

@@ -1,0 +1,38 @@
+/* Emulator harness for an exported policy on a microcontroller core (not for a real device):
+ * qsearch/deploy/mcu.py links it with qpolicy.c into one image, runs it under unicorn and calls
+ * these functions directly, with their buffers in a memory region it maps itself.
+ * A separate translation unit, so the engine's functions are measured as the firmware gets them. */
+#include "qpolicy.h"
+
+/* Float observations -> per row x (int8 x QP_OBS_DIM), o (int8 x QP_ACT_DIM), a_q15 (int16 x
+ * QP_ACT_DIM), byte for byte the rows that the host harness writes. */
+void mcu_batch(const float *obs, uint32_t n, uint8_t *out)
+{
+    uint32_t i;
+    uint16_t c;
+
+    for (i = 0; i < n; ++i) {
+        int8_t x[QP_OBS_DIM], o[QP_ACT_DIM];
+        int16_t a[QP_ACT_DIM];
+        qpolicy_quantize_obs(obs + i * QP_OBS_DIM, x);
+        qpolicy_run(x, o);
+        qpolicy_act_q15(x, a);
+        for (c = 0; c < QP_OBS_DIM; ++c) {
+            *out++ = (uint8_t)x[c];
+        }
+        for (c = 0; c < QP_ACT_DIM; ++c) {
+            *out++ = (uint8_t)o[c];
+        }
+        for (c = 0; c < QP_ACT_DIM; ++c) { /* little-endian, as on the host */
+            *out++ = (uint8_t)((uint16_t)a[c] & 0xffu);
+            *out++ = (uint8_t)((uint16_t)a[c] >> 8);
+        }
+    }
+}
+
+/* Every call returns here: the emulator stops when it reaches this address. */
+void mcu_halt(void)
+{
+    for (;;) {
+    }
+}

@@ -1,0 +1,369 @@
+"""The exported C on microcontroller instruction sets: cross-built with zig's clang, run on unicorn's
+emulated cores, checked against the NumPy engine and measured (flash, RAM, instructions per action).
+
+No board and no system toolchain: the `ziglang` package is a clang cross compiler with its own
+runtime pieces (software float for cores without an FPU), `unicorn` emulates Cortex-M and RV32, and
+pyelftools reads the built image. They are the optional extra `qsearch[mcu]` (`make install` has it).
+
+A build is three files in a folder: qpolicy.o (the engine and model, compiled as firmware would),
+harness.o (deploy/c/mcu_harness.c) and emulator.elf (both, linked at the target's addresses). The
+emulator calls the engine's functions directly, returning to `mcu_halt`, and counts the instructions
+of one `qpolicy_run` (integer observation in, output integers out) with a code hook. Latency is an
+estimate, instructions / clock: it ignores flash wait states, pipeline stalls and multi-cycle
+instructions (loads, taken branches, multiplies on small cores).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qsearch.deploy.c_export import TEMPLATES, compile_harness
+from qsearch.errors import QsearchError
+from qsearch.quant.fastpath import int_range
+from qsearch.quant.integer import IntegerModel
+
+INSTALL_HINT = "pip install -e '.[mcu]' in the qsearch checkout (make install does it)"
+MCU_HARNESS = TEMPLATES / "mcu_harness.c"
+# The engine builds as strict C99 with warnings as errors, as on the host (c_export.CFLAGS); -g only
+# adds debug sections (not loaded, not counted), which map an instruction count back to source lines.
+CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-g", "-ffreestanding",
+          "-ffunction-sections", "-fdata-sections", "-fno-unwind-tables", "-fno-asynchronous-unwind-tables")
+STACK_BYTES = 64 * 1024
+IO_BYTES = 4 * 1024 * 1024  # observations in, rows out: a region the emulator maps beside the image
+BATCH_ROWS = 2048
+STACK_FILL = 0xA5
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    arch: str  # "arm" (Thumb, M-profile) or "riscv"
+    zig_flags: tuple[str, ...]
+    cpu: str  # unicorn CPU model constant
+    fpu: bool
+    mhz: float  # default clock for the latency estimate
+    flash_base: int
+    ram_base: int
+    io_base: int
+
+
+# The FPU goes in -mcpu as a zig feature: with clang's -mfpu/-mfloat-abi, zig's clang builds software
+# float (calls to __aeabi_fdiv ...) without a word.
+TARGETS = {
+    "cortex-m0": Target("cortex-m0", "arm", ("-target", "thumb-freestanding-eabi", "-mcpu=cortex_m0"),
+                        "UC_CPU_ARM_CORTEX_M0", False, 48, 0x08000000, 0x20000000, 0x60000000),
+    "cortex-m4": Target("cortex-m4", "arm", ("-target", "thumb-freestanding-eabihf", "-mcpu=cortex_m4+vfp4d16sp"),
+                        "UC_CPU_ARM_CORTEX_M4", True, 240, 0x08000000, 0x20000000, 0x60000000),
+    "cortex-m7": Target("cortex-m7", "arm", ("-target", "thumb-freestanding-eabihf", "-mcpu=cortex_m7+fp_armv8d16sp"),
+                        "UC_CPU_ARM_CORTEX_M7", True, 240, 0x08000000, 0x20000000, 0x60000000),
+    # the ESP32-C3/C6 class of core; unicorn has no Xtensa (ESP32-S3)
+    "rv32imc": Target("rv32imc", "riscv", ("-target", "riscv32-freestanding-none", "-mcpu=generic_rv32+m+c"),
+                      "UC_CPU_RISCV32_ANY", False, 160, 0x42000000, 0x3FC80000, 0x50000000),
+}
+ALL_TARGETS = ("host", *TARGETS)
+
+
+def target(name: str) -> Target | None:
+    """The named microcontroller target, None for the host; an unknown name is a user error."""
+    if name not in ALL_TARGETS:
+        raise QsearchError(f"unknown target {name!r}; choose one of {', '.join(ALL_TARGETS)}")
+    return TARGETS.get(name)
+
+
+def require_tools() -> None:
+    missing = [m for m in ("ziglang", "unicorn", "elftools") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise QsearchError(f"the microcontroller targets need {', '.join(missing)}: {INSTALL_HINT}")
+
+
+# ---- building ----
+
+def _zig_cc(t: Target, args: list[str], cwd: Path) -> None:
+    cmd = [sys.executable, "-m", "ziglang", "cc", *t.zig_flags, *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    if p.returncode != 0:
+        raise RuntimeError(f"zig cc failed for {t.name}: {' '.join(cmd)}\n{p.stderr}")
+
+
+def _linker_script(t: Target) -> str:
+    # KEEP: every function of the engine and the harness stays, whatever calls it.
+    # .data would be copied from flash by a startup routine; the engine has none, but it is counted.
+    return f"""ENTRY(mcu_halt)
+MEMORY {{
+  FLASH (rx) : ORIGIN = {t.flash_base:#x}, LENGTH = 8M
+  RAM (rwx) : ORIGIN = {t.ram_base:#x}, LENGTH = 256K
+}}
+SECTIONS {{
+  .text : {{ KEEP(*qpolicy.o(.text*)) KEEP(*harness.o(.text*)) *(.text*) }} > FLASH
+  .rodata : {{ *(.rodata*) *(.srodata*) }} > FLASH
+  .data : {{ *(.data*) *(.sdata*) }} > RAM AT > FLASH
+  .bss : {{ *(.bss*) *(.sbss*) *(COMMON) }} > RAM
+}}
+"""
+
+
+def build(src: Path, t: Target, out: Path) -> Path:
+    """Cross-compile the exported sources in `src` into `out` (made if missing); returns emulator.elf."""
+    require_tools()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "link.ld").write_text(_linker_script(t))
+    inc = f"-I{Path(src).resolve()}"
+    _zig_cc(t, [*CFLAGS, inc, "-c", str(Path(src).resolve() / "qpolicy.c"), "-o", "qpolicy.o"], out)
+    _zig_cc(t, [*CFLAGS, inc, "-c", str(MCU_HARNESS), "-o", "harness.o"], out)
+    # zig links its whole runtime as one object: --gc-sections keeps what the engine and harness use
+    _zig_cc(t, ["-Wl,-T,link.ld", "-Wl,--gc-sections", "qpolicy.o", "harness.o", "-o", "emulator.elf"], out)
+    return out / "emulator.elf"
+
+
+# ---- sizes from the built files ----
+
+def _section_sizes(path: Path) -> dict:
+    """Bytes of code, constants and static RAM in an ELF file's allocated sections."""
+    from elftools.elf.constants import SH_FLAGS
+    from elftools.elf.elffile import ELFFile
+
+    sizes = dict(code=0, const=0, data=0, bss=0)
+    with open(path, "rb") as f:
+        for s in ELFFile(f).iter_sections():
+            flags = s["sh_flags"]
+            if not flags & SH_FLAGS.SHF_ALLOC:
+                continue
+            if flags & SH_FLAGS.SHF_EXECINSTR:
+                sizes["code"] += s["sh_size"]
+            elif flags & SH_FLAGS.SHF_WRITE:
+                sizes["bss" if s["sh_type"] == "SHT_NOBITS" else "data"] += s["sh_size"]
+            else:
+                sizes["const"] += s["sh_size"]
+    return sizes
+
+
+def _functions(path: Path) -> dict[str, int]:
+    """The functions an ELF file defines, and their sizes."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        return {s.name: s["st_size"] for s in symtab.iter_symbols()
+                if s["st_info"]["type"] == "STT_FUNC" and s["st_shndx"] != "SHN_UNDEF"}
+
+
+def _symbols(path: Path) -> dict[str, int]:
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        return {s.name: s["st_value"] for s in ELFFile(f).get_section_by_name(".symtab").iter_symbols() if s.name}
+
+
+# ---- the emulated core ----
+
+class Core:
+    """An emulated core with emulator.elf loaded; `call` runs one function of it to its return."""
+
+    def __init__(self, t: Target, elf: Path):
+        import unicorn
+        from elftools.elf.elffile import ELFFile
+
+        self.t = t
+        if t.arch == "arm":
+            from unicorn import arm_const as c
+            self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+            self.uc.ctl_set_cpu_model(getattr(c, t.cpu))
+            self.args, self.sp, self.ra = [c.UC_ARM_REG_R0, c.UC_ARM_REG_R1, c.UC_ARM_REG_R2], c.UC_ARM_REG_SP, c.UC_ARM_REG_LR
+            self.pc = c.UC_ARM_REG_PC
+        else:
+            from unicorn import riscv_const as c
+            self.uc = unicorn.Uc(unicorn.UC_ARCH_RISCV, unicorn.UC_MODE_RISCV32)
+            self.uc.ctl_set_cpu_model(getattr(c, t.cpu))
+            self.args = [c.UC_RISCV_REG_A0, c.UC_RISCV_REG_A1, c.UC_RISCV_REG_A2]
+            self.sp, self.ra, self.pc = c.UC_RISCV_REG_SP, c.UC_RISCV_REG_RA, c.UC_RISCV_REG_PC
+        self.uc.mem_map(t.flash_base, 8 << 20)
+        self.uc.mem_map(t.ram_base, 256 << 10)
+        self.uc.mem_map(t.io_base, IO_BYTES)
+        with open(elf, "rb") as f:
+            for seg in ELFFile(f).iter_segments():
+                if seg["p_type"] == "PT_LOAD":
+                    # at its run address: what the startup code's copy of .data would give
+                    data = seg.data() + bytes(seg["p_memsz"] - seg["p_filesz"])
+                    self.uc.mem_write(seg["p_vaddr"], data)
+        self.symbols = _symbols(elf)
+        self.stack_top = t.ram_base + (256 << 10)
+        self.stack_bottom = self.stack_top - STACK_BYTES
+        self.thumb = 1 if t.arch == "arm" else 0
+
+    def call(self, name: str, *args: int, count: bool = False) -> int:
+        """Run `name(*args)` until it returns; with `count`, the number of instructions it executed."""
+        from unicorn import UC_HOOK_CODE
+
+        halt = self.symbols["mcu_halt"] & ~1
+        for reg, value in zip(self.args, args):
+            self.uc.reg_write(reg, value)
+        self.uc.reg_write(self.sp, self.stack_top)
+        self.uc.reg_write(self.ra, halt | self.thumb)
+        executed = [0]
+        hook = None
+        if count:
+            def on_code(uc, address, size, user):
+                executed[0] += 1
+            hook = self.uc.hook_add(UC_HOOK_CODE, on_code)
+            self.uc.ctl_flush_tb()  # blocks translated before the hook existed would not call it
+        try:
+            self.uc.emu_start((self.symbols[name] & ~1) | self.thumb, halt, timeout=600 * 1_000_000)
+        finally:
+            if hook is not None:
+                self.uc.hook_del(hook)
+                self.uc.ctl_flush_tb()  # and without the hook again: full speed for the next calls
+        if self.uc.reg_read(self.pc) & ~1 != halt:
+            raise RuntimeError(f"{name} did not return on the emulated {self.t.name}")
+        return executed[0]
+
+    def stack_used(self, name: str, *args: int) -> int:
+        """Stack high-water mark of one call: the stack is painted, the call run, the paint read back."""
+        self.uc.mem_write(self.stack_bottom, bytes([STACK_FILL]) * STACK_BYTES)
+        self.call(name, *args)
+        painted = np.frombuffer(bytes(self.uc.mem_read(self.stack_bottom, STACK_BYTES)), np.uint8)
+        touched = np.flatnonzero(painted != STACK_FILL)
+        return 0 if touched.size == 0 else STACK_BYTES - int(touched[0])
+
+    def batch(self, model: IntegerModel, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """mcu_batch over float observations: x, o and a_q15 per row, as the host harness gives them."""
+        d, a = model.obs_dim, model.act_dim
+        row = d + 3 * a
+        obs = np.ascontiguousarray(obs, np.float32)
+        rows = []
+        out_at = self.t.io_base + IO_BYTES // 2  # inputs below, rows above
+        per_call = max(1, min(BATCH_ROWS, IO_BYTES // 2 // (4 * d)))
+        for start in range(0, len(obs), per_call):
+            chunk = obs[start:start + per_call]
+            self.uc.mem_write(self.t.io_base, chunk.tobytes())
+            self.call("mcu_batch", self.t.io_base, len(chunk), out_at)
+            rows.append(np.frombuffer(bytes(self.uc.mem_read(out_at, len(chunk) * row)), np.uint8))
+        raw = np.concatenate(rows).reshape(len(obs), row)
+        return raw[:, :d].view(np.int8), raw[:, d:d + a].view(np.int8), raw[:, d + a:].copy().view(np.int16)
+
+
+# ---- what a firmware engineer needs to know ----
+
+@dataclass(frozen=True)
+class McuReport:
+    target: str
+    layout: str
+    engine_code: int  # bytes of the engine's machine code (qpolicy.o)
+    model_const: int  # bytes of constants (weights, thresholds, tables, floats) in qpolicy.o
+    runtime_code: int  # bytes of runtime helpers linked in for the engine (software float etc.)
+    static_ram: int  # .data + .bss of the engine
+    stack: int  # measured high-water mark of the deepest API call, bytes
+    instructions: float  # per qpolicy_run, mean over the measured observations
+    instructions_max: int
+    quantize_instructions: int  # one qpolicy_quantize_obs (the float step)
+    mhz: float
+
+    @property
+    def flash(self) -> int:
+        return self.engine_code + self.model_const + self.runtime_code + self.static_ram
+
+    @property
+    def ram(self) -> int:
+        return self.static_ram + self.stack
+
+    @property
+    def latency_us(self) -> float:
+        return self.instructions / self.mhz
+
+    def describe(self) -> list[str]:
+        return [
+            f"{self.target} ({self.layout} weights): flash {self.flash} bytes (engine code {self.engine_code}, "
+            f"model constants {self.model_const}, runtime helpers {self.runtime_code}, data {self.static_ram}); "
+            f"RAM {self.ram} bytes (stack high-water mark {self.stack}, static {self.static_ram})",
+            f"{self.target}: {self.instructions:,.0f} instructions per qpolicy_run (max {self.instructions_max:,}), "
+            f"{self.quantize_instructions:,} for qpolicy_quantize_obs; about {self.latency_us:.1f} us per action at "
+            f"{self.mhz:g} MHz (estimate at one instruction per cycle: ignores flash wait states, pipeline stalls "
+            "and multi-cycle instructions)",
+        ]
+
+
+def measure(model: IntegerModel, t: Target, layout: str, build_dir: Path, mhz: float | None = None,
+            core: Core | None = None, n_obs: int = 16, seed: int = 0) -> McuReport:
+    """Sizes from the built files, stack and instruction counts from the emulated core."""
+    obj, elf = build_dir / "qpolicy.o", build_dir / "emulator.elf"
+    core = core or Core(t, elf)
+    own = _section_sizes(obj)
+    engine_functions = set(_functions(obj)) | set(_functions(build_dir / "harness.o"))
+    runtime = sum(size for name, size in _functions(elf).items() if name not in engine_functions)
+    rng = np.random.default_rng(seed)
+    lo, hi = int_range(model.input_bits, True)
+    x_at, o_at, obs_at = t.io_base, t.io_base + 4096, t.io_base + 8192
+    counts = []
+    for x in rng.integers(lo, hi + 1, (n_obs, model.obs_dim)):
+        core.uc.mem_write(x_at, x.astype(np.int8).tobytes())
+        counts.append(core.call("qpolicy_run", x_at, o_at, count=True))
+    obs = rng.normal(0, 2, model.obs_dim).astype(np.float32) * model.obs_norm.std + model.obs_norm.mean
+    core.uc.mem_write(obs_at, obs.astype(np.float32).tobytes())
+    quantize = core.call("qpolicy_quantize_obs", obs_at, x_at, count=True)
+    stack = max(core.stack_used("qpolicy_quantize_obs", obs_at, x_at), core.stack_used("qpolicy_act_q15", x_at, o_at),
+                core.stack_used("qpolicy_action_float", o_at, obs_at))
+    return McuReport(t.name, layout, own["code"], own["const"], runtime, own["data"] + own["bss"], stack,
+                     float(np.mean(counts)), int(max(counts)), quantize, float(mhz or t.mhz))
+
+
+# ---- verification against the NumPy engine ----
+
+def verification_observations(model: IntegerModel, n: int = 10_000, seed: int = 0) -> np.ndarray:
+    """Raw float32 observations: typical ones, ones on and next to the input quantizer's rounding
+    ties, far out-of-range values, infinities and NaN entries."""
+    rng = np.random.default_rng(seed)
+    d, s = model.obs_dim, model.input_scale
+    mean, std = model.obs_norm.mean.astype(np.float32), model.obs_norm.std.astype(np.float32)
+    raw = lambda norm: (np.asarray(norm, np.float32) * std + mean).astype(np.float32)  # noqa: E731
+    typical = raw(rng.normal(0, 1.5, (n // 2, d)))
+    k = rng.integers(-200, 200, (n // 8, d)).astype(np.float32)
+    ties = raw((k + np.float32(0.5)) * s)
+    # the tie's float32 neighbours: after (obs - mean) / std some of these land on the tie exactly
+    near = np.nextafter(ties, np.where(rng.random(ties.shape) < 0.5, np.inf, -np.inf).astype(np.float32))
+    far = raw(rng.standard_cauchy((n // 8, d)) * 1e3)
+    special = raw(rng.normal(0, 1.5, (n // 16, d)))
+    pick = rng.random(special.shape)
+    special[pick < 0.3] = np.nan  # rows with NaN entries, some with infinities beside them
+    special[(pick >= 0.3) & (pick < 0.4)] = np.inf
+    special[(pick >= 0.4) & (pick < 0.5)] = -np.inf
+    obs = np.concatenate([typical, ties, near, far, special, -far])
+    return obs[:n] if len(obs) >= n else np.concatenate([obs, raw(rng.normal(0, 1.5, (n - len(obs), d)))])
+
+
+def compare(model: IntegerModel, obs: np.ndarray, x_c, o_c, a_c, where: str) -> None:
+    """One line naming the first observation whose integers differ from the NumPy engine's."""
+    x = model.quantize_obs(obs)
+    o = model.run_int(x)[-1]
+    a = model.tanh_lut[o - model.layers[-1].out_min]
+    bad = np.flatnonzero(np.any(x_c != x, 1) | np.any(o_c != o, 1) | np.any(a_c != a, 1))
+    if bad.size:
+        i = int(bad[0])
+        raise QsearchError(f"{where} differs from the NumPy engine on {bad.size} of {len(obs)} observations; first "
+                           f"observation {i} {obs[i].tolist()}: C gives x {x_c[i].tolist()} o {o_c[i].tolist()}, "
+                           f"NumPy x {x[i].tolist()} o {o[i].tolist()}")
+
+
+def verify_host(model: IntegerModel, src: Path, work: Path, obs: np.ndarray) -> None:
+    exe = compile_harness(src, work / "harness")
+    p = subprocess.run([str(exe), "float"], input=np.ascontiguousarray(obs, np.float32).tobytes(),
+                       capture_output=True, check=True)
+    d, a = model.obs_dim, model.act_dim
+    raw = np.frombuffer(p.stdout, np.uint8).reshape(len(obs), d + 3 * a)
+    compare(model, obs, raw[:, :d].view(np.int8), raw[:, d:d + a].view(np.int8),
+            raw[:, d + a:].copy().view(np.int16), "the host build")
+
+
+def verify(model: IntegerModel, core: Core, obs: np.ndarray) -> None:
+    compare(model, obs, *core.batch(model, obs), f"the {core.t.name} build (emulated)")
+
+
+def write_report(report: McuReport, path: Path) -> None:
+    d = asdict(report) | {"flash": report.flash, "ram": report.ram, "latency_us": report.latency_us,
+                          "latency_note": "instructions / clock: ignores wait states and pipeline stalls"}
+    path.write_text(json.dumps(d, indent=2) + "\n")
+

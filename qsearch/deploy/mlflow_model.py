@@ -1,0 +1,94 @@
+"""`qsearch export RUN --format mlflow`: a run's policy as a registered MLflow model.
+
+The model is a pyfunc whose `predict` runs qsearch's integer engine on raw observations (float32,
+one row per observation) and returns the actions in the environment's units. Its artifacts are the
+bundle, with the C and QONNX exports beside it; its requirements name qsearch, so it loads wherever
+qsearch is installed:
+
+    mlflow.pyfunc.load_model("models:/selection_pendulum-InvertedPendulum-v5/1").predict(obs)
+
+One registered model per search space and task, `<space>-<env id>` (the space is the run's
+experiment); each export adds a version. The model is logged to the run itself, so the registry
+links every version to the trial that trained it.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+from mlflow.models import infer_signature
+
+from qsearch import bundle as bundles
+from qsearch.errors import QsearchError
+
+# Every MLflow name this module uses, in one place (the trial-record module will own them).
+ENV_PARAM = "env_id"  # the trial's task, logged by qsearch/search/trainable.py
+MODEL_NAME = "policy"  # the logged model's name within the run
+ARTIFACT_BUNDLE, ARTIFACT_C, ARTIFACT_QONNX = "bundle", "c", "qonnx"
+REQUIREMENTS = ["qsearch"]
+URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def registered_name(space: str, env_id: str) -> str:
+    return f"{space}-{env_id}"
+
+
+class QsearchIntegerPolicy(mlflow.pyfunc.PythonModel):
+    """The pyfunc: the bundle's integer engine on raw observations. Pickled by reference to this
+    module, so loading it needs qsearch installed (the model's requirements say so)."""
+
+    def load_context(self, context):
+        self.bundle = bundles.read(Path(context.artifacts[ARTIFACT_BUNDLE]))
+
+    def predict(self, context, model_input, params=None):
+        obs = np.asarray(model_input, np.float32).reshape(-1, self.bundle.integer.obs_dim)
+        return act(self.bundle, obs)
+
+
+def act(b: bundles.Bundle, obs: np.ndarray) -> np.ndarray:
+    """Raw observations -> actions in the environment's units, through the integer engine."""
+    a = b.integer.act(b.integer.obs_norm(np.asarray(obs, np.float32)))
+    return (a * b.action_scale + b.action_bias).astype(np.float32)
+
+
+def register(run_id: str, uri: str, bundle_path: Path) -> list[str]:
+    """Log the run's policy as a pyfunc model to the run and register it; returns what was done."""
+    from qsearch.deploy.export import COptions, _c, _qonnx
+    from qsearch.search import tracking
+
+    b = bundles.read(bundle_path)
+    if b.integer is None:
+        raise QsearchError(f"run {run_id} holds an FP32 policy without an integer model; the MLflow model runs "
+                           "the integer engine (train with quantization, or run `qsearch ptq` on it)")
+    c = tracking.client(uri)
+    run = c.get_run(run_id)
+    space = c.get_experiment(run.info.experiment_id).name
+    name = registered_name(space, run.data.params.get(ENV_PARAM, b.config.env_id))
+    example = b.integer.obs_norm.mean[None, :].astype(np.float32)
+    signature = infer_signature(example, act(b, example))
+    with tempfile.TemporaryDirectory() as tmp:
+        exports = {ARTIFACT_C: Path(tmp) / ARTIFACT_C, ARTIFACT_QONNX: Path(tmp) / ARTIFACT_QONNX}
+        for folder in exports.values():
+            folder.mkdir()
+        _c(b, exports[ARTIFACT_C], COptions())
+        _qonnx(b, exports[ARTIFACT_QONNX])
+        artifacts = {ARTIFACT_BUNDLE: str(bundle_path), **{k: str(v) for k, v in exports.items()}}
+        # MLflow's fluent API logs models; its URIs go into os.environ, which is put back afterwards
+        saved = {k: os.environ.get(k) for k in URI_VARIABLES}
+        try:
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_registry_uri(uri)
+            with mlflow.start_run(run_id=run_id):
+                info = mlflow.pyfunc.log_model(name=MODEL_NAME, python_model=QsearchIntegerPolicy(),
+                                               artifacts=artifacts, signature=signature,
+                                               pip_requirements=REQUIREMENTS, registered_model_name=name)
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    version = info.registered_model_version
+    return [f"registered model {name} version {version} (run {run_id}, {uri})",
+            f"load: mlflow.pyfunc.load_model(\"models:/{name}/{version}\").predict(observations)"]

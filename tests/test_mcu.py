@@ -1,0 +1,157 @@
+"""The exported C on emulated microcontroller cores (zig's clang, unicorn): bit-exact with the NumPy
+engine, measured (flash, RAM, instructions per action), in both weight layouts; NaN observations in
+both engines; `qsearch export --target` and its errors."""
+import importlib.util
+import shutil
+
+import numpy as np
+import pytest
+
+from qsearch.config import PolicyConfig, QuantBits
+from qsearch.deploy import c_export, mcu
+from qsearch.errors import QsearchError
+from qsearch.quant import integer
+from qsearch.quant.actor import QuantActor
+from qsearch.quant.fastpath import int_range
+from qsearch.rl.normalize import ObsNorm
+from tests.conftest import warmed_actor
+from tests.test_deploy_export import one_line_error, run, write_bundle
+
+pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("ziglang", "unicorn", "elftools")),
+                                reason="the mcu extra is not installed (make install has it)")
+
+HOPPER = QuantBits(6, 2, 2, 8)  # the paper's Hopper configuration: 11-16-16-3, 6-bit input, 2-bit core
+N_OBS = 3000
+ONES, ZEROS = np.ones(3, np.float32), np.zeros(3, np.float32)
+BUILDS = [("cortex-m0", "int8"), ("cortex-m4", "int8"), ("cortex-m4", "packed"), ("rv32imc", "int8")]
+
+
+@pytest.fixture(scope="module")
+def model():
+    rng = np.random.default_rng(3)
+    norm = ObsNorm(rng.normal(0, 2, 11).astype(np.float32), rng.uniform(0.1, 5, 11).astype(np.float32))
+    return integer.extract(warmed_actor(HOPPER, width=16), norm)
+
+
+@pytest.fixture(scope="module")
+def builds(model, tmp_path_factory):
+    """One build per (target, layout), made once for the module: the sources, the build folder, the core."""
+    root = tmp_path_factory.mktemp("mcu")
+    out = {}
+    for target, layout in BUILDS:
+        src = root / f"src_{layout}"
+        if not src.exists():
+            src.mkdir()
+            c_export.write_c(model, ONES, ZEROS, src, layout)
+        t = mcu.TARGETS[target]
+        elf = mcu.build(src, t, root / f"{target}_{layout}")
+        out[target, layout] = (src, elf.parent, mcu.Core(t, elf))
+    return out
+
+
+@pytest.mark.parametrize("target,layout", BUILDS)
+def test_bit_exact_on_emulated_core(model, builds, target, layout):
+    """Float observations through qpolicy_quantize_obs, qpolicy_run and qpolicy_act_q15 on the core:
+    the same integers as NumPy, software float on the cores without an FPU (M0, RV32IMC) included."""
+    obs = mcu.verification_observations(model, N_OBS)
+    assert np.isnan(obs).any() and np.isinf(obs).any()
+    x = model.quantize_obs(obs)
+    lo, hi = int_range(model.input_bits, True)
+    assert x.min() == lo and x.max() == hi  # both ends of the input range are reached
+    x_c, o_c, a_c = builds[target, layout][2].batch(model, obs)
+    mcu.compare(model, obs, x_c, o_c, a_c, target)
+    np.testing.assert_array_equal(o_c, model.run_int(x)[-1])
+
+
+def test_a_difference_is_reported(model, builds):
+    """The comparison names the first observation that differs: one changed weight in the Python
+    model against the unchanged build."""
+    changed = integer.IntegerModel(model.obs_norm, model.input_scale, model.input_bits,
+                                   [integer.IntLayer(**vars(layer)) for layer in model.layers],
+                                   model.tanh_lut, model.output_scale)
+    w = changed.layers[2].weight = changed.layers[2].weight.copy()
+    w[0, :] = np.where(w[0, :] > 0, w[0, :] - 1, w[0, :] + 1)
+    obs = mcu.verification_observations(model, 500)
+    with pytest.raises(QsearchError, match=r"differs from the NumPy engine on \d+ of 500 observations; first observation"):
+        mcu.verify(changed, builds["cortex-m4", "int8"][2], obs)
+
+
+def test_report(model, builds):
+    """Flash from the built files, stack measured in the emulator, instructions per qpolicy_run: the
+    fast layout meets the issue's 2,400 on Cortex-M4 for this configuration, the packed one is slower
+    and smaller; cores without an FPU carry software-float helpers."""
+    reports = {key: mcu.measure(model, mcu.TARGETS[key[0]], key[1], b[1], core=b[2]) for key, b in builds.items()}
+    for (target, layout), r in reports.items():
+        size = c_export.write_c(model, ONES, ZEROS, builds[target, layout][0], layout)
+        assert r.flash == r.engine_code + r.model_const + r.runtime_code + r.static_ram
+        assert size.weights + size.thresholds <= r.model_const <= size.flash + 64
+        assert 500 < r.engine_code < 4000 and r.static_ram == 0
+        assert size.ram <= r.stack < size.ram + 256  # activation buffers plus saved registers
+        assert r.latency_us == pytest.approx(r.instructions / mcu.TARGETS[target].mhz)
+        assert r.instructions_max >= r.instructions > 480  # at least one instruction per multiply-accumulate
+    m4, m4_packed = reports["cortex-m4", "int8"], reports["cortex-m4", "packed"]
+    assert m4.instructions <= 2400 < m4_packed.instructions
+    assert m4.model_const > m4_packed.model_const
+    assert m4.runtime_code == 0 and m4.quantize_instructions < 1000  # the FPU does the float step
+    assert reports["cortex-m0", "int8"].runtime_code > 1000 and reports["rv32imc", "int8"].runtime_code > 1000
+    assert "instructions per qpolicy_run" in m4.describe()[1] and "240 MHz" in m4.describe()[1]
+
+
+def test_int8_rows_interleaved(rng):
+    w = rng.integers(-128, 128, (7, 5)).astype(np.int8)
+    stored = c_export.interleave_rows(w)
+    assert stored.size == 8 * 5
+    for r in range(8):
+        for c in range(5):
+            assert stored[(r // 4) * 4 * 5 + c * 4 + r % 4] == (w[r, c] if r < 7 else 0)
+
+
+def test_nan_observations_in_both_engines(model, tmp_path):
+    """A NaN entry is quantized to 0 (the normalized mean) by the NumPy engine and by the C engine on
+    the host, whatever the other entries; infinities saturate."""
+    obs = np.tile(model.obs_norm.mean, (3, 1)).astype(np.float32)
+    obs[0, 0], obs[1, :] = np.nan, np.nan
+    obs[2, [1, 2]] = [np.inf, -np.inf]
+    x = model.quantize_obs(obs)
+    lo, hi = int_range(model.input_bits, True)
+    assert x[0].tolist() == [0] * 11 and x[1].tolist() == [0] * 11 and x[2, 1] == hi and x[2, 2] == lo
+    if shutil.which("gcc"):
+        src = tmp_path / "src"
+        src.mkdir()
+        c_export.write_c(model, ONES, ZEROS, src, "int8")
+        mcu.verify_host(model, src, tmp_path, obs)
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    return write_bundle(tmp_path_factory.mktemp("b") / "bundle", warmed_actor(HOPPER, width=16))
+
+
+def test_export_target_verify_and_budget(capsys, tmp_path, bundle_dir):
+    """`--target cortex-m4 --verify`: the sources, the build and its report; a flash budget the fast
+    layout exceeds gives the packed one."""
+    code, out, _ = run(capsys, "export", bundle_dir, "--format", "c", "--target", "cortex-m4", "--verify", "2000",
+                       "--out", tmp_path / "c")
+    assert code == 0, out
+    assert "layout: int8" in out and "instructions per qpolicy_run" in out and "verified on 2,000 observations" in out
+    assert (tmp_path / "c" / "cortex-m4" / "emulator.elf").exists() and (tmp_path / "c" / "cortex-m4" / "report.json").exists()
+    flash = int(out.split("cortex-m4 (int8 weights): flash ")[1].split()[0])
+    code, out, _ = run(capsys, "export", bundle_dir, "--format", "c", "--target", "cortex-m4",
+                       "--flash-budget", str(flash - 1), "--out", tmp_path / "small")
+    assert code == 0 and "layout: packed" in out
+    assert "#define QP_LAYOUT_INT8 0" in (tmp_path / "small" / "qpolicy_config.h").read_text()
+    code, out, _ = run(capsys, "export", bundle_dir, "--format", "c", "--verify", "1000", "--out", tmp_path / "host")
+    assert code == 0 and "on this host" in out and not (tmp_path / "host" / "host").exists()
+
+
+def test_export_errors(capsys, tmp_path, bundle_dir):
+    out = tmp_path / "out"
+    assert "unknown target 'cortex-a53'" in one_line_error(capsys, out, bundle_dir, "--format", "c",
+                                                           "--target", "cortex-a53")
+    assert "unknown layout 'int4'" in one_line_error(capsys, out, bundle_dir, "--format", "c", "--layout", "int4")
+    fp32 = write_bundle(tmp_path / "fp32", QuantActor(11, 3, PolicyConfig(width=8, quant=None)))
+    assert "without an integer model" in one_line_error(capsys, out, fp32, "--format", "c", "--target", "rv32imc")
+    err = one_line_error(capsys, out, bundle_dir, "--format", "c", "--target", "rv32imc", "--flash-budget", "1000")
+    assert "no weight layout fits the flash budget of 1000 bytes" in err and "packed" in err
+    assert "apply to --format c only" in one_line_error(capsys, out, bundle_dir, "--format", "json",
+                                                        "--target", "cortex-m4")
