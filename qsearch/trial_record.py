@@ -10,7 +10,8 @@ reads is named here, and nowhere else:
                 tags     KIND_TAG=trial, PARENT_TAG, TRIAL_ID_TAG (Tune's id), KEY_TAG (`trial_key`),
                          VERSION_TAG; STOPPED_TAG / ERROR_TAG when it did not finish; SELECTED_TAG
                          when a selection picked it; HW_SOURCE_TAG and hw_* metrics after `qsearch hw`
-                artifacts bundle/ (the policy bundle), hw/ (the hardware report)
+                artifacts bundle/ (the policy bundle), hw/ (the hardware report), policy/ (a registered
+                         MLflow model, after `qsearch export --format mlflow`)
 
 A trial's identity is its key: SHA-256 over the canonical JSON (sorted keys, no spaces) of its
 identity params, as MLflow stores them (strings). The identity params are all params except
@@ -54,6 +55,7 @@ HW_METRIC_PREFIX = "hw_"
 
 # Artifacts
 BUNDLE_ARTIFACT = "bundle"
+MODEL_ARTIFACT = "policy"  # the pyfunc model `qsearch export --format mlflow` logs to a trial's run
 HW_ARTIFACT = "hw"
 REPORT_ARTIFACT = "report"
 
@@ -277,6 +279,13 @@ def eval_history(c, run_id: str) -> dict[int, float]:
 
 def log_report(uri: str, run_id: str, report_dir: str) -> None:
     tracking.client(uri).log_artifacts(run_id, report_dir, artifact_path=REPORT_ARTIFACT)
+
+
+def registered_model_name(uri: str, run_id: str) -> str:
+    """One registered model per search space (the run's experiment) and task: `<space>-<env id>`."""
+    c = tracking.client(uri)
+    run = c.get_run(run_id)
+    return f"{c.get_experiment(run.info.experiment_id).name}-{run.data.params['env_id']}"
 
 
 def log_hardware(uri: str, run_id: str, figures: dict[str, float], source: str, report_dir: str) -> None:

@@ -19,3 +19,12 @@ def _mujoco_log(tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    """A bundle folder of a Hopper-shaped policy with the paper's Hopper bits (6-bit input, 2-bit core)."""
+    from qsearch.config import QuantBits
+    from policies import warmed_actor, write_bundle
+
+    return write_bundle(tmp_path_factory.mktemp("b") / "bundle", warmed_actor(QuantBits(6, 2, 2, 8), width=16))

@@ -5,13 +5,8 @@ import sys
 
 import pytest
 
-from qsearch.cli import main
+from commands import run
 
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 TRAIN = ["train", "--algo", "sac", "--width", "8", "--steps", "300"]

@@ -4,20 +4,7 @@ import csv
 
 import pytest
 
-from qsearch.cli import main
-from qsearch.config import QuantBits
-from policies import warmed_actor, write_bundle
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory):
-    return write_bundle(tmp_path_factory.mktemp("b") / "bundle", warmed_actor(QuantBits(6, 2, 2, 8), width=16))
+from commands import refused, run
 
 
 def test_hw_on_a_run_logs_the_report(capsys, tmp_path, bundle_dir, monkeypatch):
@@ -57,10 +44,7 @@ def test_hw_on_a_run_logs_the_report(capsys, tmp_path, bundle_dir, monkeypatch):
 
 
 def one_line_error(capsys, out_dir, *argv):
-    code, out, err = run(capsys, "hw", *argv, "--out", out_dir)
-    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err and not out
-    assert not out_dir.exists()
-    return err
+    return refused(capsys, out_dir, "hw", *argv)
 
 
 def test_refusals(capsys, tmp_path, bundle_dir, monkeypatch):

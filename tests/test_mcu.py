@@ -13,9 +13,9 @@ from qsearch.errors import QsearchError
 from qsearch.quant import integer
 from qsearch.quant.actor import QuantActor
 from qsearch.quant.fastpath import int_range
-from qsearch.rl.normalize import ObsNorm
-from tests.conftest import warmed_actor
-from tests.test_deploy_export import one_line_error, run, write_bundle
+from qsearch.obs_norm import ObsNorm
+from commands import refused, run
+from policies import warmed_actor, write_bundle
 
 pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("ziglang", "unicorn", "elftools")),
                                 reason="the mcu extra is not installed (make install has it)")
@@ -122,10 +122,6 @@ def test_nan_observations_in_both_engines(model, tmp_path):
         mcu.verify_host(model, src, tmp_path, obs)
 
 
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory):
-    return write_bundle(tmp_path_factory.mktemp("b") / "bundle", warmed_actor(HOPPER, width=16))
-
 
 def test_export_target_verify_and_budget(capsys, tmp_path, bundle_dir):
     """`--target cortex-m4 --verify`: the sources, the build and its report; a flash budget the fast
@@ -146,12 +142,12 @@ def test_export_target_verify_and_budget(capsys, tmp_path, bundle_dir):
 
 def test_export_errors(capsys, tmp_path, bundle_dir):
     out = tmp_path / "out"
-    assert "unknown target 'cortex-a53'" in one_line_error(capsys, out, bundle_dir, "--format", "c",
+    assert "unknown target 'cortex-a53'" in refused(capsys, out, "export", bundle_dir, "--format", "c",
                                                            "--target", "cortex-a53")
-    assert "unknown layout 'int4'" in one_line_error(capsys, out, bundle_dir, "--format", "c", "--layout", "int4")
+    assert "unknown layout 'int4'" in refused(capsys, out, "export", bundle_dir, "--format", "c", "--layout", "int4")
     fp32 = write_bundle(tmp_path / "fp32", QuantActor(11, 3, PolicyConfig(width=8, quant=None)))
-    assert "without an integer model" in one_line_error(capsys, out, fp32, "--format", "c", "--target", "rv32imc")
-    err = one_line_error(capsys, out, bundle_dir, "--format", "c", "--target", "rv32imc", "--flash-budget", "1000")
+    assert "without an integer model" in refused(capsys, out, "export", fp32, "--format", "c", "--target", "rv32imc")
+    err = refused(capsys, out, "export", bundle_dir, "--format", "c", "--target", "rv32imc", "--flash-budget", "1000")
     assert "no weight layout fits the flash budget of 1000 bytes" in err and "packed" in err
-    assert "apply to --format c only" in one_line_error(capsys, out, bundle_dir, "--format", "json",
+    assert "apply to --format c only" in refused(capsys, out, "export", bundle_dir, "--format", "json",
                                                         "--target", "cortex-m4")

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 
 from qsearch import bundle as bundles
-from qsearch.locate import BUNDLE_ARTIFACT
-from tests.test_deploy_export import bundle_dir, one_line_error, run  # noqa: F401  (bundle_dir: a fixture)
+from qsearch.trial_record import BUNDLE_ARTIFACT
+from commands import run
 
 
-def test_registered_model_round_trip(capsys, tmp_path, bundle_dir, monkeypatch):  # noqa: F811
+def test_registered_model_round_trip(capsys, tmp_path, bundle_dir, monkeypatch):
     import mlflow
 
     monkeypatch.setenv("QSEARCH_CACHE", str(tmp_path / "cache"))
@@ -50,7 +50,7 @@ def test_registered_model_round_trip(capsys, tmp_path, bundle_dir, monkeypatch):
     assert sorted(int(v.version) for v in versions) == [1, 2] and {v.run_id for v in versions} == {run_id}
 
 
-def test_mlflow_format_errors(capsys, tmp_path, bundle_dir):  # noqa: F811
+def test_mlflow_format_errors(capsys, tmp_path, bundle_dir):
     code, _, err = run(capsys, "export", bundle_dir, "--format", "mlflow", "--tracking-uri",
                        f"sqlite:///{tmp_path / 'm.db'}")
     assert code == 2 and err.count("\n") == 1 and "give the run id" in err

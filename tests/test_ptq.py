@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from qsearch import bundle as bundles
-from qsearch.cli import main
 from qsearch.config import PolicyConfig, QuantBits
 from qsearch.deploy import ptq
 from qsearch.quant import fastpath
 from qsearch.quant.actor import QuantActor
 from qsearch.rl.evaluate import evaluate
+from commands import run
 from policies import warmed_actor, write_bundle
 
 ENV = "Pendulum-v1"  # 200-step episodes: 2 calibration episodes give 400 observations
@@ -21,11 +21,6 @@ def fp32_dir(tmp_path_factory):
     return write_bundle(tmp_path_factory.mktemp("fp32") / "b",
                         QuantActor(3, 1, PolicyConfig(width=16, quant=None)).eval(), env_id=ENV)
 
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_ptq_bundle_evaluates_and_tracks_fp32(capsys, tmp_path, fp32_dir):

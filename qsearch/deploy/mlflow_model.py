@@ -23,18 +23,12 @@ import numpy as np
 from mlflow.models import infer_signature
 
 from qsearch import bundle as bundles
+from qsearch import trial_record
 from qsearch.errors import QsearchError
 
-# Every MLflow name this module uses, in one place (the trial-record module will own them).
-ENV_PARAM = "env_id"  # the trial's task, logged by qsearch/search/trainable.py
-MODEL_NAME = "policy"  # the logged model's name within the run
-ARTIFACT_BUNDLE, ARTIFACT_C, ARTIFACT_QONNX = "bundle", "c", "qonnx"
+ARTIFACT_BUNDLE, ARTIFACT_C, ARTIFACT_QONNX = "bundle", "c", "qonnx"  # the model's own artifacts
 REQUIREMENTS = ["qsearch"]
 URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-
-
-def registered_name(space: str, env_id: str) -> str:
-    return f"{space}-{env_id}"
 
 
 class QsearchIntegerPolicy(mlflow.pyfunc.PythonModel):
@@ -58,16 +52,12 @@ def act(b: bundles.Bundle, obs: np.ndarray) -> np.ndarray:
 def register(run_id: str, uri: str, bundle_path: Path) -> list[str]:
     """Log the run's policy as a pyfunc model to the run and register it; returns what was done."""
     from qsearch.deploy.export import COptions, _c, _qonnx
-    from qsearch.search import tracking
 
     b = bundles.read(bundle_path)
     if b.integer is None:
         raise QsearchError(f"run {run_id} holds an FP32 policy without an integer model; the MLflow model runs "
                            "the integer engine (train with quantization, or run `qsearch ptq` on it)")
-    c = tracking.client(uri)
-    run = c.get_run(run_id)
-    space = c.get_experiment(run.info.experiment_id).name
-    name = registered_name(space, run.data.params.get(ENV_PARAM, b.config.env_id))
+    name = trial_record.registered_model_name(uri, run_id)
     example = b.integer.obs_norm.mean[None, :].astype(np.float32)
     signature = infer_signature(example, act(b, example))
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +73,7 @@ def register(run_id: str, uri: str, bundle_path: Path) -> list[str]:
             mlflow.set_tracking_uri(uri)
             mlflow.set_registry_uri(uri)
             with mlflow.start_run(run_id=run_id):
-                info = mlflow.pyfunc.log_model(name=MODEL_NAME, python_model=QsearchIntegerPolicy(),
+                info = mlflow.pyfunc.log_model(name=trial_record.MODEL_ARTIFACT, python_model=QsearchIntegerPolicy(),
                                                artifacts=artifacts, signature=signature,
                                                pip_requirements=REQUIREMENTS, registered_model_name=name)
         finally:
