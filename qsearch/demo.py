@@ -3,6 +3,7 @@
     qsearch select SPACE --workdir DIR             searches (stages 1-3), selection, noise robustness
     qsearch hw RUN --reference --out DIR/hw        FINN folding sweep of the selected policy and the paper's reference
     qsearch export RUN --format qonnx|c --out ...  (RUN: the best seed of the selected configuration)
+    qsearch export RUN --format mlflow             the same policy as a registered MLflow model
     qsearch report --workdir DIR                   figures and a Markdown summary
 
 `qsearch demo` (and `make demo`) runs them through the CLI itself, so each step prints what it prints
@@ -30,8 +31,10 @@ def deploy_steps(workdir: Path, hw_targets: list[float] | None) -> list[list[str
     run_id, uri = best_selected(workdir)
     targets = ["--targets", *(f"{t:g}" for t in hw_targets)] if hw_targets else []
     hw = ["hw", run_id, "--tracking-uri", uri, "--reference", "--out", str(workdir / "hw"), *targets]
-    return [hw] + [["export", run_id, "--tracking-uri", uri, "--format", f, "--out", str(workdir / "export" / f),
-                    "--force"] for f in EXPORT_FORMATS]
+    exports = [["export", run_id, "--tracking-uri", uri, "--format", f, "--out", str(workdir / "export" / f),
+                "--force"] for f in EXPORT_FORMATS]
+    register = ["export", run_id, "--tracking-uri", uri, "--format", "mlflow"]  # a model in MLflow's registry
+    return [hw, *exports, register]
 
 
 def report_step(workdir: Path) -> list[str]:

@@ -7,6 +7,7 @@ Tiny budgets (300 steps, 2 seeds): the returns mean nothing, so the lenient Welc
 alpha=0.001 lets every stage pick and the whole path runs.
 """
 import json
+import re
 
 import yaml
 
@@ -52,6 +53,8 @@ def test_demo_pipeline_and_reuse(tmp_path, capsys, monkeypatch):
     assert (workdir / "export" / "qonnx" / "policy.onnx").stat().st_size > 0
     assert "qpolicy_model.h" in {p.name for p in (workdir / "export" / "c").iterdir()}
     assert f"qsearch ui --workdir {workdir}" in out and "demo finished" in out
+    # the exported run in MLflow's registry, named after the stage search that trained it
+    assert re.search(rf"registered model tiny_selection\.(core|width|input)-{ENV} version 1", out)
 
     for name, _, _ in FIGURES:
         assert (workdir / "report" / name).stat().st_size > 1000, name
