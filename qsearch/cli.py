@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="export a quantized bundle to QONNX, integer JSON, portable C or a FINN build folder")
     x.add_argument("bundle", help="bundle folder or MLflow run id")
-    x.add_argument("--format", required=True, help="qonnx, json, c or finn")
+    x.add_argument("--format", required=True, help="qonnx, json, c, finn or verilog")
     x.add_argument("--out", required=True, metavar="DIR", help="folder to write")
     x.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
     x.add_argument("--force", action="store_true", help="replace a non-empty --out")

@@ -4,6 +4,7 @@
   json   policy.json: the integer model, documented in deploy/README.md
   c      C99 sources for microcontrollers (qsearch.deploy.c_export); prints flash and RAM needs
   finn   a FINN build folder for a machine with Vivado (qsearch.hw.build_folder)
+  verilog  RTL with a self-checking testbench (qsearch.hw.rtl.export)
 
 The folder is written under a temporary name beside `out` and renamed into place.
 """
@@ -15,7 +16,7 @@ from qsearch import bundle as bundles
 from qsearch.atomic import replaced_folder
 from qsearch.errors import QsearchError
 
-FORMATS = ("qonnx", "json", "c", "finn")
+FORMATS = ("qonnx", "json", "c", "finn", "verilog")
 
 
 def export(ref: str, fmt: str, out: Path, tracking_uri: str | None = None, force: bool = False) -> list[str]:
@@ -70,4 +71,10 @@ def _finn(b: bundles.Bundle, tmp: Path) -> list[str]:
     return [f"FINN build folder: {folder.relative_to(tmp)} (run its build script where Vivado is installed)"]
 
 
-_WRITERS = {"qonnx": _qonnx, "json": _json, "c": _c, "finn": _finn}
+def _verilog(b: bundles.Bundle, tmp: Path) -> list[str]:
+    from qsearch.hw.rtl.export import write_verilog
+
+    return write_verilog(b.integer, tmp)
+
+
+_WRITERS = {"qonnx": _qonnx, "json": _json, "c": _c, "finn": _finn, "verilog": _verilog}
