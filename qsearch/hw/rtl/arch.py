@@ -62,10 +62,11 @@ def search_stages(out_bits: int) -> int:
 
 
 def layer_cycles(n_out: int, n_in: int, out_bits: int, pe: int, simd: int) -> int:
-    """Cycles a folded layer is busy per vector: per group of PE channels, SIMD-wide MAC steps over
-    the inputs, one cycle to finish the last, then a binary search of the thresholds, two cycles
-    (ROM read, compare) per output bit."""
-    return (n_out // pe) * (n_in // simd + 1 + 2 * out_bits)
+    """Cycles a folded layer is busy per vector: NF x SF MAC cycles (NF = outputs / PE groups of
+    channels, SF = inputs / SIMD steps each), one for the weight ROM's read, the pipelined
+    threshold search (two cycles per output bit: ROM read, compare) behind the last group, and one
+    to store the result."""
+    return (n_out // pe) * (n_in // simd) + 2 * out_bits + 2
 
 
 def latency(model: IntegerModel, arch: Arch) -> int:

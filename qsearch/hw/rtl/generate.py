@@ -303,10 +303,21 @@ def _clog2(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
+def _rom(name: str, width: int, values: list[int], signed: bool) -> list[str]:
+    """A ROM as a memory with its contents in an initial block (synthesis may map it to LUTs,
+    distributed RAM or block RAM; reads are registered so block RAM qualifies)."""
+    sgn = "signed " if signed else ""
+    lines = [f"  reg {sgn}[{width - 1}:0] {name} [0:{len(values) - 1}];", "  initial begin"]
+    lines += [f"    {name}[{a}] = {sconst(v, width) if signed else uconst(v, width)};" for a, v in enumerate(values)]
+    return lines + ["  end"]
+
+
 def _folded_layer(name: str, layer, ranges, pe: int, simd: int) -> str:
-    """One folded layer: weight ROM (NF*SF words of PE*SIMD weights), per PE a threshold ROM
-    (bias at index 0, threshold k at index k, for each of its NF channels), read synchronously so
-    synthesis may place them in block RAM."""
+    """One folded layer, FINN-style: each cycle PE channels take SIMD inputs (weights from a ROM
+    of NF*SF words of PE*SIMD weights), so a vector takes NF*SF MAC cycles. A finished group of PE
+    accumulators enters a pipelined binary search over the thresholds, one stage per output bit,
+    each stage with its own threshold ROM per PE (indexed by the bits found so far):
+    the search takes a new group every cycle and overlaps the next group's MACs."""
     n_out, n_in = layer.weight.shape
     nf, sf = n_out // pe, n_in // simd
     ib, ob, wb = layer.in_bits, layer.out_bits, layer.weight_bits
@@ -314,44 +325,44 @@ def _folded_layer(name: str, layer, ranges, pe: int, simd: int) -> str:
     lo = min(r[0] for r in ranges)
     hi = max(r[1] for r in ranges)
     aw = swidth(lo, hi + 1)
-    nfw, sfw, bw = _clog2(nf), _clog2(sf), _clog2(ob)
+    nfw, sfw = _clog2(nf), _clog2(sf)
     word = pe * simd * wb
     L = [f"module {name} (", "  input wire clk,", "  input wire rst,", "  input wire in_valid,",
          "  output wire in_ready,", f"  input wire [{n_in * ib - 1}:0] in_data,", "  output wire out_valid,",
          "  input wire out_ready,", f"  output wire [{n_out * ob - 1}:0] out_data", ");",
-         "  localparam IDLE = 3'd0, MAC = 3'd1, LAST = 3'd2, READ = 3'd3, CMP = 3'd4;",
-         "  reg [2:0] st;", "  reg done;", f"  reg [{nfw - 1}:0] nf;", f"  reg [{sfw - 1}:0] sf, mac_sf;",
-         f"  reg [{bw - 1}:0] b;", "  reg mac_v, mac_first;",
+         "  localparam IDLE = 2'd0, MAC = 2'd1, DRAIN = 2'd2;",
+         "  reg [1:0] st;", "  reg done;", f"  reg [{nfw - 1}:0] nf, mac_nf;", f"  reg [{sfw - 1}:0] sf, mac_sf;",
+         "  reg mac_v, mac_first, mac_last;",
          f"  reg [{n_in * ib - 1}:0] xbuf;", f"  reg [{n_out * ob - 1}:0] ybuf;",
          "  assign in_ready = st == IDLE && !done;", "  assign out_valid = done;", "  assign out_data = ybuf;",
-         f"  reg [{word - 1}:0] wrom [0:{nf * sf - 1}];", f"  reg [{word - 1}:0] wrow;"]
-    # weight ROM contents: word nf*SF + sf holds W[nf*PE + p][sf*SIMD + s] at (p*SIMD + s)*WB
-    init = []
+         f"  reg [{word - 1}:0] wrow;"]
+    # weight ROM: word nf*SF + sf holds W[nf*PE + p][sf*SIMD + s] at bits (p*SIMD + s)*WB
     w = layer.weight.astype(np.int64)
+    words = []
     for g in range(nf):
         for s_ in range(sf):
             v = 0
             for p in range(pe):
                 for s in range(simd):
                     v |= (int(w[g * pe + p, s_ * simd + s]) & ((1 << wb) - 1)) << ((p * simd + s) * wb)
-            init.append(f"    wrom[{g * sf + s_}] = {word}'h{v:x};")
-    L += ["  initial begin", *init, "  end"]
+            words.append(v)
+    L += _rom("wrom", word, words, signed=False)
     L.append(f"  always @(posedge clk) wrow <= wrom[nf * {sf} + sf];")
-    depth = nf << ob
-    lo_c, hi_c = lo, hi + 1
+    # the search pipeline's registers: stage k (output bit k, from ob - 1 down to 0) takes
+    # (valid, group, acc, bits above k) in s*_k, reads its ROM into t*_k with r*_k holding the rest,
+    # and compares into s*_{k-1}; s*_m1 (k = -1) is the search's output
+    stages = list(range(ob - 1, -1, -1))
+    tags = [str(k) for k in stages] + ["m1"]
+    for tag in tags:
+        L += [f"  reg sv_{tag};", f"  reg [{nfw - 1}:0] snf_{tag};"]
+    for k in stages:
+        L += [f"  reg rv_{k};", f"  reg [{nfw - 1}:0] rnf_{k};"]
+    # the layer's reachable range act as lo or hi + 1
+    clamp = [min(max(t, lo), hi + 1) for t in layer.thresholds.tolist()]
     for p in range(pe):
-        L += [f"  reg signed [{aw - 1}:0] trom{p} [0:{depth - 1}];", f"  reg signed [{aw - 1}:0] tval{p};",
-              f"  reg signed [{aw - 1}:0] acc{p};", f"  reg [{ob - 1}:0] pre{p};"]
-        init = []
-        for g in range(nf):
-            ch = g * pe + p
-            init.append(f"    trom{p}[{g << ob}] = {sconst(int(layer.bias[ch]), aw)};")
-            for k, t in enumerate(layer.thresholds.tolist(), start=1):
-                init.append(f"    trom{p}[{(g << ob) + k}] = {sconst(min(max(t, lo_c), hi_c), aw)};")
-        L += ["  initial begin", *init, "  end"]
-        # index 0 (the bias) while accumulating, the candidate count pre | 1 << b while searching
-        L.append(f"  wire [{ob - 1}:0] tidx{p} = st == READ ? (pre{p} | ({ob}'d1 << b)) : {ob}'d0;")
-        L.append(f"  always @(posedge clk) tval{p} <= trom{p}[{{nf, tidx{p}}}];")
+        L += [f"  reg signed [{aw - 1}:0] acc{p}, bval{p};"]
+        L += _rom(f"brom{p}", aw, [int(layer.bias[g * pe + p]) for g in range(nf)], signed=True)
+        L.append(f"  always @(posedge clk) bval{p} <= brom{p}[nf];")
         prods = []
         for s in range(simd):
             x = f"xbuf[(mac_sf * {simd} + {s}) * {ib} +: {ib}]"
@@ -359,28 +370,51 @@ def _folded_layer(name: str, layer, ranges, pe: int, simd: int) -> str:
             wv = f"$signed(wrow[{(p * simd + s) * wb} +: {wb}])"
             L.append(f"  wire signed [{wb + xb - 1}:0] prod{p}_{s} = {wv} * {xs};")
             prods.append(f"prod{p}_{s}")
-        L.append(f"  wire signed [{aw - 1}:0] sum{p} = (mac_first ? tval{p} : acc{p}) + {' + '.join(prods)};")
-        L.append(f"  wire [{ob - 1}:0] hit{p} = pre{p} | ({ob}'d1 << b);")
+        L.append(f"  wire signed [{aw - 1}:0] sum{p} = (mac_first ? bval{p} : acc{p}) + {' + '.join(prods)};")
+        L.append(f"  always @(posedge clk) if (mac_v) acc{p} <= sum{p};")
+        for n_above, k in enumerate(stages):
+            L.append(f"  reg signed [{aw - 1}:0] sacc{p}_{k}, racc{p}_{k}, t{p}_{k};")
+            if n_above:
+                L.append(f"  reg [{n_above - 1}:0] spre{p}_{k}, rpre{p}_{k};")
+            # entry (group g, bits above b) -> threshold for count (above << (k + 1)) | (1 << k)
+            # thresholds are per layer (per-tensor scales): entry a (the bits above k) holds the
+            # threshold reaching count (a << (k + 1)) | (1 << k)
+            values = [clamp[((a << (k + 1)) | (1 << k)) - 1] for a in range(1 << n_above)]
+            L += _rom(f"trom{p}_{k}", aw, values, signed=True)
+            addr = f"spre{p}_{k}" if n_above else "0"
+            L.append(f"  always @(posedge clk) begin t{p}_{k} <= trom{p}_{k}[{addr}]; racc{p}_{k} <= sacc{p}_{k};"
+                     + (f" rpre{p}_{k} <= spre{p}_{k};" if n_above else "") + " end")
+            nxt = stages[n_above + 1] if n_above + 1 < len(stages) else "m1"
+            bit = f"racc{p}_{k} >= t{p}_{k}"
+            if nxt == "m1":
+                L.append(f"  reg [{ob - 1}:0] spre{p}_m1;")
+            pre_next = f"{{rpre{p}_{k}, {bit}}}" if n_above else f"({bit})"
+            body = f"spre{p}_{nxt} <= {pre_next};" + ("" if nxt == "m1" else f" sacc{p}_{nxt} <= racc{p}_{k};")
+            L.append(f"  always @(posedge clk) begin {body} end")
+        L.append(f"  always @(posedge clk) begin sacc{p}_{stages[0]} <= sum{p}; end")
+    # control of the search pipeline (valid bits reset, group numbers carried along)
+    ctl = [f"sv_{stages[0]} <= rst ? 1'b0 : mac_v && mac_last;", f"snf_{stages[0]} <= mac_nf;"]
+    for n_above, k in enumerate(stages):
+        nxt = stages[n_above + 1] if n_above + 1 < len(stages) else "m1"
+        ctl += [f"rv_{k} <= rst ? 1'b0 : sv_{k};", f"rnf_{k} <= snf_{k};",
+                f"sv_{nxt} <= rst ? 1'b0 : rv_{k};", f"snf_{nxt} <= rnf_{k};"]
+    L += ["  always @(posedge clk) begin", *[f"    {c}" for c in ctl], "  end"]
     L += ["  always @(posedge clk) begin",
-          "    mac_v <= st == MAC;", "    mac_first <= st == MAC && sf == 0;", "    mac_sf <= sf;"]
+          "    mac_v <= st == MAC;", "    mac_first <= st == MAC && sf == 0;",
+          f"    mac_last <= st == MAC && sf == {sf - 1};", "    mac_sf <= sf;", "    mac_nf <= nf;",
+          "    if (sv_m1) begin"]
     for p in range(pe):
-        L.append(f"    if (mac_v) acc{p} <= sum{p};")
-    L += ["    if (rst) begin", "      st <= IDLE; done <= 1'b0;", "    end else begin",
+        L.append(f"      ybuf[(snf_m1 * {pe} + {p}) * {ob} +: {ob}] <= {uconst(layer.out_min, ob)} + spre{p}_m1;")
+    L += ["    end",
+          "    if (rst) begin", "      st <= IDLE; done <= 1'b0;", "    end else begin",
           "      if (done && out_ready) done <= 1'b0;",
+          f"      if (sv_m1 && snf_m1 == {nf - 1}) done <= 1'b1;",
           "      case (st)",
           "        IDLE: if (in_valid && !done) begin",
           "          xbuf <= in_data; nf <= 0; sf <= 0; st <= MAC;", "        end",
-          f"        MAC: if (sf == {sf - 1}) st <= LAST; else sf <= sf + 1'b1;",
-          f"        LAST: begin b <= {ob - 1}; st <= READ;"]
-    L += [f"          pre{p} <= {ob}'d0;" for p in range(pe)]
-    L += ["        end", "        READ: st <= CMP;", "        CMP: begin"]
-    L += [f"          if (acc{p} >= tval{p}) pre{p} <= hit{p};" for p in range(pe)]
-    L += ["          if (b != 0) begin b <= b - 1'b1; st <= READ; end", "          else begin"]
-    for p in range(pe):
-        val = f"(acc{p} >= tval{p} ? hit{p} : pre{p})"
-        L.append(f"            ybuf[(nf * {pe} + {p}) * {ob} +: {ob}] <= {uconst(layer.out_min, ob)} + {val};")
-    L += [f"            if (nf == {nf - 1}) begin done <= 1'b1; st <= IDLE; end",
-          "            else begin nf <= nf + 1'b1; sf <= 0; st <= MAC; end",
-          "          end", "        end", "        default: st <= IDLE;", "      endcase", "    end", "  end",
+          f"        MAC: if (sf != {sf - 1}) sf <= sf + 1'b1;",
+          f"             else begin sf <= 0; if (nf == {nf - 1}) st <= DRAIN; else nf <= nf + 1'b1; end",
+          f"        DRAIN: if (sv_m1 && snf_m1 == {nf - 1}) st <= IDLE;",
+          "        default: st <= IDLE;", "      endcase", "    end", "  end",
           "endmodule", ""]
     return "\n".join(L)
