@@ -357,7 +357,7 @@ def _folded_layer(name: str, layer, ranges, pe: int, simd: int) -> str:
         L += [f"  reg sv_{tag};", f"  reg [{nfw - 1}:0] snf_{tag};"]
     for k in stages:
         L += [f"  reg rv_{k};", f"  reg [{nfw - 1}:0] rnf_{k};"]
-    # the layer's reachable range act as lo or hi + 1
+    # thresholds outside the layer's reachable accumulator range act as lo or hi + 1
     clamp = [min(max(t, lo), hi + 1) for t in layer.thresholds.tolist()]
     for p in range(pe):
         L += [f"  reg signed [{aw - 1}:0] acc{p}, bval{p};"]
@@ -376,7 +376,6 @@ def _folded_layer(name: str, layer, ranges, pe: int, simd: int) -> str:
             L.append(f"  reg signed [{aw - 1}:0] sacc{p}_{k}, racc{p}_{k}, t{p}_{k};")
             if n_above:
                 L.append(f"  reg [{n_above - 1}:0] spre{p}_{k}, rpre{p}_{k};")
-            # entry (group g, bits above b) -> threshold for count (above << (k + 1)) | (1 << k)
             # thresholds are per layer (per-tensor scales): entry a (the bits above k) holds the
             # threshold reaching count (a << (k + 1)) | (1 << k)
             values = [clamp[((a << (k + 1)) | (1 << k)) - 1] for a in range(1 << n_above)]
