@@ -44,9 +44,9 @@ def parse(output: str) -> SimResult:
     return SimResult(m[1] == "PASS", int(m[2]), int(m[3]), int(m[4]), int(m[5]), m[0])
 
 
-def run_rtl(folder: Path, design_file: str = RTL) -> SimResult:
+def run_rtl(folder: Path, design_file: str = RTL, timeout: float = 3600) -> SimResult:
     """The testbench in `folder` against `design_file` (the RTL, or a netlist) in verilator."""
-    return parse(tools.verilator_run(folder, [f"{tbs.TB}.v", design_file], tbs.TB))
+    return parse(tools.verilator_run(folder, [f"{tbs.TB}.v", design_file], tbs.TB, timeout=timeout))
 
 
 def simulate(model: IntegerModel, d: Design, folder: Path, n: int = 1000, seed: int = 0) -> SimResult:

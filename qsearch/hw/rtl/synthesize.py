@@ -73,9 +73,9 @@ def check_part(part: str):
     return dev
 
 
-def synth_script(top: str) -> str:
+def synth_script(top: str, dsp: bool = True) -> str:
     return f"""read_verilog {sims.RTL}
-synth_xilinx -family xc7 -flatten -noiopad -noclkbuf -top {top}
+synth_xilinx -family xc7 -flatten -noiopad -noclkbuf{"" if dsp else " -nodsp"} -top {top}
 tee -q -o stat.json stat -json
 write_json netlist.json
 write_verilog -noattr {NETLIST}
@@ -146,11 +146,13 @@ def overused(res: dict, dev) -> list[str]:
 
 
 def synthesize(model: IntegerModel, arch: Arch, part: str = DEFAULT_PART, clock_ns: float = 10.0,
-               folder: Path | None = None, vectors: int = 1000, check_netlist: bool = True) -> OpenSynthResult:
+               folder: Path | None = None, vectors: int = 1000, check_netlist: bool = True,
+               timeout: float = 3600) -> OpenSynthResult:
     """Generate, check, synthesize and check again one design; its resources and timing.
 
     `folder` keeps the design files (RTL, testbench, vectors, netlist, logs); without it they go
-    to a temporary folder removed afterwards. A mismatch in either simulation is a QsearchError."""
+    to a temporary folder removed afterwards. A mismatch in either simulation is a QsearchError;
+    a tool running longer than `timeout` seconds raises subprocess.TimeoutExpired."""
     dev = check_part(part)
     if model is None:
         raise QsearchError("no integer model: open synthesis needs a quantized policy")
@@ -163,17 +165,22 @@ def synthesize(model: IntegerModel, arch: Arch, part: str = DEFAULT_PART, clock_
     folder.mkdir(parents=True, exist_ok=True)
     try:
         sims.write_bench(model, d, folder, vectors)
-        rtl = sims.run_rtl(folder)
+        rtl = sims.run_rtl(folder, timeout=timeout)
         if not rtl.passed:
             raise QsearchError(f"the generated RTL differs from the integer engine: {rtl.line}")
-        tools.yosys(folder, synth_script(d.top))
+        # A folded design has PE x SIMD multipliers per layer; yosys puts each into a DSP48E1 when it
+        # can. With more multipliers than the part has DSPs, they go into LUTs instead (-nodsp), as
+        # the design could not fit otherwise. The fully parallel design has no multipliers.
+        mults = sum(pe * simd for pe, simd in arch.folding)
+        tools.yosys(folder, synth_script(d.top, dsp=mults <= dev.dsp), timeout=timeout)
         res = resources(folder)
         depth, lut_levels = logic_depth(folder)
         net_line = "not run"
         if check_netlist:
             shutil.copyfile(tools.yosys_share() / "xilinx" / CELLS_SIM, folder / CELLS_SIM)
             shutil.rmtree(folder / "obj_dir", ignore_errors=True)
-            net = sims.parse(tools.verilator_run(folder, ["qpolicy_tb.v", NETLIST, CELLS_SIM], "qpolicy_tb"))
+            net = sims.parse(tools.verilator_run(folder, ["qpolicy_tb.v", NETLIST, CELLS_SIM], "qpolicy_tb",
+                                                 timeout=timeout))
             if not net.passed:
                 raise QsearchError(f"the synthesized netlist differs from the integer engine: {net.line}")
             net_line = net.line
