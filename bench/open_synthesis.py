@@ -3,11 +3,12 @@
   .venv/bin/python bench/open_synthesis.py [--out hw_builds/bench_open] [--finn DIR]
 
 For each policy (random weights of the paper's shapes, padded to 32 as the paper did, as
-`qsearch hw --paper --reference --pad 32` builds them), targets from 1e8 actions/s down by powers of
+`qsearch hw --paper --reference --pad 32` builds them), targets from 1e3 actions/s up by powers of
 10: the chooser's architecture for the target (fully parallel at one action per clock, else the
 cheapest folding), generated, simulated in verilator against the integer engine, synthesized with
-yosys for the XC7A15T at 100 MHz, and (for the Hopper designs) the netlist simulated too. The first
-target that fits is the policy's highest fitting target; the sweep stops there. A fully parallel
+yosys for the XC7A15T at 100 MHz (1,000 vectors, fewer when they would take over SIM_CYCLES), and (for the fully parallel Hopper designs) the netlist simulated too. The sweep
+stops at the first target that does not fit (or whose yosys run exceeds TIMEOUT_S): the one before
+is the policy's highest fitting target. A fully parallel
 design is not synthesized when its non-zero weights times LUT_PER_WEIGHT exceed twice the device's
 LUTs (measured: 4.9 LUT per non-zero weight on the padded paper Hopper; yosys needs tens of minutes for
 such designs, e.g. Humanoid's 400,000-gate adder network, that cannot fit); the next target is tried.
@@ -36,12 +37,14 @@ from qsearch.config import QuantBits  # noqa: E402
 from qsearch.errors import QsearchError  # noqa: E402
 from qsearch.hw.policies import paper_policies, padded  # noqa: E402
 from qsearch.hw.rtl import tools  # noqa: E402
-from qsearch.hw.rtl.arch import PARALLEL, choose  # noqa: E402
+from qsearch.hw.rtl.arch import PARALLEL, choose, interval  # noqa: E402
 from qsearch.hw.rtl.synthesize import synthesize  # noqa: E402
 from qsearch.quant import integer  # noqa: E402
 from qsearch.rl.normalize import ObsNorm  # noqa: E402
 
-TARGETS = [1e8, 1e7, 1e6, 1e5, 1e4, 1e3]
+TARGETS = [1e3, 1e4, 1e5, 1e6, 1e7, 1e8]
+TIMEOUT_S = 240
+SIM_CYCLES = 5_000_000  # heavily folded designs take up to 65,000 cycles an observation: fewer vectors  # per tool run; a design that takes longer counts as not fitting (the big ones do not)
 CLOCK_NS = 10.0
 PART = "xc7a15tfgg484-1"
 LUT_PER_WEIGHT = 4.9  # padded paper Hopper: 1,801 LUT for 369 non-zero weights
@@ -68,28 +71,35 @@ def model_of(actor) -> integer.IntegerModel:
     return integer.extract(actor, ObsNorm(np.zeros(n, np.float32), np.ones(n, np.float32)))
 
 
-def sweep(name: str, model, out: Path, netlist: bool) -> list[dict]:
-    rows = []
-    for target in TARGETS:
+def sweep(name: str, model, out: Path, netlist: bool, targets=TARGETS) -> list[dict]:
+    rows, done = [], {}
+    for target in targets:
         arch = choose(model, target, CLOCK_NS)
         row = {"policy": name, "target": target, "arch": arch.describe()}
+        if arch in done:  # a lower target already chose this design: same result
+            rows.append({**done[arch], **row, "cpu_s": 0.0})
+            print(name, target, "same design as before", flush=True)
+            continue
         nonzero = sum(int(np.count_nonzero(l.weight)) for l in model.layers)
         if arch == PARALLEL and nonzero * LUT_PER_WEIGHT > 2 * DEVICE_LUT:
-            rows.append({**row, "skipped": f"{nonzero} non-zero weights as constants"})
+            rows.append({**row, "skipped": f"{nonzero} non-zero weights as constants", "fits": False})
             print(name, target, "skipped", flush=True)
-            continue
+            break
         folder = out / "designs" / f"{name.replace(' ', '_')}_{int(target):d}"
         cpu = cpu_s()
         try:
-            r = synthesize(model, arch, PART, CLOCK_NS, folder=folder, check_netlist=netlist)
+            n = max(50, min(1000, SIM_CYCLES // interval(model, arch)))
+            r = synthesize(model, arch, PART, CLOCK_NS, folder=folder, check_netlist=netlist and arch == PARALLEL,
+                           vectors=n, timeout=TIMEOUT_S)
         except (QsearchError, subprocess.TimeoutExpired) as e:
-            rows.append({**row, "error": str(e)})
-            print(name, target, "error", e, flush=True)
-            continue
+            rows.append({**row, "error": str(e).splitlines()[0][:200], "fits": False})
+            print(name, target, "error", str(e)[:200], flush=True)
+            break
         rows.append({**row, **r.as_dict(), "cpu_s": cpu_s() - cpu})
+        done[arch] = rows[-1]
         print(name, target, r.arch, f"LUT {r.lut} FF {r.ff} DSP {r.dsp} BRAM18 {r.bram18} fits {r.fits} "
               f"{r.seconds:.1f} s wall, {rows[-1]['cpu_s']:.1f} s CPU", flush=True)
-        if r.fits:
+        if not r.fits:
             break
     return rows
 
@@ -103,7 +113,7 @@ def finn_rows(folder: Path | None) -> dict:
 
 
 def chosen(rows: list[dict]) -> dict:
-    """Per policy: the row of its highest fitting target (the sweep stops there)."""
+    """Per policy: the row of its highest fitting target (rows come in increasing targets)."""
     return {r["policy"]: r for r in rows if r.get("fits")}
 
 
@@ -126,7 +136,9 @@ def table(rows: list[dict], finn: dict) -> str:
                        f"{r['carry4']} | {r['dsp']} | {r['bram18']:g} | {r['latency_us']:.3g} us | "
                        f"{r['actions_per_s']:.2g} | {r['lut_levels']} |")
         else:
-            out.append(f"| {policy} | open (yosys) | none fits | | | | | | | | | |")
+            why = [x.get("error") or x.get("skipped") or "does not fit" for x in rows if x["policy"] == policy][-1]
+            why = f"yosys over {TIMEOUT_S} s at 1e3" if "timed out" in why else why
+            out.append(f"| {policy} | open (yosys) | none | {why} | | | | | | | | |")
         f = finn_key(policy, finn)
         if f:
             out.append(f"| | FINN estimate | {f['target_fps']:.0e} | FINN folding | {f['lut']:,.0f} | - | - | "
@@ -169,10 +181,14 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "hw_builds" / "bench_open")
     p.add_argument("--finn", type=Path, default=None)
     p.add_argument("--only", default=None, help="run only policies whose name contains this")
-    p.add_argument("--report", action="store_true", help="only write the table and figure from results.json")
+    p.add_argument("--report", action="store_true",
+                   help="only write the table and figure from the results.json files under --out")
+    p.add_argument("--shard", default="0/1", help="I/N: run every N-th policy from the I-th (parallel runs)")
     a = p.parse_args()
     if a.report:
-        rows = json.loads((a.out / "results.json").read_text())["rows"]
+        files = [json.loads(f.read_text()) for f in sorted(a.out.glob("**/results.json"))]
+        # a finished run writes {"rows": ...}; an interrupted one its rows so far
+        rows = [r for data in files for r in (data["rows"] if isinstance(data, dict) else data)]
         finn = finn_rows(a.finn)
         (a.out / "open_synthesis.md").write_text(table(rows, finn))
         figure(rows, finn, a.out / "open_synthesis.png")
@@ -192,12 +208,19 @@ def main() -> None:
     policies.append(("Hopper trained", warmed_actor(QuantBits(6, 2, 2, 8), 11, 3, width=16)))
     # Hopper first (the headline design), then the rest
     policies.sort(key=lambda p: not p[0].startswith("Hopper"))
+    i, n = (int(v) for v in a.shard.split("/"))
+    policies = policies[i::n]
+    if n > 1:
+        a.out = a.out / f"shard{i}"
+        a.out.mkdir(exist_ok=True)
     rows = []
     t_sweep, cpu_sweep = time.perf_counter(), cpu_s()
     for name, actor in policies:
         if a.only and a.only not in name:
             continue
-        rows += sweep(name, model_of(actor), a.out, netlist=name.startswith("Hopper"))
+        # the trained Hopper-shaped policy: only its fully parallel design, beside the random one's
+        targets = [1e8] if name == "Hopper trained" else TARGETS
+        rows += sweep(name, model_of(actor), a.out, netlist=name.startswith("Hopper"), targets=targets)
         (a.out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     total, cpu = time.perf_counter() - t_sweep, cpu_s() - cpu_sweep
     print(f"whole sweep: {total:.0f} s wall, {cpu:.0f} s CPU, {sum(1 for r in rows if 'lut' in r)} designs",
