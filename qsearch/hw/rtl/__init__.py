@@ -5,7 +5,7 @@
   vectors.py     test observations (edges and extremes) and the integer engine's expected outputs
   testbench.py   a self-checking Verilog testbench reading those vectors
   tools.py       running verilator and yosys (the registry builds) in a design folder
-  simulate.py    the RTL in verilator, the post-synthesis netlist in yosys' `sim`: equal to the engine
+  simulate.py    the testbench in verilator: the RTL, or the netlist with yosys' Xilinx cell models
   synthesize.py  yosys' synth_xilinx: resources, fit, latency, throughput, logic depth (`synthesize`)
   export.py      `qsearch export --format verilog`: RTL, testbench, vectors, README
 """

@@ -1,4 +1,5 @@
-"""The generated RTL in verilator and the post-synthesis netlist in yosys, against the integer engine."""
+"""The generated RTL, or the post-synthesis netlist (with yosys' Xilinx cell models), in verilator
+against the integer engine."""
 from __future__ import annotations
 
 import re
