@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="export a quantized bundle to QONNX, integer JSON, portable C, a FINN build folder or an MLflow model")
     x.add_argument("bundle", help="bundle folder or MLflow run id")
-    x.add_argument("--format", required=True, help="qonnx, json, c, finn or mlflow (a run's policy as a registered model)")
+    x.add_argument("--format", required=True, help="qonnx, json, c, finn, verilog or mlflow (a run's policy as a registered model)")
     x.add_argument("--out", metavar="DIR", help="folder to write (every format but mlflow)")
     x.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
     x.add_argument("--force", action="store_true", help="replace a non-empty --out")

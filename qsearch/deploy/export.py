@@ -1,4 +1,4 @@
-"""`qsearch export`: a bundle (folder or MLflow run id) -> a deploy folder in one of four formats.
+"""`qsearch export`: a bundle (folder or MLflow run id) -> a deploy folder (or, for mlflow, a registered model).
 
   qonnx  policy.onnx: the QONNX graph (qsearch.hw.qonnx_export), checked against the integer engine
   json   policy.json: the integer model, documented in deploy/README.md
@@ -8,6 +8,7 @@
   finn   a FINN build folder for a machine with Vivado (qsearch.hw.build_folder)
   mlflow an MLflow run's policy registered as a pyfunc model in its store (qsearch.deploy.mlflow_model);
          writes no folder
+  verilog  RTL with a self-checking testbench (qsearch.hw.rtl.export)
 
 The folder is written under a temporary name beside `out` and renamed into place.
 """
@@ -20,7 +21,7 @@ from qsearch import bundle as bundles
 from qsearch.atomic import replaced_folder
 from qsearch.errors import QsearchError
 
-FORMATS = ("qonnx", "json", "c", "finn", "mlflow")
+FORMATS = ("qonnx", "json", "c", "finn", "verilog", "mlflow")
 
 
 @dataclass(frozen=True)
@@ -160,4 +161,10 @@ def _finn(b: bundles.Bundle, tmp: Path) -> list[str]:
     return [f"FINN build folder: {folder.relative_to(tmp)} (run its build script where Vivado is installed)"]
 
 
-_WRITERS = {"qonnx": _qonnx, "json": _json, "finn": _finn}
+def _verilog(b: bundles.Bundle, tmp: Path) -> list[str]:
+    from qsearch.hw.rtl.export import write_verilog
+
+    return write_verilog(b.integer, tmp)
+
+
+_WRITERS = {"qonnx": _qonnx, "json": _json, "finn": _finn, "verilog": _verilog}

