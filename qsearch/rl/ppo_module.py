@@ -64,9 +64,12 @@ class GaussianHead(nn.Module):
         self.actor_mode = ModeSwitch(actor)
 
     def forward(self, x: torch.Tensor, training: bool = False) -> torch.Tensor:
-        self.actor_mode(training)  # training mode for the learner's forward only: the warm-up counts these
-        mean = self.actor(x)
-        self.actor_mode(False)
+        if training:  # training mode for the learner's forward only: the warm-up counts these
+            self.actor_mode(True)
+            mean = self.actor(x)
+            self.actor_mode(False)
+        else:  # the actor is left in eval mode
+            mean = self.actor(x)
         return torch.cat([mean, self.log_std.expand_as(mean)], -1)
 
 
@@ -94,6 +97,14 @@ class QuantPPOModule(DefaultPPOTorchRLModule):
         if not self.inference_only:
             self.vf = value_network(obs_dim, cfg.algo_config.critic_width)
         self.action_dist_cls = SquashedGaussian
+
+    def train(self, mode: bool = True) -> "QuantPPOModule":
+        """RLlib sets the mode around every forward; nn.Module.train's recursion through brevitas' ~300
+        submodules costs ~2 ms a call (measured: a QAT env runner step took 2.2 ms against 0.36 ms
+        FP32). Only the actor's mode matters here (the value network has no dropout or batch norm),
+        and GaussianHead sets it for each forward itself."""
+        self.training = mode
+        return self
 
     @property
     def actor(self) -> QuantActor:
