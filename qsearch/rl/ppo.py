@@ -120,8 +120,6 @@ def current_norm(algo) -> ObsNorm:
 
 def train(cfg: TrainConfig, progress=None, address: str | None = None, checkpoint: str | None = None) -> TrainResult:
     """checkpoint: also save RLlib's checkpoint of the trained algorithm there (for `qsearch import`)."""
-    from ray.rllib.utils.metrics import (ENV_RUNNER_RESULTS, LEARNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)
-
     args: PPOConfig = cfg.algo_config
     seed_everything(cfg.seed)
     torch.set_num_threads(1)
@@ -138,17 +136,8 @@ def train(cfg: TrainConfig, progress=None, address: str | None = None, checkpoin
         while step < cfg.total_steps:
             t0 = time.perf_counter()
             result = algo.train()
-            dt = time.perf_counter() - t0
-            new_step = int(result[ENV_RUNNER_RESULTS][NUM_ENV_STEPS_SAMPLED_LIFETIME])
-            losses = result[LEARNER_RESULTS][MODULE_ID]
-            metrics = {"step": new_step, "steps_per_s": (new_step - step) / max(dt, 1e-9),
-                       "actor_loss": float(losses["policy_loss"]), "vf_loss": float(losses["vf_loss"]),
-                       "entropy": float(losses["entropy"]),
-                       "env_runners": algo.env_runner_group.num_healthy_remote_workers()}
-            for name in ("actor_loss", "vf_loss"):
-                if not math.isfinite(metrics[name]):
-                    raise diverged(name, metrics[name], new_step)
-            step = new_step
+            metrics = _iteration_metrics(algo, result, step, time.perf_counter() - t0)
+            step = metrics["step"]
             if step >= next_eval or step >= cfg.total_steps:
                 next_eval = (step // cfg.eval_every + 1) * cfg.eval_every
                 res = evaluate(torch_policy(learner_actor(algo, obs_dim, act_dim, cfg)), cfg.env_id,
@@ -164,6 +153,22 @@ def train(cfg: TrainConfig, progress=None, address: str | None = None, checkpoin
         algo.stop()
     return TrainResult(actor, norm, scale, bias, history, time.perf_counter() - started,
                        actor_updates=_actor_updates(cfg, step))
+
+
+def _iteration_metrics(algo, result: dict, last_step: int, seconds: float) -> dict:
+    """One PPO iteration's progress report, named as the other learners name theirs (actor_loss is
+    PPO's clipped surrogate loss); non-finite losses stop training."""
+    from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, LEARNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    step = int(result[ENV_RUNNER_RESULTS][NUM_ENV_STEPS_SAMPLED_LIFETIME])
+    losses = result[LEARNER_RESULTS][MODULE_ID]
+    metrics = {"step": step, "steps_per_s": (step - last_step) / max(seconds, 1e-9),
+               "actor_loss": float(losses["policy_loss"]), "vf_loss": float(losses["vf_loss"]),
+               "entropy": float(losses["entropy"]), "env_runners": algo.env_runner_group.num_healthy_remote_workers()}
+    for name in ("actor_loss", "vf_loss"):
+        if not math.isfinite(metrics[name]):
+            raise diverged(name, metrics[name], step)
+    return metrics
 
 
 def _actor_updates(cfg: TrainConfig, step: int) -> int:
