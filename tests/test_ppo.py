@@ -3,6 +3,7 @@ run that learns, RLlib checkpoints imported into bundles (QAT and FP32), and bad
 
 Small settings keep the file near 3 minutes on 2 cores: 512-step PPO iterations of 8 minibatches."""
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from qsearch.search import space as spaces
 
 ENV = "InvertedPendulum-v5"
 SMALL = {"num_steps": 512, "num_minibatches": 8}
+MODULE_STATE = "learner_group/learner/rl_module/default_policy/module_state.pkl"
 
 
 def ppo_space(tmp_path, **over):
@@ -82,6 +84,16 @@ def test_checkpoint_imports_into_a_bundle(local_ray, tmp_path, capsys, quant):
     with torch.no_grad():  # the learner's actor, not an env runner's copy
         assert torch.equal(b.actor(x), result.actor(x))
     assert (b.integer is None) == (quant is None)
+    if quant is not None:  # the same module class with another network shape in its state: refused
+        state_file = tmp_path / "ckpt" / MODULE_STATE
+        state = pickle.loads(state_file.read_bytes())
+        state["pi.actor.linears.0.weight"] = np.zeros((8, 4), np.float32)
+        state_file.write_bytes(pickle.dumps(state))
+        assert main(["import", str(tmp_path / "ckpt"), "--out", str(tmp_path / "b2")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "do not fit its configuration: size mismatch for linears.0.weight" in err
+        assert len(err.splitlines()) == 1
+        assert not (tmp_path / "b2").exists()
     if quant is None:  # an imported FP32 policy goes on to post-training quantization
         assert main(["ptq", str(tmp_path / "b"), "--bits-core", "4", "--bits-in", "8", "--calib-episodes", "1",
                      "--episodes", "1", "--out", str(tmp_path / "ptq")]) == 0

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from qsearch.config import PPOConfig, TrainConfig
+from qsearch.errors import QsearchError
 from qsearch.quant.actor import QuantActor
 from qsearch.rl.common import EVAL_SEED_OFFSET, TrainResult, diverged, seed_everything
 from qsearch.rl.envs import action_bias, action_scale, make_env
@@ -94,8 +95,12 @@ def actor_from_state(state: dict, obs_dim: int, act_dim: int, policy) -> QuantAc
     """The QuantActor inside a QuantPPOModule's state (numpy arrays, as RLlib keeps it)."""
     use_full_brevitas_state()
     actor = QuantActor(obs_dim, act_dim, policy)
-    actor.load_state_dict({k[len(ACTOR_PREFIX):]: torch.as_tensor(np.asarray(v)) for k, v in state.items()
-                           if k.startswith(ACTOR_PREFIX)})
+    try:
+        actor.load_state_dict({k[len(ACTOR_PREFIX):]: torch.as_tensor(np.asarray(v)) for k, v in state.items()
+                               if k.startswith(ACTOR_PREFIX)})
+    except RuntimeError as e:  # torch lists every problem on lines of their own: name the first
+        problems = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
+        raise QsearchError(f"the actor's weights do not fit its configuration: {problems[0] if problems else e}") from None
     return actor.eval()
 
 

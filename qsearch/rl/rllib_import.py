@@ -33,18 +33,20 @@ def read_checkpoint(path: Path):
         raise QsearchError(f"{path} is not an RLlib algorithm checkpoint with a single-agent learner module")
     try:
         spec = _load(module_dir / "class_and_ctor_args.pkl")
-        if spec["class"] is not QuantPPOModule:
-            raise QsearchError(f"{path} holds a {spec['class'].__name__}, not qsearch's PPO module "
-                               f"({QuantPPOModule.__name__}); only those can be imported")
+    except Exception as e:
+        raise _unreadable(path, e) from None
+    if not isinstance(spec, dict) or spec.get("class") is not QuantPPOModule:
+        name = getattr(spec.get("class"), "__name__", "?") if isinstance(spec, dict) else "?"
+        raise QsearchError(f"{path} holds a {name}, not qsearch's PPO module ({QuantPPOModule.__name__}); "
+                           "only those can be imported")
+    try:
         kwargs = spec["ctor_args_and_kwargs"][1]
         cfg = TrainConfig.from_dict(kwargs["model_config"][TRAIN_CONFIG])
         obs_dim, act_dim = kwargs["observation_space"].shape[0], kwargs["action_space"].shape[0]
         actor = actor_from_state(_load(module_dir / "module_state.pkl"), obs_dim, act_dim, cfg.policy)
         norm = connector_norm({"MeanStdFilter": _load(path / FILTER_STATE)})
-    except QsearchError:
-        raise
-    except Exception as e:  # a damaged or foreign checkpoint: one line, never a traceback
-        raise QsearchError(f"{path} cannot be imported: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    except Exception as e:
+        raise _unreadable(path, e) from None
     if norm.mean.shape != (obs_dim,):
         raise QsearchError(f"{path}: the normalization has {norm.mean.shape} dimensions, the policy {obs_dim} inputs")
     return cfg, actor, norm
@@ -65,6 +67,14 @@ def import_checkpoint(path: Path, out: Path, episodes: int = 10, force: bool = F
     b.evaluation["imported_from"] = str(Path(path).resolve())
     bundles.write(b, Path(out), force=force)
     return b
+
+
+def _unreadable(path: Path, e: Exception) -> QsearchError:
+    """A damaged checkpoint, or one whose weights do not fit its configuration: one line, no traceback."""
+    if isinstance(e, QsearchError):
+        return QsearchError(f"{path} cannot be imported: {e}")
+    first = str(e).splitlines()[0] if str(e) else ""
+    return QsearchError(f"{path} cannot be imported: {type(e).__name__}: {first}")
 
 
 def _load(file: Path):
