@@ -103,6 +103,7 @@ def test_ppo_learns_inverted_pendulum(local_ray):
     cfg = TrainConfig(env_id=ENV, algo="ppo", policy=PolicyConfig(width=64, quant=None), total_steps=8192,
                       eval_every=2048, eval_episodes=5, algo_config=PPOConfig(num_steps=1024, num_minibatches=16))
     result = ppo.train(cfg)
+    assert result.actor_updates >= 8 * 10 * 16  # 8 iterations x 10 epochs x 16 minibatches (or a few more)
     returns = [h["eval_return_mean"] for h in result.history]
     assert returns[-1] > 100 and returns[-1] > 3 * returns[0], returns  # an untrained policy falls in ~10 steps
 

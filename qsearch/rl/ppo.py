@@ -23,7 +23,7 @@ from qsearch.rl.common import EVAL_SEED_OFFSET, TrainResult, diverged, seed_ever
 from qsearch.rl.envs import action_bias, action_scale, make_env
 from qsearch.rl.evaluate import evaluate, torch_policy
 from qsearch.rl.normalize import ObsNorm
-from qsearch.rl.ppo_module import ACTOR_PREFIX, TRAIN_CONFIG, QuantPPOModule, use_full_brevitas_state
+from qsearch.rl.ppo_module import ACTOR_PREFIX, TRAIN_CONFIG, TRAIN_FORWARDS, QuantPPOModule, use_full_brevitas_state
 
 MODULE_ID = "default_policy"  # RLlib's single-agent module id
 RLLIB_STD_EPS = 1e-6  # RLlib's MeanStdFilter divides by std + SMALL_NUMBER
@@ -80,15 +80,15 @@ def _budget(cfg: TrainConfig) -> int:
     return math.ceil(cfg.total_steps / n) * n
 
 
-def learner_actor(algo, obs_dim: int, act_dim: int, cfg: TrainConfig) -> QuantActor:
-    """A copy of the learner's actor (the trained one, not an env runner's inference copy)."""
+def learner_state(algo) -> dict:
+    """The learner's module state (the trained one, not an env runner's inference copy)."""
     from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE
 
     path = f"{COMPONENT_LEARNER_GROUP}/{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}/{MODULE_ID}"
     state = algo.get_state(components=path)
     for key in path.split("/"):
         state = state[key]
-    return actor_from_state(state, obs_dim, act_dim, cfg.policy)
+    return state
 
 
 def actor_from_state(state: dict, obs_dim: int, act_dim: int, policy) -> QuantActor:
@@ -145,19 +145,20 @@ def train(cfg: TrainConfig, progress=None, address: str | None = None, checkpoin
             step = metrics["step"]
             if step >= next_eval or step >= cfg.total_steps:
                 next_eval = (step // cfg.eval_every + 1) * cfg.eval_every
-                res = evaluate(torch_policy(learner_actor(algo, obs_dim, act_dim, cfg)), cfg.env_id,
+                actor = actor_from_state(learner_state(algo), obs_dim, act_dim, cfg.policy)
+                res = evaluate(torch_policy(actor), cfg.env_id,
                                current_norm(algo), cfg.eval_episodes, EVAL_SEED_OFFSET + cfg.seed)
                 metrics["eval_return_mean"], metrics["eval_return_std"] = res.mean, res.std
                 history.append(metrics)
             if progress is not None:
                 progress(dict(metrics))
-        actor, norm = learner_actor(algo, obs_dim, act_dim, cfg), current_norm(algo)
+        state, norm = learner_state(algo), current_norm(algo)
         if checkpoint is not None:
             algo.save_to_path(os.path.abspath(checkpoint))
     finally:
         algo.stop()
-    return TrainResult(actor, norm, scale, bias, history, time.perf_counter() - started,
-                       actor_updates=_actor_updates(cfg, step))
+    return TrainResult(actor_from_state(state, obs_dim, act_dim, cfg.policy), norm, scale, bias, history,
+                       time.perf_counter() - started, actor_updates=int(state[TRAIN_FORWARDS]))
 
 
 def _iteration_metrics(algo, result: dict, last_step: int, seconds: float) -> dict:
@@ -174,9 +175,3 @@ def _iteration_metrics(algo, result: dict, last_step: int, seconds: float) -> di
         if not math.isfinite(metrics[name]):
             raise diverged(name, metrics[name], step)
     return metrics
-
-
-def _actor_updates(cfg: TrainConfig, step: int) -> int:
-    """Minibatch updates = the actor's training-mode forwards (one per minibatch, see ppo_module)."""
-    args: PPOConfig = cfg.algo_config
-    return step // args.num_steps * args.update_epochs * args.num_minibatches

@@ -12,7 +12,9 @@ the deployed network the actor alone.
 
 The actor is in training mode only inside the learner's forward_train, once per minibatch, so its
 brevitas activation-scale warm-up (300 training-mode calls) counts minibatch updates, as SAC's counts
-actor updates: with CleanRL's 10 epochs x 32 minibatches it ends within the first PPO iteration.
+actor updates: with CleanRL's 10 epochs x 32 minibatches (a few more: RLlib adds a bootstrap step per
+episode to the batch) it ends within the first PPO iteration, and the env runners act with the running
+statistics until then (brevitas saves them as the scale while it warms up).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from qsearch.quant.actor import QuantActor
 from qsearch.rl.common import ModeSwitch
 
 ACTOR_PREFIX = "pi.actor."  # the QuantActor's keys in the module's state
+TRAIN_FORWARDS = "pi.train_forwards"  # the actor's training-mode forwards so far, in the module's state
 TRAIN_CONFIG = "qsearch_train_config"  # the model_config key holding the TrainConfig
 
 
@@ -62,12 +65,16 @@ class GaussianHead(nn.Module):
         self.actor = actor
         self.log_std = nn.Parameter(torch.full((actor.act_dim,), float(init_log_std)))
         self.actor_mode = ModeSwitch(actor)
+        # The actor's training-mode forwards (= minibatch updates), in the state so that the trainer
+        # and a checkpoint can read it: RLlib's minibatches per epoch vary with the episodes' bootstrap steps.
+        self.register_buffer("train_forwards", torch.zeros((), dtype=torch.long))
 
     def forward(self, x: torch.Tensor, training: bool = False) -> torch.Tensor:
         if training:  # training mode for the learner's forward only: the warm-up counts these
             self.actor_mode(True)
             mean = self.actor(x)
             self.actor_mode(False)
+            self.train_forwards += 1
         else:  # the actor is left in eval mode
             mean = self.actor(x)
         return torch.cat([mean, self.log_std.expand_as(mean)], -1)
