@@ -143,7 +143,9 @@ class TD3Config(DDPGConfig):
 @dataclass(frozen=True)
 class PPOConfig:
     """PPO through RLlib (new API stack): CleanRL's ppo_continuous_action defaults, except the network
-    (the QAT actor's shape, a tanh-squashed Gaussian) and where RLlib's loss differs (noted)."""
+    (the QAT actor's shape, a tanh-squashed Gaussian) and where RLlib differs: rewards are not
+    normalized (CleanRL scales and clips them), advantages are standardized over the whole batch
+    (CleanRL: per minibatch), and the value loss is clipped per squared error (vf_clip)."""
 
     num_steps: int = 2_048
     """environment steps per policy update, over all env runners (CleanRL: 2048 with one environment)"""
