@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 from qsearch import tracking
-from qsearch.config import ALGO_CONFIGS, ALGOS, FIXED_BITS, SCOPES, PolicyConfig, QuantBits, TrainConfig, default
+from qsearch.config import (ALGO_CONFIGS, ALGOS, FIXED_BITS, SCOPES, PolicyConfig, PPOConfig, QuantBits, TrainConfig,
+                            default)
 from qsearch.errors import QsearchError
 from qsearch.hw.config import HwConfig, field_doc
 
 
-SIMULATES = ("train", "eval", "search", "select", "ptq", "demo")  # the commands that run MuJoCo
+SIMULATES = ("train", "eval", "search", "select", "ptq", "demo", "import")  # the commands that run MuJoCo
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"hidden layers (default {default(PolicyConfig, 'depth')})")
     t.add_argument("--steps", type=int, required=True, help="environment steps of training")
     t.add_argument("--seed", type=int, default=default(TrainConfig, "seed"))
-    t.add_argument("--learning-starts", type=int, metavar="N", help="override the algorithm's default")
+    t.add_argument("--learning-starts", type=int, metavar="N", help="override the algorithm's default (not ppo)")
+    t.add_argument("--env-runners", type=int, metavar="N",
+                   help=f"ppo: parallel RLlib environment runners (default {default(PPOConfig, 'env_runners')})")
     t.add_argument("--eval-every", type=int, default=default(TrainConfig, "eval_every"), metavar="N",
                    help=f"steps between evaluations (default {default(TrainConfig, 'eval_every'):,})")
     t.add_argument("--episodes", type=int, default=default(TrainConfig, "eval_episodes"),
@@ -119,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
     h.add_argument("--out", metavar="DIR", help="report folder (default hw_builds/<name>)")
 
+    i = sub.add_parser("import", help="an RLlib checkpoint of qsearch's PPO module -> a policy bundle")
+    i.add_argument("checkpoint", help="RLlib algorithm checkpoint folder")
+    i.add_argument("--out", required=True, help="bundle folder to write")
+    i.add_argument("--episodes", type=int, default=default(TrainConfig, "eval_episodes"), help="evaluation episodes")
+    i.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+
     d = sub.add_parser("demo", help="the whole pipeline: select -> hw -> export -> report (what `make demo` runs)")
     d.add_argument("space", nargs="?", default=None, help="selection space (default search_spaces/selection_pendulum.yaml)")
     d.add_argument("--workdir", metavar="DIR", default=None, help="the demo's folder (default runs/demo)")
@@ -178,7 +187,13 @@ def _train(a) -> int:
     from qsearch.rl.envs import log_mujoco_to
 
     algo_config = ALGO_CONFIGS[a.algo]()
+    if a.env_runners is not None:
+        if a.algo != "ppo":
+            raise QsearchError("--env-runners applies to --algo ppo only")
+        algo_config = dataclasses.replace(algo_config, env_runners=a.env_runners)
     if a.learning_starts is not None:
+        if a.algo == "ppo":
+            raise QsearchError("--learning-starts does not apply to ppo (it learns from its first batch)")
         if a.learning_starts < 0:
             raise QsearchError(f"--learning-starts must be >= 0, got {a.learning_starts}")
         algo_config = dataclasses.replace(algo_config, learning_starts=a.learning_starts)
@@ -272,6 +287,17 @@ def _report(a) -> int:
     return 0
 
 
+def _import(a) -> int:
+    from qsearch.rl.rllib_import import import_checkpoint
+
+    if a.episodes < 1:
+        raise QsearchError(f"--episodes must be at least 1, got {a.episodes}")
+    b = import_checkpoint(a.checkpoint, a.out, a.episodes, a.force)
+    print(f"wrote {a.out} (from {a.checkpoint})")
+    _print_evaluation(b.evaluation)
+    return 0
+
+
 def _export(a) -> int:
     from qsearch.deploy.export import export
 
@@ -347,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
 
             log_mujoco_to(cache_dir())
         return {"train": _train, "eval": _eval, "search": _search, "ui": _ui, "select": _select, "report": _report,
-                "export": _export, "ptq": _ptq, "hw": _hw, "demo": _demo}[a.command](a)
+                "export": _export, "import": _import, "ptq": _ptq, "hw": _hw, "demo": _demo}[a.command](a)
     except QsearchError as e:
         print(f"qsearch: error: {e}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ from qsearch.errors import QsearchError
 
 MIN_BITS, MAX_BITS = 2, 8
 SCOPES = ("all", "input", "output", "core")
-ALGOS = ("sac", "ddpg", "td3")
+ALGOS = ("sac", "ddpg", "td3", "ppo")
 FIXED_BITS = 8  # the paper keeps every non-swept part of the network at 8 bits
 
 
@@ -140,7 +140,54 @@ class TD3Config(DDPGConfig):
     """clip of the target policy smoothing noise"""
 
 
-ALGO_CONFIGS = {"sac": SACConfig, "ddpg": DDPGConfig, "td3": TD3Config}
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO through RLlib (new API stack): CleanRL's ppo_continuous_action defaults, except the network
+    (the QAT actor's shape, a tanh-squashed Gaussian) and where RLlib differs: rewards are not
+    normalized (CleanRL scales and clips them), advantages are standardized over the whole batch
+    (CleanRL: per minibatch), and the value loss is clipped per squared error (vf_clip)."""
+
+    num_steps: int = 2_048
+    """environment steps per policy update, over all env runners (CleanRL: 2048 with one environment)"""
+    num_minibatches: int = 32
+    """minibatches per epoch: each is num_steps / num_minibatches transitions (CleanRL: 32)"""
+    update_epochs: int = 10
+    """passes over each batch of rollouts (CleanRL: 10)"""
+    learning_rate: float = 3e-4
+    """Adam learning rate of actor, log-std and value network (CleanRL: 3e-4)"""
+    anneal_lr: bool = True
+    """decay the learning rate linearly to 0 over the budget (CleanRL: on)"""
+    gamma: float = 0.99
+    """discount factor (CleanRL: 0.99)"""
+    gae_lambda: float = 0.95
+    """lambda of the generalized advantage estimate (CleanRL: 0.95)"""
+    clip_coef: float = 0.2
+    """clip of the probability ratio in the surrogate loss (CleanRL: 0.2)"""
+    ent_coef: float = 0.0
+    """entropy bonus; the entropy is the pre-tanh Gaussian's, an upper bound (CleanRL: 0.0)"""
+    vf_coef: float = 0.5
+    """weight of the value loss (CleanRL: 0.5)"""
+    vf_clip: float = 10.0
+    """clip of each squared value error (RLlib's vf_clip_param; CleanRL clips the value change instead)"""
+    max_grad_norm: float = 0.5
+    """clip of the gradients' global norm (CleanRL: 0.5)"""
+    init_log_std: float = 0.0
+    """initial value of the FP32 state-independent log-std parameter (CleanRL: 0.0)"""
+    obs_clip: float = 10.0
+    """clip of the normalized observation while training (CleanRL: 10); the frozen normalization does not clip"""
+    critic_width: int = 64
+    """units per hidden layer of the FP32 value network, two tanh layers (CleanRL: 64)"""
+    env_runners: int = 1
+    """parallel RLlib environment runners, one CPU each (a search sets it from resources.cpu)"""
+
+    def __post_init__(self):
+        if not isinstance(self.env_runners, int) or self.env_runners < 1:
+            raise QsearchError(f"env-runners must be a positive integer, got {self.env_runners!r}")
+        if self.num_steps < self.num_minibatches:
+            raise QsearchError(f"num_steps ({self.num_steps}) must be at least num_minibatches ({self.num_minibatches})")
+
+
+ALGO_CONFIGS = {"sac": SACConfig, "ddpg": DDPGConfig, "td3": TD3Config, "ppo": PPOConfig}
 
 
 def default(cls, name: str):
@@ -156,7 +203,7 @@ class TrainConfig:
     env_id: str
     """gymnasium id with a continuous action space, e.g. Hopper-v5"""
     algo: str = "sac"
-    """learner: sac, ddpg or td3 (paper: sac and ddpg)"""
+    """learner: sac, ddpg, td3 or ppo (paper: sac and ddpg)"""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """the actor network and its bit widths"""
     total_steps: int = 1_000_000
@@ -167,7 +214,7 @@ class TrainConfig:
     """environment steps between evaluations during training"""
     eval_episodes: int = 10
     """episodes per evaluation, during training and after it (paper: 10)"""
-    algo_config: SACConfig | DDPGConfig | TD3Config | None = None
+    algo_config: SACConfig | DDPGConfig | TD3Config | PPOConfig | None = None
     """the algorithm's hyperparameters; None: its defaults"""
 
     def __post_init__(self):

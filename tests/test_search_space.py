@@ -55,7 +55,7 @@ def test_good_space(tmp_path):
     (with_(sweep=[{"scope": "middle", "bits": 3}]), "sweep[0].scope", "unknown scope"),
     (with_(sweep=[{"fp32": True, "bits": 3}]), "sweep[0].fp32", "no bit widths"),
     (with_(steps=None), "steps", "missing"),
-    (with_(algo="ppo"), "algo", "unknown algorithm"),
+    (with_(algo="a2c"), "algo", "unknown algorithm"),
     (with_(search={"searcher": "random"}), "search.searcher", "unknown searcher"),
     (with_(search={"objectives": ["return", "cost"]}), "search.objectives", "need searcher: optuna"),
 ])

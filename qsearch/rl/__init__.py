@@ -1,4 +1,5 @@
-"""Reinforcement learning: environments, normalization, the SAC / DDPG / TD3 learners, evaluation."""
+"""Reinforcement learning: environments, normalization, the SAC / DDPG / TD3 learners, PPO through RLlib,
+evaluation."""
 from __future__ import annotations
 
 from qsearch.config import TrainConfig
@@ -9,6 +10,10 @@ from qsearch.rl.evaluate import EvalResult, evaluate, torch_policy
 def train(cfg: TrainConfig, progress=None) -> TrainResult:
     """Train cfg.policy with cfg.algo on cfg.env_id. progress(metrics) is called every 1,000 steps and
     after every evaluation."""
+    if cfg.algo == "ppo":  # imports RLlib only when asked for
+        from qsearch.rl import ppo
+
+        return ppo.train(cfg, progress)
     from qsearch.rl import sac, td3
 
     # DDPG is TD3 with one critic and no target policy smoothing (see td3.py)

@@ -18,6 +18,7 @@ from qsearch.errors import QsearchError
 from qsearch.search import space as spaces
 
 STATE = "search.json"
+LEARNER_MEMORY = 256 * 2**20  # bytes a PPO trial's learner reserves (its placement group's bundle 0)
 
 
 @dataclass
@@ -89,7 +90,19 @@ def _trainable(space, uri, experiment_id, parent_run_id):
         res["gpu"] = space.resources.gpu
     t = tune.with_parameters(train_trial, space=space, tracking_uri=uri, experiment_id=experiment_id,
                              parent_run_id=parent_run_id)
-    return tune.with_resources(t, res)
+    return tune.with_resources(t, _ppo_resources(space) if space.algo == "ppo" else res)
+
+
+def _ppo_resources(space: spaces.SearchSpace):
+    """One placement group per PPO trial, reserved together (on a cluster its env runners may sit on
+    several nodes): bundle i holds env runner i, one CPU each, as RLlib places them. Bundle 0, the
+    trial itself with its learner, reserves memory but no CPU: PPO samples and learns in turn, so the
+    learner uses the CPUs its env runners leave idle while it updates, and `cpu: N` stays N CPUs.
+    (An empty bundle 0 would be dropped by Tune and shift RLlib's indices.)"""
+    from ray import tune
+
+    head = {"memory": LEARNER_MEMORY, **({"GPU": space.resources.gpu} if space.resources.gpu else {})}
+    return tune.PlacementGroupFactory([head] + [{"CPU": 1}] * space.algo_config.env_runners, strategy="PACK")
 
 
 def search(space_path: str | Path, workdir: str | Path | None = None, address: str | None = None,

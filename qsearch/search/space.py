@@ -82,7 +82,7 @@ class Resources:
     """What one trial reserves on the cluster (the `resources:` section)."""
 
     cpu: float = 1.0
-    """CPUs per trial (qsearch's learners use one thread)"""
+    """CPUs per trial (qsearch's learners use one thread; a PPO trial runs one env runner per CPU)"""
     gpu: float = 0.0
     """GPUs per trial; a fraction shares one GPU between trials"""
 
@@ -96,9 +96,10 @@ class SearchSpace:
     path: str
     """the file it was read from"""
     algo: str
-    """sac, ddpg or td3"""
+    """sac, ddpg, td3 or ppo"""
     algo_config: object
-    """SACConfig | DDPGConfig | TD3Config, the algorithm's defaults with the file's overrides"""
+    """SACConfig | DDPGConfig | TD3Config | PPOConfig, the algorithm's defaults with the file's overrides
+    (PPO's env_runners from resources.cpu)"""
     steps: int
     """environment steps per trial"""
     seeds: tuple[int, ...]
@@ -247,6 +248,10 @@ def parse(data, path: str = "<space>") -> SearchSpace:
     resources = Resources(cpu=_positive(err, "resources.cpu", res.get("cpu", default(Resources, "cpu"))),
                           gpu=_positive(err, "resources.gpu", res.get("gpu", default(Resources, "gpu")), zero=True))
     retries = _int(err, "retries", data.get("retries", default(SearchSpace, "retries")), lo=0)
+    if algo == "ppo":  # one env runner per CPU of the trial
+        if not resources.cpu.is_integer():
+            raise err("resources.cpu", f"a PPO trial runs one env runner per CPU: must be a whole number, got {resources.cpu}")
+        algo_config = dataclasses.replace(algo_config, env_runners=int(resources.cpu))
     return SearchSpace(name=name, path=path, algo=algo, algo_config=algo_config, steps=steps, seeds=seeds,
                        eval_every=eval_every, eval_episodes=eval_episodes, final_episodes=final_episodes,
                        configurations=tuple(configurations), search=search, resources=resources, retries=retries)
@@ -262,6 +267,8 @@ def _algo_config(err, algo, overrides, key="algo_config"):
     cls = ALGO_CONFIGS[algo]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     _mapping(err, key, overrides, set(fields))
+    if algo == "ppo" and "env_runners" in overrides:
+        raise err(f"{key}.env_runners", "is set by resources.cpu: a PPO trial runs one env runner per CPU")
     base, overrides = cls(), dict(overrides)
     for k, v in overrides.items():
         default = getattr(base, k)
@@ -275,7 +282,10 @@ def _algo_config(err, algo, overrides, key="algo_config"):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise err(at, f"must be a number, got {v!r}")
             overrides[k] = float(v)
-    return cls(**overrides)
+    try:
+        return cls(**overrides)
+    except QsearchError as e:  # a check across fields (PPOConfig's)
+        raise err(key, str(e)) from None
 
 
 def _bits(err, key, v):
