@@ -13,7 +13,7 @@ design is not synthesized when its non-zero weights times LUT_PER_WEIGHT exceed 
 LUTs (measured: 4.9 LUT per non-zero weight on the padded paper Hopper; yosys needs tens of minutes for
 such designs, e.g. Humanoid's 400,000-gate adder network, that cannot fit); the next target is tried.
 
-Also a trained Hopper-shaped policy (tests/conftest.py's warmed_actor, 11-16-16-3, the paper's bits).
+Also a trained Hopper-shaped policy (tests/policies.py's warmed_actor, 11-16-16-3, the paper's bits).
 --finn DIR reads FINN's chosen rows from a `qsearch hw --paper --reference --pad 32 --out DIR` run.
 Writes results.json, a Markdown table and a figure into --out; one yosys start-up first (timed).
 """
@@ -201,7 +201,7 @@ def main() -> None:
     tools.yosys(startup, "help\n")
     startup_s = time.perf_counter() - t0
     print(f"yosys start-up: {startup_s:.1f} s (compiled WebAssembly cached from an earlier run or not)", flush=True)
-    from conftest import warmed_actor
+    from policies import warmed_actor
 
     policies = [(p.name if "reference" in p.name else p.name.split(" h")[0], padded(p.actor, 32))
                 for p in paper_policies(reference=True)]
