@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import warmed_actor
+from policies import warmed_actor
 from qsearch.config import QuantBits
 from qsearch.errors import QsearchError
 from qsearch.hw.device import device

@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from qsearch.errors import QsearchError
-from qsearch.hw.device import DEFAULT_PART, device
+from qsearch.config import default
+from qsearch.hw.config import HwConfig
+from qsearch.hw.device import device
 from qsearch.hw.rtl import simulate as sims
 from qsearch.hw.rtl import tools
 from qsearch.hw.rtl.arch import Arch
@@ -145,7 +147,8 @@ def overused(res: dict, dev) -> list[str]:
     return dev.over(res["lut"], res["bram18"], res["dsp"], res["ff"])
 
 
-def synthesize(model: IntegerModel, arch: Arch, part: str = DEFAULT_PART, clock_ns: float = 10.0,
+def synthesize(model: IntegerModel, arch: Arch, part: str = default(HwConfig, "part"),
+               clock_ns: float = default(HwConfig, "clock_ns"),
                folder: Path | None = None, vectors: int = 1000, check_netlist: bool = True,
                timeout: float = 3600) -> OpenSynthResult:
     """Generate, check, synthesize and check again one design; its resources and timing.
