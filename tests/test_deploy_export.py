@@ -76,7 +76,7 @@ def one_line_error(capsys, out_dir, *argv):
 
 def test_errors(capsys, tmp_path, bundle_dir):
     out = tmp_path / "out"
-    assert "unknown export format 'verilog'" in one_line_error(capsys, out, bundle_dir, "--format", "verilog")
+    assert "unknown export format 'vhdl'" in one_line_error(capsys, out, bundle_dir, "--format", "vhdl")
     fp32 = write_bundle(tmp_path / "fp32", QuantActor(11, 3, PolicyConfig(width=8, quant=None)))
     assert "without an integer model" in one_line_error(capsys, out, fp32, "--format", "c")
     assert "neither a bundle folder nor a run id" in one_line_error(capsys, out, "0123abcd", "--format", "json")
