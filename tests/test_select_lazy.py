@@ -14,7 +14,7 @@ import pytest
 from qsearch import tracking
 from qsearch import trial_record as record
 from qsearch.cli import main
-from qsearch.select import lazy, replay, spec
+from qsearch.select import figures, lazy, replay, report, spec
 from qsearch.select.parity import Rule, verdict
 from qsearch.select.results import Stats
 from qsearch.select.selection import select
@@ -229,8 +229,8 @@ def test_a_real_lazy_selection_never_starts_what_it_skips_and_resumes(tmp_path):
     out = io.StringIO()
     outcome = select(path, workdir=workdir, noise=False, stream=out)  # carries on after the interruption
     text = out.getvalue()
-    assert "stage core: at most 8 trials, 4 in the tracking store; nothing to train" in text
-    assert "stage input: at most 2 trials, 2 in the tracking store; nothing to train" in text
+    assert "stage core: 8 trials, 4 reused from the tracking store, 0 to train" in text
+    assert "stage input: 2 trials, 2 reused from the tracking store, 0 to train" in text
     assert outcome["selected"][ENV]["core_bits"] == 2 and outcome["selected"][ENV]["width"] == 16
     runs = _kinds(uri)
     assert sorted(runs) == [f"{ENV}/fp32/h64x2", f"{ENV}/i8w2a2o8/h16x2", f"{ENV}/i8w2a2o8/h64x2"]  # nothing else ran
@@ -238,6 +238,10 @@ def test_a_real_lazy_selection_never_starts_what_it_skips_and_resumes(tmp_path):
     assert "core bits    3           not trained  not needed: core bits 2 matches FP32" in text
     assert "width   32           not trained  not needed: width 16 matches FP32" in text
     assert "environment steps: 100 trained by this selection (2 trials, 0 of them stopped early)" in text
+    data = report.gather(workdir)
+    assert report.not_trained(data, "core") == {ENV: [3, 4]} and report.not_trained(data, "width") == {ENV: [32]}
+    assert figures.bitwidth(data.trials, data.fp32, data.fp32_width, tmp_path / "fig1.png", {ENV: [3, 4]})
+    assert "## Cost" in report.markdown(data, {name: False for name, _, _ in report.FIGURES})
     c = tracking.client(uri)
     last = c.search_runs(tracking.all_experiments(c), f"tags.`{record.KIND_TAG}` = '{record.SELECTION}'",
                          order_by=["attributes.start_time DESC"])[0]
@@ -266,4 +270,4 @@ def test_early_rejection_stops_trials_killed_with_the_reason_and_a_rerun_trains_
     assert "(2 trials, 2 of them stopped early)" in out
     # Run again: the early rejection recorded in the store stands, nothing is trained.
     assert main(["select", str(path), "--workdir", str(workdir), "--no-noise"]) == 1
-    assert "at most 4 trials, 2 in the tracking store; nothing to train" in capsys.readouterr().out
+    assert "stage core: 4 trials, 2 reused from the tracking store, 0 to train" in capsys.readouterr().out

@@ -68,7 +68,7 @@ def select(space_path: str | Path, workdir: str | Path | None = None, tracking_u
             print(f"[{time.strftime('%H:%M:%S')}] noise robustness: sigma {list(sel.noise_sigmas)}, "
                   f"{sel.noise_episodes} episodes per model", file=out, flush=True)
             _noise(sel, outcome, uri, address, workdir)
-        text = "\n\n".join(outcome["stage_tables"] + [stages.selection_table(outcome)])
+        text = "\n\n".join(outcome["stage_tables"] + [stages.selection_table(outcome), stages.cost_line(cost)])
         _write_json(workdir / OUTCOME, outcome)
         (workdir / "selection.md").write_text(text + "\n")
         for name in (OUTCOME, "selection.md", "noise.json"):
@@ -79,16 +79,8 @@ def select(space_path: str | Path, workdir: str | Path | None = None, tracking_u
         c.set_terminated(run_id, "FAILED")
         raise
     print(stages.selection_table(outcome), file=out, flush=True)
-    print(cost_line(outcome["cost"]), file=out, flush=True)
+    print(stages.cost_line(outcome["cost"]), file=out, flush=True)
     return outcome
-
-
-def cost_line(cost: dict) -> str:
-    grid = cost["grid"]
-    share = f" ({cost['spent'] / grid:.0%} of it)" if grid else ""
-    return (f"environment steps: {cost['spent']:,} trained by this selection ({cost['trained']} trials, "
-            f"{cost['stopped']} of them stopped early), {cost['reused']:,} reused from the tracking store; "
-            f"the full grid of these stages: {grid:,}{share}")
 
 
 def _state(workdir: Path, sel, space_path, tracking_uri) -> str:
@@ -158,8 +150,9 @@ def _run_stage(sel, stage: str, path: Path, space, fixed_fp32: dict, uri: str, a
     cost["grid"] = len(cost["grid_keys"]) * space.steps
     done = lz.next_trial() == lazy.FINISHED
     how = "the full grid" if sel.speculation is None else f"lazily, speculation {sel.speculation}"
-    print(f"[{time.strftime('%H:%M:%S')}] stage {stage}: at most {len(grid)} trials, {found} in the tracking "
-          f"store; {'nothing to train' if done else 'training ' + how}", file=out, flush=True)
+    todo = "0 to train" if done else f"at most {len(grid) - found} to train ({how})"
+    print(f"[{time.strftime('%H:%M:%S')}] stage {stage}: {len(grid)} trials, {found} reused from the tracking "
+          f"store, {todo}", file=out, flush=True)
     if done:
         return lz, index
     k = 1

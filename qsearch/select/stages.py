@@ -127,4 +127,17 @@ def selection_table(outcome: dict) -> str:
     lines += ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in rows]
     for env, why in sorted(outcome["unmatched"].items()):
         lines.append(f"{env}: {why}; nothing selected")
+    for stage, by_env in outcome["stages"].items():  # said plainly: decisions on less than the full evidence
+        for env, o in sorted(by_env.items()):
+            lines += [f"{env}: {LABEL[stage]} {r['value']} decided no match by {r['note']}" for r in o["rows"]
+                      if r.get("note") and not r["note"].startswith("not needed")]
     return "\n".join(lines)
+
+
+def cost_line(cost: dict) -> str:
+    """What a selection trained, beside the full grid of its stages (selection.json's "cost")."""
+    grid = cost["grid"]
+    share = f" ({cost['spent'] / grid:.0%} of it)" if grid else ""
+    return (f"environment steps: {cost['spent']:,} trained by this selection ({cost['trained']} trials, "
+            f"{cost['stopped']} of them stopped early), {cost['reused']:,} reused from the tracking store; "
+            f"the full grid of these stages: {grid:,}{share}")
