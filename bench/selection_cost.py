@@ -53,7 +53,8 @@ STRATEGIES = {  # name -> Strategy
     "lazy 0 + adaptive seeds 3": lazy.Strategy(speculation=0, adaptive_seeds=3),
     "lazy 0 + early rejection 3 + adaptive 3": lazy.Strategy(speculation=0, early_reject=3.0, adaptive_seeds=3),
     "lazy 0 + early rejection 4 + adaptive 3": lazy.Strategy(speculation=0, early_reject=4.0, adaptive_seeds=3),
-    "lazy 1 + early rejection 4 + adaptive 3": lazy.Strategy(speculation=1, early_reject=4.0, adaptive_seeds=3),
+    "lazy 0 + early rejection 4 + adaptive 2": lazy.Strategy(speculation=0, early_reject=4.0, adaptive_seeds=2),
+    "lazy 1 + early rejection 4 + adaptive 2": lazy.Strategy(speculation=1, early_reject=4.0, adaptive_seeds=2),
 }
 
 

@@ -142,9 +142,14 @@ def test_adaptive_seeds_decide_a_clear_no_match_on_fewer_seeds_and_a_match_on_al
     lz.end(core[2], 1, 100.0)
     assert lz.value_state(lz.envs[0], 2, core[2]).note == "adaptive seeds: no match on 2 of 5 seeds"
     assert lz.wanted() == [(core[3], 0), (core[3], 1)]
-    lz.end(core[3], 0, 1000.0)
-    lz.end(core[3], 1, 1000.0)
-    assert lz.wanted() == [(core[3], s) for s in (2, 3, 4)]  # could match: the rule decides on all seeds
+    for seed in (0, 1):
+        lz.end(core[3], seed, 1020.0)
+    assert lz.wanted() == [(core[3], 2), (core[3], 3)]  # could match: the next batch
+    for seed in (2, 3):
+        lz.end(core[3], seed, 1020.0)
+    assert lz.wanted() == [(core[3], 4)] and not lz.decided()  # a match is decided on all seeds
+    lz.end(core[3], 4, 1020.0)
+    assert lz.decision(lz.envs[0]) == (True, 3)
 
 
 def test_a_band_floor_lets_a_near_ceiling_value_match():

@@ -16,11 +16,12 @@ smallest undecided one) only changes when values start, not how they are decided
 
 Two options decide some values on less evidence, and so may change the answer (off by default;
 bench/selection_cost.py counts how often): early rejection stops a trial whose evaluation return at a
-checkpoint lies `early_reject` band half-widths below FP32's at the same step, and decides its value
-"no match"; adaptive seeds start a value with `adaptive_seeds` seeds and add the rest only unless
-their mean lies `adaptive_margin` half-widths below the parity bound (then "no match" on fewer
-seeds). FP32 and every value decided as a match always have all their seeds, and the rule decides
-on all of them. Both use the sigma band (Rule.half_width) as the yardstick, whatever the rule.
+checkpoint, and at the checkpoint before, lies `early_reject` band half-widths below FP32's mean at
+the same step (from half the budget on), and decides its value "no match"; adaptive seeds start a
+value with `adaptive_seeds` seeds and add as many again, batch after batch, unless the finished
+seeds' mean lies `adaptive_margin` half-widths below the parity bound (then "no match" on fewer
+seeds). FP32 and every value decided as a match always have all their seeds, and the rule decides on
+all of them. Both use the sigma band (Rule.half_width) as the yardstick, whatever the rule.
 
 Everything here is pure: `Stage` is told what ended and asked what to run or stop next. The Tune
 searcher and stopper (qsearch/select/searcher.py) and the benchmark's replay drive the same object.
@@ -47,7 +48,7 @@ class Strategy:
     early_reject: float | None = None
     """band half-widths below FP32's curve that stop a trial (None: off)"""
     adaptive_seeds: int | None = None
-    """seeds a value starts with (None: all seeds from the start)"""
+    """seeds a value starts with, and adds at a time while it could match (None: all seeds at once)"""
     adaptive_margin: float = 1.0
     """half-widths below the bound that decide "no match" on the first seeds"""
 
@@ -131,10 +132,11 @@ class Stage:
         # Two checkpoints in a row below the threshold, not one: a single evaluation is noisy, and a
         # value has many seeds x checkpoints to be unlucky on.
         earlier = [s for s in curve if EARLY_REJECT_FROM * self.steps <= s < step]
-        below = [self._threshold(env, s, curve[s]) for s in (max(earlier, default=None), step) if s is not None]
-        if len(below) < 2 or None in below:
+        if not earlier or self._threshold(env, max(earlier), curve[max(earlier)]) is None:
             return None
-        threshold = below[1]
+        threshold = self._threshold(env, step, eval_return)
+        if threshold is None:
+            return None
         detail = (f"step {step}: evaluation return {eval_return:.1f} below FP32's - {self.strategy.early_reject:g} "
                   f"half-widths ({threshold:.1f}), as at the checkpoint before")
         self.rejected[(key, seed)] = detail
@@ -170,15 +172,16 @@ class Stage:
             if hit is not None:
                 return ValueState(True, False, f"early rejection at {hit}")
         fp32 = self.fp32(env)
-        first = everything[:self.strategy.adaptive_seeds] if self.strategy.adaptive_seeds else everything
-        if not self._all_ended(key, everything):
-            if len(first) == len(everything) or fp32 is None or not self._all_ended(key, first):
+        batch = self.strategy.adaptive_seeds or len(everything)
+        first = everything[:batch]
+        # Adaptive seeds: batch after batch while the first seeds' mean could still match.
+        while not self._all_ended(key, everything):
+            if fp32 is None or not self._all_ended(key, first):
                 return ValueState(False, wanted=first)
             s = self._stats(key, first)
-            bound = fp32.mean - self.rule.half_width(fp32)
-            if s.n and s.mean < bound - self.strategy.adaptive_margin * self.rule.half_width(fp32):
+            if s.n and s.mean < fp32.mean - (1 + self.strategy.adaptive_margin) * self.rule.half_width(fp32):
                 return ValueState(True, False, f"adaptive seeds: no match on {s.n} of {len(everything)} seeds")
-            return ValueState(False, wanted=everything)
+            first = everything[:len(first) + batch]
         if fp32 is None:
             return ValueState(False)
         row = pick(self.stage, env.env_id, [(value, key, self._stats(key, everything))], fp32, self.rule,

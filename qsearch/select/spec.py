@@ -17,7 +17,7 @@ It is a search space file (qsearch/search/space.py) without `sweep:` and with a 
       min_band: 0.01                # sigma: floor the band's half-width at 1% of |FP32 mean| (default 0: none)
       speculation: 1                # lazy stages: values trained ahead of the smallest undecided one; all: the grid
       early_reject: 3               # stop a trial this many band half-widths below FP32's curve (default: off)
-      adaptive_seeds: 3             # start each value with 3 seeds, add the rest only if unclear (default: off)
+      adaptive_seeds: 3             # start each value with 3 seeds, 3 more while it could match (default: off)
       adaptive_margin: 1            # "clearly no match": this many band half-widths below the bound
       noise_sigmas: [0, 0.1, 0.2, 0.3, 0.4, 0.5]   # paper Section 3.3
       noise_episodes: 10
@@ -77,9 +77,9 @@ class Selection:
     speculation: int | None = 1
     """values trained ahead of the smallest undecided one (0: strictly lazy; None, `all` in the file: the grid)"""
     early_reject: float | None = None
-    """stop a trial this many band half-widths below FP32's evaluation curve, from half the budget on (None: off)"""
+    """stop a trial this many band half-widths below FP32's curve at two checkpoints in a row (None: off)"""
     adaptive_seeds: int | None = None
-    """seeds a value starts with; the rest only while unclear (None: off, every value gets all seeds)"""
+    """seeds a value starts with, and adds at a time while it could match (None: off, all seeds at once)"""
     adaptive_margin: float = 1.0
     """adaptive seeds: no match on the first seeds when their mean is this many half-widths below the bound"""
 
