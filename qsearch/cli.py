@@ -234,7 +234,7 @@ def _select(a) -> int:
     rule = None
     if a.rule or a.alpha is not None:
         base = spec.load(a.space).rule
-        rule = Rule(a.rule or base.name, base.alpha if a.alpha is None else a.alpha)
+        rule = Rule(a.rule or base.name, base.alpha if a.alpha is None else a.alpha, base.min_band)
     outcome = select(a.space, workdir=a.workdir, tracking_uri=a.tracking_uri, address=a.address, rule=rule,
                      noise=not a.no_noise, storage=a.storage)
     return 1 if outcome["unmatched"] else 0  # like grep: nothing selected for some environment

@@ -160,6 +160,14 @@ def test_a_band_floor_lets_a_near_ceiling_value_match():
     assert "no band floor" in Rule().describe() and "band floor of 1.0%" in Rule(min_band=0.01).describe()
 
 
+def test_a_band_floor_stays_with_the_rule_given_on_the_command_line(tmp_path, capsys):
+    path = selection_file(tmp_path, min_band=0.01)
+    assert main(["select", str(path), "--rule", "welch", "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "min_band floors the sigma rule's band; the welch rule has no band" in err and err.count("\n") == 1
+    assert not (tmp_path / "w").exists()
+
+
 @pytest.mark.parametrize("selection, message", [
     ({"speculation": -1}, "selection.speculation: must be a number of values (0: strictly lazy) or all"),
     ({"speculation": "some"}, "selection.speculation: must be a number of values"),
