@@ -11,6 +11,8 @@ Tune's own stop machinery: the trainable records them KILLED, and the selection 
 """
 from __future__ import annotations
 
+import pickle
+
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
@@ -38,6 +40,16 @@ class LazySearcher(Searcher):
         self.stage.start(*nxt)
         self.trials[trial_id] = nxt
         return {"configuration": nxt[0], "seed": nxt[1]}
+
+    # Tune saves its searcher with the experiment; a selection carries on from the tracking store
+    # instead, but the state is saved whole (and Tune warns about a searcher that cannot save).
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump((self.stage, self.trials, self.stopped, self.steps_spent), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.stage, self.trials, self.stopped, self.steps_spent = pickle.load(f)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         key, seed = self.trials[trial_id]
