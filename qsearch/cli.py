@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     sel.add_argument("--rule", choices=("sigma", "welch", "bootstrap"), help="FP32-parity rule (default: the space's)")
     sel.add_argument("--alpha", type=float, help="significance level of the welch and bootstrap rules")
     sel.add_argument("--no-noise", action="store_true", help="skip the noise robustness evaluation")
+    sel.add_argument("--plan", action="store_true",
+                     help="print the trials and environment steps per strategy (worst and best case, and what "
+                          "remains given the tracking store) without training anything")
 
     r = sub.add_parser("report", help="figures and a Markdown summary of a search or selection")
     r.add_argument("space", nargs="?", help="the search or selection space file (its folder is runs/<name>)")
@@ -266,10 +269,15 @@ def _select(a) -> int:
     from qsearch.select.parity import Rule
     from qsearch.select.selection import select
 
+    if a.plan:
+        from qsearch.select.plan import plan
+
+        print(plan(a.space, a.workdir, a.tracking_uri))
+        return 0
     rule = None
     if a.rule or a.alpha is not None:
         base = spec.load(a.space).rule
-        rule = Rule(a.rule or base.name, base.alpha if a.alpha is None else a.alpha)
+        rule = Rule(a.rule or base.name, base.alpha if a.alpha is None else a.alpha, base.min_band)
     outcome = select(a.space, workdir=a.workdir, tracking_uri=a.tracking_uri, address=a.address, rule=rule,
                      noise=not a.no_noise, storage=a.storage)
     return 1 if outcome["unmatched"] else 0  # like grep: nothing selected for some environment

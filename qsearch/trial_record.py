@@ -8,8 +8,10 @@ reads is named here, and nowhere else:
                 metrics  progress over environment steps (PROGRESS_METRICS), then the summary
                          (`trial_summary`: FINAL_RETURN, ...) at the last step
                 tags     KIND_TAG=trial, PARENT_TAG, TRIAL_ID_TAG (Tune's id), KEY_TAG (`trial_key`),
-                         VERSION_TAG; STOPPED_TAG / ERROR_TAG when it did not finish; SELECTED_TAG
-                         when a selection picked it; HW_SOURCE_TAG and hw_* metrics after `qsearch hw`
+                         VERSION_TAG; STOPPED_TAG / ERROR_TAG when it did not finish, and STOP_REASON_TAG
+                         (+ REJECTED_TAG) when a lazy selection stopped it; SELECTED_TAG when a
+                         selection picked it; HW_SOURCE_TAG and hw_* metrics after `qsearch hw`
+    selection run metrics  STEPS_SPENT, STEPS_REUSED and STEPS_GRID: what the selection cost
                 artifacts bundle/ (the policy bundle), hw/ (the hardware report), policy/ (a registered
                          MLflow model, after `qsearch export --format mlflow`)
 
@@ -45,6 +47,8 @@ VERSION_TAG = "qsearch.record_version"
 SELECTED_TAG = "qsearch.selected"  # "true" on the seeds of each selected configuration
 STOPPED_TAG = "qsearch.stopped"  # why a trial was stopped early (status KILLED)
 ERROR_TAG = "qsearch.error"  # the exception of a failed trial (status FAILED)
+STOP_REASON_TAG = "qsearch.stop_reason"  # why a lazy selection stopped it: not needed, or early rejection
+REJECTED_TAG = "qsearch.early_rejection"  # the checkpoint that rejected it: its value stays "no match"
 HW_SOURCE_TAG = "qsearch.hw.source"  # where the hw_* figures come from (FINN estimate, synthesis)
 
 # Metrics
@@ -52,6 +56,9 @@ PROGRESS_METRICS = ("steps_per_s", "eval_return_mean", "eval_return_std", "qf_lo
 EVAL_RETURN = "eval_return_mean"  # over environment steps: the training curve
 FINAL_RETURN = "final_return"  # the final evaluation of the trained policy: what selection compares
 HW_METRIC_PREFIX = "hw_"
+STEPS_SPENT = "env_steps_spent"  # a selection's: environment steps of the trials it trained (stopped: to the stop)
+STEPS_REUSED = "env_steps_reused"  # of the trials it took from the store
+STEPS_GRID = "env_steps_full_grid"  # of the full grid of its stages: every value x seed
 
 # Artifacts
 BUNDLE_ARTIFACT = "bundle"
@@ -139,16 +146,19 @@ def _trial(run) -> Trial | None:
     return Trial(run.info.run_id, dict(run.data.params), float(run.data.metrics[FINAL_RETURN]))
 
 
-def _read(uri: str, experiment_ids: list[str] | None, filter_string: str) -> list[Trial]:
+def _runs(uri: str, filter_string: str, experiment_ids: list[str] | None = None) -> list:
     c = tracking.client(uri)
     try:
         ids = tracking.all_experiments(c) if experiment_ids is None else experiment_ids
-        runs = tracking.search_all(c, ids, filter_string)
+        return tracking.search_all(c, ids, filter_string)
     except QsearchError:
         raise
     except Exception as e:
         raise tracking.store_error(uri, e) from None
-    return [t for t in map(_trial, runs) if t is not None]
+
+
+def _read(uri: str, experiment_ids: list[str] | None, filter_string: str) -> list[Trial]:
+    return [t for t in map(_trial, _runs(uri, filter_string, experiment_ids)) if t is not None]
 
 
 def read_trials(uri: str, experiment_ids: list[str] | None = None) -> list[Trial]:
@@ -260,6 +270,27 @@ def start_selection(uri: str, experiment_id: str, name: str, params: dict) -> st
     run_id = c.create_run(experiment_id, run_name=name, tags={KIND_TAG: SELECTION}).info.run_id
     tracking.log_params(c, run_id, encode(params))
     return run_id
+
+
+def mark_stopped(uri: str, stopped: dict[str, tuple[str, str | None]]) -> None:
+    """Tag the runs of trials a lazy selection stopped: trial id -> (why, early rejection detail or None)."""
+    c = tracking.client(uri)
+    for trial_id, (why, rejected) in stopped.items():
+        for r in _runs(uri, f"tags.`{TRIAL_ID_TAG}` = '{trial_id}'"):
+            c.set_tag(r.info.run_id, STOP_REASON_TAG, why)
+            if rejected is not None:
+                c.set_tag(r.info.run_id, REJECTED_TAG, rejected)
+
+
+def rejected_trials(uri: str) -> list[tuple[str, int, str, str]]:
+    """(trial key, seed, configuration, detail) of every trial that early rejection stopped."""
+    killed = _runs(uri, f"tags.`{KIND_TAG}` = '{TRIAL}' and attributes.status = 'KILLED'")
+    return [(trial_key(dict(r.data.params)), int(r.data.params["seed"]), r.data.params["configuration"],
+             r.data.tags[REJECTED_TAG]) for r in killed if REJECTED_TAG in r.data.tags]
+
+
+def log_selection_cost(uri: str, run_id: str, spent: int, reused: int, grid: int) -> None:
+    tracking.log_metrics(tracking.client(uri), run_id, {STEPS_SPENT: spent, STEPS_REUSED: reused, STEPS_GRID: grid}, 0)
 
 
 def set_selected(uri: str, envs: list[str], run_ids: list[str]) -> None:

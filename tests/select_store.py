@@ -16,11 +16,13 @@ from qsearch.select import spec
 ENV = "InvertedPendulum-v5"
 
 
-def selection_file(folder: Path, name="synthetic", **selection) -> Path:
+def selection_file(folder: Path, name="synthetic", top: dict | None = None, **selection) -> Path:
+    """A selection space file; top: top-level keys to change (steps, seeds, ...)."""
     data = {"name": name, "envs": [ENV], "algo": "sac", "steps": 50, "seeds": [0, 1, 2],
             "eval_every": 25, "eval_episodes": 1, "final_episodes": 1, "policy": {"width": 64, "depth": 2},
             "algo_config": {"learning_starts": 10, "batch_size": 8},
-            "selection": {"core_bits": [2, 3, 4], "widths": [32, 16], "input_bits": [2, 4], **selection}}
+            "selection": {"core_bits": [2, 3, 4], "widths": [32, 16], "input_bits": [2, 4], **selection},
+            **(top or {})}
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -62,9 +64,9 @@ def fill_space(uri: str, workdir: Path, space, returns, exp: str, skip=(), paren
                 continue
             c, run = record.start_trial(uri, exp, parent, f"synthetic-{n}", f"{conf.key} seed {seed}",
                                         space.trial_params(conf, seed))
-            for step in (25, 50):
-                tracking.log_metrics(c, run, {record.EVAL_RETURN: r * step / 50}, step)
-            tracking.log_metrics(c, run, {record.FINAL_RETURN: r}, 50)
+            for step in range(space.eval_every, space.steps + 1, space.eval_every):
+                tracking.log_metrics(c, run, {record.EVAL_RETURN: r * step / space.steps}, step)
+            tracking.log_metrics(c, run, {record.FINAL_RETURN: r}, space.steps)
             record.end_trial(c, run)
             n += 1
     return n

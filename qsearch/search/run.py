@@ -45,7 +45,7 @@ def _param_space(space: spaces.SearchSpace, only=None) -> dict:
     return {"configuration": tune.choice(keys), "seed": tune.choice(list(space.seeds))}
 
 
-def _tune_config(space: spaces.SearchSpace, only=None):
+def _tune_config(space: spaces.SearchSpace, only=None, searcher=None):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -69,6 +69,10 @@ def _tune_config(space: spaces.SearchSpace, only=None):
         searcher = OptunaSearch(metric=metrics if len(metrics) > 1 else metrics[0],
                                 mode=modes if len(modes) > 1 else modes[0], sampler=TPESampler(seed=0))
         return tune.TuneConfig(search_alg=searcher, num_samples=s.num_samples, **common)
+    if searcher is not None:
+        # A searcher that decides the trials as it goes (a lazy selection stage): Tune asks it for
+        # trials until it says Searcher.FINISHED.
+        return tune.TuneConfig(search_alg=searcher, num_samples=-1, **common)
     if only:
         # A subset of the grid (qsearch select skips trials done before): each given point is one
         # trial, and num_samples = len(points) leaves nothing to sample beyond them.
@@ -107,10 +111,13 @@ def _ppo_resources(space: spaces.SearchSpace):
 
 def search(space_path: str | Path, workdir: str | Path | None = None, address: str | None = None,
            storage: str | None = None, tracking_uri: str | None = None, resume: bool = False,
-           only: list[tuple[str, int]] | None = None) -> SearchResult:
-    """only: (configuration key, seed) pairs of a grid space to run instead of the whole grid."""
+           only: list[tuple[str, int]] | None = None, searcher=None, total: int | None = None) -> SearchResult:
+    """only: (configuration key, seed) pairs of a grid space to run instead of the whole grid.
+    searcher: a Tune Searcher that suggests the trials instead (its `stopper` stops running ones), of
+    at most `total` trials (qsearch/select/searcher.py)."""
     space = spaces.load(space_path)  # refused here, before Ray starts
     workdir = Path(workdir or Path("runs") / space.name).resolve()
+    total = total or (len(only) if only else space.trials)
     state_file = workdir / STATE
     if resume:
         if not state_file.exists():
@@ -163,13 +170,14 @@ def search(space_path: str | Path, workdir: str | Path | None = None, address: s
                                        restart_errored=False, param_space=_param_space(space))
         else:
             tuner = tune.Tuner(
-                trainable, param_space=_param_space(space, only), tune_config=_tune_config(space, only),
+                trainable, param_space={} if searcher else _param_space(space, only),
+                tune_config=_tune_config(space, only, searcher),
                 run_config=tune.RunConfig(
                     name=space.name, storage_path=storage_path, verbose=0,
                     failure_config=tune.FailureConfig(max_failures=space.retries),
-                    callbacks=[LiveView(len(only) if only else space.trials)]))
+                    stop=getattr(searcher, "stopper", None), callbacks=[LiveView(total)]))
         results = tuner.fit()
-        LiveView(len(only) if only else space.trials).print_results(results)
+        LiveView(total).print_results(results)
     finally:
         ray.shutdown()
 

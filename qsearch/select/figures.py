@@ -38,6 +38,13 @@ def _line(ax, xs, means, stds, label, marker="o") -> None:
     ax.fill_between(xs, m - sd, m + sd, color=line.get_color(), alpha=0.2)
 
 
+def _not_trained(ax, xs) -> None:
+    """Values a lazy selection did not train (a smaller one matched): grey crosses on the axis."""
+    if xs:
+        lo = ax.get_ylim()[0]
+        ax.plot(sorted(xs), [lo] * len(xs), "x", color="grey", clip_on=False, label="not trained (a smaller value matched)")
+
+
 def _integer_ticks(ax, values) -> None:
     """Bit widths and layer widths are integers: tick exactly the values trained."""
     ticks = sorted(set(values))
@@ -70,8 +77,11 @@ def scope_of(t: Trial) -> list[tuple[str, int]]:
     return out
 
 
-def bitwidth(trials: list[Trial], fp32: dict[str, Stats], fp32_width: dict[str, int], path: Path) -> bool:
-    """Figure 1: return vs bit width per scope, at the FP32 baseline's width."""
+def bitwidth(trials: list[Trial], fp32: dict[str, Stats], fp32_width: dict[str, int], path: Path,
+             skipped: dict | None = None) -> bool:
+    """Figure 1: return vs bit width per scope, at the FP32 baseline's width. skipped: env -> core bits a
+    lazy selection did not train."""
+    skipped = skipped or {}
     curves = {}  # env -> scope -> [(bits, stats)]
     for t, s in groups(trials):
         if t.fp32 or t.width != fp32_width.get(t.env_id):
@@ -87,7 +97,8 @@ def bitwidth(trials: list[Trial], fp32: dict[str, Stats], fp32_width: dict[str, 
             pts = sorted(curves[env].get(scope, []), key=lambda p: p[0])
             if pts:
                 _line(ax, [p[0] for p in pts], [p[1].mean for p in pts], [p[1].std for p in pts], scope)
-        _integer_ticks(ax, [b for pts in curves[env].values() for b, _ in pts])
+        _not_trained(ax, skipped.get(env, []))
+        _integer_ticks(ax, [b for pts in curves[env].values() for b, _ in pts] + skipped.get(env, []))
         ax.set(title=env, xlabel="bit width", ylabel="return")
         ax.legend(fontsize=8)
     return _save(fig, path, "Return vs bit width per quantization scope (FP32 band: mean +- 1 std)")
@@ -124,23 +135,26 @@ def noise(noise_data: dict, path: Path) -> bool:
     return _save(fig, path, "Robustness to Gaussian observation noise (band: std over models)")
 
 
-def width(trials: list[Trial], fp32: dict[str, Stats], path: Path) -> bool:
-    """Figure 4: return vs hidden width, one curve per core bit width (input and output at 8 bits)."""
+def width(trials: list[Trial], fp32: dict[str, Stats], path: Path, skipped: dict | None = None) -> bool:
+    """Figure 4: return vs hidden width, one curve per core bit width (input and output at 8 bits).
+    skipped: env -> widths a lazy selection did not train."""
     return _sweep(trials, fp32, path, "width", "hidden width",
                   lambda t: (f"core {t.bits('weight')} bits", t.width)
                   if t.bits("in") == t.bits("out") == 8 and t.bits("weight") == t.bits("act") else None,
-                  "Return vs hidden width (FP32 band: mean +- 1 std)", log2=True)
+                  "Return vs hidden width (FP32 band: mean +- 1 std)", log2=True, skipped=skipped)
 
 
-def input_bits(trials: list[Trial], fp32: dict[str, Stats], path: Path) -> bool:
-    """Figure 5: return vs input bits, one curve per (core bits, width), output at 8 bits."""
+def input_bits(trials: list[Trial], fp32: dict[str, Stats], path: Path, skipped: dict | None = None) -> bool:
+    """Figure 5: return vs input bits, one curve per (core bits, width), output at 8 bits.
+    skipped: env -> input bits a lazy selection did not train."""
     return _sweep(trials, fp32, path, "input", "input bits",
                   lambda t: (f"core {t.bits('weight')} bits, width {t.width}", t.bits("in"))
                   if t.bits("out") == 8 and t.bits("weight") == t.bits("act") else None,
-                  "Return vs input bit width (FP32 band: mean +- 1 std)")
+                  "Return vs input bit width (FP32 band: mean +- 1 std)", skipped=skipped)
 
 
-def _sweep(trials, fp32, path, name, xlabel, key, title, log2=False) -> bool:
+def _sweep(trials, fp32, path, name, xlabel, key, title, log2=False, skipped=None) -> bool:
+    skipped = skipped or {}
     curves = {}  # env -> label -> [(x, stats)]
     for t, s in groups(trials):
         k = None if t.fp32 else key(t)
@@ -157,9 +171,10 @@ def _sweep(trials, fp32, path, name, xlabel, key, title, log2=False) -> bool:
         for label, pts in sorted(curves[env].items()):
             pts = sorted(pts, key=lambda p: p[0])
             _line(ax, [p[0] for p in pts], [p[1].mean for p in pts], [p[1].std for p in pts], label)
+        _not_trained(ax, skipped.get(env, []))
         if log2:
             ax.set_xscale("log", base=2)
-        _integer_ticks(ax, [x for pts in curves[env].values() for x, _ in pts])
+        _integer_ticks(ax, [x for pts in curves[env].values() for x, _ in pts] + skipped.get(env, []))
         ax.set(title=env, xlabel=xlabel, ylabel="return")
         ax.legend(fontsize=8)
     return _save(fig, path, title)

@@ -130,15 +130,27 @@ def histories(data: Data) -> dict:
     return out
 
 
+def not_trained(data: Data, stage: str) -> dict[str, list[int]]:
+    """env -> the values of `stage` a lazy selection did not train, because a smaller one matched."""
+    out = {}
+    for env, o in (data.selection or {}).get("stages", {}).get(stage, {}).items():
+        skipped = [r["value"] for r in o["rows"] if r.get("note", "").startswith("not needed") and not r["seeds"]]
+        if skipped:
+            out[env] = skipped
+    return out
+
+
 def write(data: Data, out: Path) -> dict[str, bool]:
     """Figures and report.md into `out` (replaced whole). Returns which figures were drawn."""
     with replaced_folder(out) as tmp:
         drawn = {
-            "fig1_bitwidth.png": figures.bitwidth(data.trials, data.fp32, data.fp32_width, tmp / "fig1_bitwidth.png"),
+            "fig1_bitwidth.png": figures.bitwidth(data.trials, data.fp32, data.fp32_width, tmp / "fig1_bitwidth.png",
+                                                  not_trained(data, "core")),
             "fig2_training.png": figures.training(histories(data), tmp / "fig2_training.png"),
             "fig3_noise.png": figures.noise(data.noise or {}, tmp / "fig3_noise.png"),
-            "fig4_width.png": figures.width(data.trials, data.fp32, tmp / "fig4_width.png"),
-            "fig5_input_bits.png": figures.input_bits(data.trials, data.fp32, tmp / "fig5_input_bits.png"),
+            "fig4_width.png": figures.width(data.trials, data.fp32, tmp / "fig4_width.png", not_trained(data, "width")),
+            "fig5_input_bits.png": figures.input_bits(data.trials, data.fp32, tmp / "fig5_input_bits.png",
+                                                      not_trained(data, "input")),
         }
         (tmp / "report.md").write_text(markdown(data, drawn))
     return drawn
@@ -150,6 +162,8 @@ def markdown(data: Data, drawn: dict[str, bool]) -> str:
     if data.selection is not None:
         lines += ["## Selection (paper Table 1)", "", "```", stages.selection_table(data.selection), "```", "",
                   "## Stages", "", "```", "\n\n".join(data.selection["stage_tables"]), "```", ""]
+        if "cost" in data.selection:
+            lines += ["## Cost", "", stages.cost_line(data.selection["cost"]) + ".", ""]
     lines += ["## Configurations", "", "Final return over seeds (population std).", "", "```",
               summaries.table([{"configuration": t.configuration, "seed": t.seed, "status": "done",
                                 "final_return": t.final_return} for t in data.trials]), "```", ""]

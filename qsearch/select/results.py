@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -23,11 +24,11 @@ class Stats:
     def n(self) -> int:
         return len(self.returns)
 
-    @property
+    @cached_property  # a lazy stage asks again and again (qsearch/select/lazy.py)
     def mean(self) -> float:
         return float(np.mean(self.returns)) if self.returns else math.nan
 
-    @property
+    @cached_property
     def std(self) -> float:
         # Population std over seeds, as the search's summary table prints it.
         return float(np.std(self.returns)) if self.returns else math.nan

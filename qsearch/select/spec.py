@@ -14,12 +14,22 @@ It is a search space file (qsearch/search/space.py) without `sweep:` and with a 
       rule: sigma                   # FP32 parity: sigma (the paper's), welch or bootstrap
       alpha: 0.05                   # welch / bootstrap only
       min_seeds: 3                  # a configuration with fewer finished seeds is not picked (default: all)
+      min_band: 0.01                # sigma: floor the band's half-width at 1% of |FP32 mean| (default 0: none)
+      speculation: 1                # lazy stages: values trained ahead of the smallest undecided one; all: the grid
+      early_reject: 3               # stop a trial this many band half-widths below FP32's curve (default: off)
+      adaptive_seeds: 3             # start each value with 3 seeds, 3 more while it could match (default: off)
+      adaptive_margin: 1            # "clearly no match": this many band half-widths below the bound
       noise_sigmas: [0, 0.1, 0.2, 0.3, 0.4, 0.5]   # paper Section 3.3
       noise_episodes: 10
 
 Stage 2 always also holds the stage-1 width and stage 3 the 8-bit input: those configurations are
 the previous stage's pick (already trained, so reused), so a stage can never end up worse than the
 one before it. Every error is one line naming the file, the key and the reason.
+
+Lazy stages (qsearch/select/lazy.py): a stage asks only for its smallest matching value, so its
+values are trained from the smallest up and larger ones are skipped once one matches; the selection
+is the full grid's (see lazy.py). `speculation` trades compute for wall time; `early_reject` and
+`adaptive_seeds` save more but may change a decision (bench/selection_cost.py counts how often).
 """
 from __future__ import annotations
 
@@ -35,7 +45,7 @@ from qsearch.select.parity import RULES, Rule
 
 STAGES = ("core", "width", "input")
 SELECTION_KEYS = {"core_bits", "widths", "input_bits", "rule", "alpha", "min_seeds", "noise_sigmas",
-                  "noise_episodes"}
+                  "noise_episodes", "min_band", "speculation", "early_reject", "adaptive_seeds", "adaptive_margin"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,14 @@ class Selection:
     """noise levels on the normalized observation (paper Section 3.3)"""
     noise_episodes: int = 10
     """episodes per model and noise level"""
+    speculation: int | None = 1
+    """values trained ahead of the smallest undecided one (0: strictly lazy; None, `all` in the file: the grid)"""
+    early_reject: float | None = None
+    """stop a trial this many band half-widths below FP32's curve at two checkpoints in a row (None: off)"""
+    adaptive_seeds: int | None = None
+    """seeds a value starts with, and adds at a time while it could match (None: off, all seeds at once)"""
+    adaptive_margin: float = 1.0
+    """adaptive seeds: no match on the first seeds when their mean is this many half-widths below the bound"""
 
     @property
     def envs(self) -> list[str]:
@@ -126,9 +144,33 @@ def parse(data, path: str = "<selection>") -> Selection:
     sigmas = tuple(_list(err, "selection.noise_sigmas", sel.get("noise_sigmas", list(default(Selection, "noise_sigmas"))),
                          lambda k, v: _sigma(err, k, v)))
     episodes = _int(err, "selection.noise_episodes", sel.get("noise_episodes", default(Selection, "noise_episodes")), lo=1)
+    min_band = _fraction(err, "selection.min_band", sel.get("min_band", default(Selection, "rule").min_band))
+    if min_band and rule_name != "sigma":
+        raise err("selection.min_band", f"floors the sigma rule's band; the {rule_name} rule has no band")
+    speculation = sel.get("speculation", default(Selection, "speculation"))
+    if speculation != "all" and (not isinstance(speculation, int) or isinstance(speculation, bool) or speculation < 0):
+        raise err("selection.speculation", f"must be a number of values (0: strictly lazy) or all, got {speculation!r}")
+    early = sel.get("early_reject", default(Selection, "early_reject"))
+    if early is not None and (isinstance(early, bool) or not isinstance(early, (int, float)) or early <= 0):
+        raise err("selection.early_reject", f"must be a positive number of band half-widths (or null: off), got {early!r}")
+    adaptive = sel.get("adaptive_seeds", default(Selection, "adaptive_seeds"))
+    if adaptive is not None:
+        adaptive = _int(err, "selection.adaptive_seeds", adaptive, lo=1, hi=len(base.seeds))
+    margin = sel.get("adaptive_margin", default(Selection, "adaptive_margin"))
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
+        raise err("selection.adaptive_margin", f"must be a non-negative number, got {margin!r}")
     return Selection(name=base.name, path=path, data=data, base=base, core_bits=core_bits, widths=widths,
-                     input_bits=input_bits, rule=Rule(rule_name, float(alpha)), min_seeds=min_seeds,
-                     noise_sigmas=sigmas, noise_episodes=episodes)
+                     input_bits=input_bits, rule=Rule(rule_name, float(alpha), min_band), min_seeds=min_seeds,
+                     noise_sigmas=sigmas, noise_episodes=episodes,
+                     speculation=None if speculation == "all" else speculation,
+                     early_reject=None if early is None else float(early), adaptive_seeds=adaptive,
+                     adaptive_margin=float(margin))
+
+
+def _fraction(err, key, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+        raise err(key, f"must be a fraction in [0, 1), got {v!r}")
+    return float(v)
 
 
 def _sigma(err, key, v):

@@ -5,6 +5,7 @@ belong to it, the index of finished trials says which of them exist, and `pick` 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from qsearch.errors import QsearchError
@@ -26,6 +27,7 @@ class Candidate:
     stats: Stats
     verdict: Verdict
     eligible: bool  # enough finished seeds to be picked
+    note: str = ""  # a lazy stage's word: decided early (early rejection, adaptive seeds), or not needed
 
 
 @dataclass(frozen=True)
@@ -38,16 +40,26 @@ class StageOutcome:
 
 
 def pick(stage: str, env_id: str, candidates: list[tuple[int, str, Stats]], fp32: Stats, rule: Rule,
-         min_seeds: int) -> StageOutcome:
+         min_seeds: int, forced: dict[int, str] | None = None) -> StageOutcome:
     """The smallest value whose configuration has min_seeds finished seeds and matches FP32.
 
     Smallest wins even when a larger one has the higher return: the point is the cheapest
-    configuration that is good enough. A candidate short of seeds is never picked on partial evidence."""
+    configuration that is good enough. A candidate short of seeds is never picked on partial evidence.
+    forced: value -> why a lazy stage decided it "no match" early (qsearch/select/lazy.py)."""
+    forced = forced or {}
     rows = []
     for value, key, s in sorted(candidates, key=lambda c: c[0]):
-        rows.append(Candidate(value, key, s, verdict(s, fp32, rule), s.n >= min_seeds))
+        v = Verdict(False, "decided early") if value in forced else verdict(s, fp32, rule)
+        rows.append(Candidate(value, key, s, v, s.n >= min_seeds, forced.get(value, "")))
     chosen = next((r for r in rows if r.eligible and r.verdict.match), None)
     return StageOutcome(stage, env_id, fp32, tuple(rows), chosen)
+
+
+def skip(o: StageOutcome, values: list[int], note: str) -> StageOutcome:
+    """`o` with `values` marked as not needed (a lazy stage did not train them, or not all their seeds)."""
+    rows = tuple(dataclasses.replace(r, note=note) if r.value in values else r for r in o.rows)
+    chosen = next((r for r in rows if o.chosen is not None and r.value == o.chosen.value), None)
+    return dataclasses.replace(o, rows=rows, chosen=chosen)
 
 
 def trials_of(space: SearchSpace, conf: Configuration, index: Index) -> list[Trial]:
@@ -90,8 +102,13 @@ def table(outcomes: list[StageOutcome], rule: Rule) -> str:
             mark = "<- selected" if r is o.chosen else ""
             seeds = f"{r.stats.n} seeds" + ("" if r.eligible else " (too few)")
             ret = str(r.stats) if r.stats.n else "-"
+            if r.note.startswith("not needed") and not r.stats.n:
+                lines.append(f"  {LABEL[o.stage]} {r.value:>4}  {'not trained':>20}  {r.note}")
+                continue
+            note = f"({r.note})" if r.note else ""
             lines.append(f"  {LABEL[o.stage]} {r.value:>4}  {ret:>20}  {seeds:<18} "
-                         f"{'match' if r.verdict.match else 'no match':<9} {r.verdict.detail:<22} {mark}".rstrip())
+                         f"{'match' if r.verdict.match else 'no match':<9} {r.verdict.detail:<22} "
+                         f"{mark or note}".rstrip())
         if o.chosen is None:
             lines.append("  no configuration matches FP32 in this stage")
     return "\n".join(lines)
@@ -110,4 +127,17 @@ def selection_table(outcome: dict) -> str:
     lines += ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in rows]
     for env, why in sorted(outcome["unmatched"].items()):
         lines.append(f"{env}: {why}; nothing selected")
+    for stage, by_env in outcome["stages"].items():  # said plainly: decisions on less than the full evidence
+        for env, o in sorted(by_env.items()):
+            lines += [f"{env}: {LABEL[stage]} {r['value']} decided no match by {r['note']}" for r in o["rows"]
+                      if r.get("note") and not r["note"].startswith("not needed")]
     return "\n".join(lines)
+
+
+def cost_line(cost: dict) -> str:
+    """What a selection trained, beside the full grid of its stages (selection.json's "cost")."""
+    grid = cost["grid"]
+    share = f" ({cost['spent'] / grid:.0%} of it)" if grid else ""
+    return (f"environment steps: {cost['spent']:,} trained by this selection ({cost['trained']} trials, "
+            f"{cost['stopped']} of them stopped early), {cost['reused']:,} reused from the tracking store; "
+            f"the full grid of these stages: {grid:,}{share}")

@@ -1,0 +1,105 @@
+"""`qsearch select SPACE --plan`: what a selection costs, before anything trains.
+
+Per strategy, the trials and environment steps in the worst case (no value matches until the last:
+every strategy trains the whole grid) and in the best case (the smallest value of every stage
+matches: FP32, then 1 + speculation values per stage), and, given the trials already in the
+tracking store, what remains at most. Nothing is written: not the selection's folder, not a store.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qsearch import trial_record as record
+from qsearch.select import lazy, spec
+
+SPECULATIONS = (None, 0, 1, 2)
+
+
+def per_env(sel: spec.Selection) -> dict[str, int]:
+    """Configurations a stage trains per environment, beyond those an earlier stage trained."""
+    return {"core": 1 + len(sel.core_bits), "width": len(set(sel.widths) | {sel.width}) - 1,
+            "input": len(set(sel.input_bits) | {8}) - 1}
+
+
+def trials(sel: spec.Selection, speculation: int | None, best: bool) -> int:
+    n = per_env(sel)
+    if best and speculation is not None:  # FP32, then the smallest value and `speculation` more per stage
+        n = {"core": 1 + min(speculation + 1, n["core"] - 1), "width": min(speculation + 1, n["width"]),
+             "input": min(speculation + 1, n["input"])}
+    return len(sel.envs) * len(sel.base.seeds) * sum(n.values())
+
+
+def remaining(sel: spec.Selection, uri: str | None) -> tuple[int, int]:
+    """(trials in the store that the stages would use, trials left at most), stage by stage: a stage
+    the store already decides passes its picks on; after an undecided one, every pick is possible."""
+    from qsearch.select.replay import stage_space
+
+    index = record.Index(record.read_trials(uri) if uri else [])
+    found, left = 0, 0
+    picks: dict = {}
+    fixed: dict = {}  # stage 1's FP32 results, for the later stages
+    seen: set = set()
+    known = True  # every stage so far decided by the store alone
+    for stage in spec.STAGES:
+        if not known:
+            left += len(sel.envs) * len(sel.base.seeds) * per_env(sel)[stage]
+            continue
+        if stage != "core" and not picks:
+            break  # no environment matched in stage 1: selection ends there
+        space = stage_space(sel, stage, picks)
+        lz = lazy.stage_of(sel, stage, space)
+        lz.fixed_fp32.update(fixed)
+        for conf in space.configurations:
+            for seed in space.seeds:
+                params = space.trial_params(conf, seed)
+                t = index.find(params)
+                first_time = record.trial_key(params) not in seen  # else an earlier stage's pick, counted there
+                seen.add(record.trial_key(params))
+                if t is not None:
+                    lz.end(conf.key, seed, t.final_return)
+                found += t is not None and first_time
+                left += t is None and first_time
+        known = lz.next_trial() == lazy.FINISHED
+        fixed = fixed or lz.fp32_results()
+        picks = _picks(lz, space) if known else {}
+    return found, left
+
+
+def _picks(lz: lazy.Stage, space) -> dict:
+    out = {}
+    for env, o in lz.outcomes().items():
+        if o.chosen is not None:
+            q = next(c for c in space.configurations if c.key == o.chosen.configuration).policy
+            out[env] = (q.quant.bits_weight, q.width)
+    return out
+
+
+def plan(space_path: str | Path, workdir: str | Path | None = None, tracking_uri: str | None = None) -> str:
+    sel = spec.load(space_path)
+    folder = Path(workdir or Path("runs") / sel.name)
+    state = folder / "select.json"
+    uri = json.loads(state.read_text())["tracking_uri"] if state.is_file() else tracking_uri
+    steps = sel.base.steps
+    n = per_env(sel)
+    lines = [f"Plan of selection {sel.name}: {len(sel.envs)} environments x {len(sel.base.seeds)} seeds, "
+             f"{steps:,} environment steps per trial",
+             f"  per environment: stage core FP32 + {n['core'] - 1} core bits, stage width {n['width']} widths, "
+             f"stage input {n['input']} input bits (each stage's earlier pick is reused)",
+             f"  {'strategy':<34} {'worst case: trials':>18} {'env steps':>16}   {'best case: trials':>17} {'env steps':>16}"]
+    for k in SPECULATIONS:
+        name = "full grid (speculation all)" if k is None else f"lazy, speculation {k}"
+        name += " <- this space" if k == sel.speculation else ""
+        worst, best = trials(sel, k, False), trials(sel, k, True)
+        lines.append(f"  {name:<34} {worst:>18,} {worst * steps:>16,}   {best:>17,} {best * steps:>16,}")
+    if sel.early_reject is not None or sel.adaptive_seeds:
+        lines.append("  early rejection and adaptive seeds stop or skip trials of failing values: within these bounds")
+    lines.append(f"  parity rule: {sel.rule.describe()}")
+    if uri is None:
+        lines.append("  no tracking store yet: everything remains")
+    else:
+        found, left = remaining(sel, uri)
+        lines.append(f"  tracking store {uri}: {found:,} of the stages' trials there; "
+                     f"remaining at most {left:,} trials, {left * steps:,} environment steps")
+    return "\n".join(lines)
+
