@@ -11,9 +11,9 @@ reads is named here, and nowhere else:
                          VERSION_TAG; STOPPED_TAG / ERROR_TAG when it did not finish, and STOP_REASON_TAG
                          (+ REJECTED_TAG) when a lazy selection stopped it; SELECTED_TAG when a
                          selection picked it; HW_SOURCE_TAG and hw_* metrics after `qsearch hw`
-    selection run metrics  STEPS_SPENT, STEPS_REUSED and STEPS_GRID: what the selection cost
                 artifacts bundle/ (the policy bundle), hw/ (the hardware report), policy/ (a registered
                          MLflow model, after `qsearch export --format mlflow`)
+    selection run metrics  STEPS_SPENT, STEPS_REUSED and STEPS_GRID: what the selection cost
 
 A trial's identity is its key: SHA-256 over the canonical JSON (sorted keys, no spaces) of its
 identity params, as MLflow stores them (strings). The identity params are all params except
