@@ -92,7 +92,6 @@ def resources(folder: Path) -> dict:
     """Cell counts from yosys' stat -json in `folder`."""
     stat = json.loads((Path(folder) / "stat.json").read_text())
     cells = stat["design"]["num_cells_by_type"]
-    lutram = _count(cells, "RAM32M", "RAM64M", "RAM32X1", "RAM64X1", "RAM128X1", "RAM256X1")
     # RAM32M/RAM64M occupy 4 LUTs of a slice, RAMxxX1 one per 64 bits: counted as LUTs, as Vivado does
     lutram_luts = 4 * _count(cells, "RAM32M", "RAM64M") + _count(cells, "RAM32X1", "RAM64X1") \
         + 2 * _count(cells, "RAM128X1") + 4 * _count(cells, "RAM256X1")

@@ -31,7 +31,7 @@ def testbench(d: Design, n: int) -> str:
     ready = "" if folded else "  wire in_ready = 1'b1;\n  wire out_ready = 1'b1;\n"
     ready_reg = "  reg out_ready = 1'b1;\n  wire in_ready;\n" if folded else ""
     backpressure = "      out_ready <= got < N / 2 || (cycle % 3 != 0);\n" if folded else ""
-    timing = (f"""        if (got == 0) first_latency = cycle - t_in[0];
+    timing = ("""        if (got == 0) first_latency = cycle - t_in[0];
         if (got == 0 && cycle - t_in[0] != LATENCY) timing_errors = timing_errors + 1;""" if folded else
               """        if (cycle - t_in[got] != LATENCY) timing_errors = timing_errors + 1;
         if (got == 0) first_latency = cycle - t_in[0];""")
