@@ -52,7 +52,8 @@ REJECTED_TAG = "qsearch.early_rejection"  # the checkpoint that rejected it: its
 HW_SOURCE_TAG = "qsearch.hw.source"  # where the hw_* figures come from (FINN estimate, synthesis)
 
 # Metrics
-PROGRESS_METRICS = ("steps_per_s", "eval_return_mean", "eval_return_std", "qf_loss", "actor_loss", "alpha")
+PROGRESS_METRICS = ("steps_per_s", "eval_return_mean", "eval_return_std", "qf_loss", "actor_loss", "alpha",
+                    "vf_loss", "entropy")  # the last two: PPO
 EVAL_RETURN = "eval_return_mean"  # over environment steps: the training curve
 FINAL_RETURN = "final_return"  # the final evaluation of the trained policy: what selection compares
 HW_METRIC_PREFIX = "hw_"
