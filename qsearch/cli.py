@@ -296,7 +296,7 @@ def _report(a) -> int:
 
 
 def _import(a) -> int:
-    from qsearch.rl.rllib_import import import_checkpoint
+    from qsearch.rllib_import import import_checkpoint
 
     if a.episodes < 1:
         raise QsearchError(f"--episodes must be at least 1, got {a.episodes}")

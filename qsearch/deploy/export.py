@@ -90,7 +90,11 @@ def _mlflow(ref: str, out, tracking_uri: str | None) -> list[str]:
     bundle_path = locate_bundle(ref, uri)
     from qsearch.deploy.mlflow_model import register
 
-    return register(ref, uri, bundle_path)
+    def write_exports(b: bundles.Bundle, folders: dict[str, Path]) -> None:
+        _c(b, folders["c"], COptions())
+        _qonnx(b, folders["qonnx"])
+
+    return register(ref, uri, bundle_path, write_exports)
 
 
 def _check_out(out: Path, force: bool) -> None:

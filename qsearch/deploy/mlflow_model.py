@@ -49,10 +49,9 @@ def act(b: bundles.Bundle, obs: np.ndarray) -> np.ndarray:
     return (a * b.action_scale + b.action_bias).astype(np.float32)
 
 
-def register(run_id: str, uri: str, bundle_path: Path) -> list[str]:
-    """Log the run's policy as a pyfunc model to the run and register it; returns what was done."""
-    from qsearch.deploy.export import COptions, _c, _qonnx
-
+def register(run_id: str, uri: str, bundle_path: Path, write_exports) -> list[str]:
+    """Log the run's policy as a pyfunc model to the run and register it; returns what was done.
+    write_exports(bundle, {"c": folder, "qonnx": folder}) writes the exports attached to the model."""
     b = bundles.read(bundle_path)
     if b.integer is None:
         raise QsearchError(f"run {run_id} holds an FP32 policy without an integer model; the MLflow model runs "
@@ -64,8 +63,7 @@ def register(run_id: str, uri: str, bundle_path: Path) -> list[str]:
         exports = {ARTIFACT_C: Path(tmp) / ARTIFACT_C, ARTIFACT_QONNX: Path(tmp) / ARTIFACT_QONNX}
         for folder in exports.values():
             folder.mkdir()
-        _c(b, exports[ARTIFACT_C], COptions())
-        _qonnx(b, exports[ARTIFACT_QONNX])
+        write_exports(b, exports)
         artifacts = {ARTIFACT_BUNDLE: str(bundle_path), **{k: str(v) for k, v in exports.items()}}
         # MLflow's fluent API logs models; its URIs go into os.environ, which is put back afterwards
         saved = {k: os.environ.get(k) for k in URI_VARIABLES}
