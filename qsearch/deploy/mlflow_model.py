@@ -13,8 +13,12 @@ links every version to the trial that trained it.
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -49,6 +53,26 @@ def act(b: bundles.Bundle, obs: np.ndarray) -> np.ndarray:
     return (a * b.action_scale + b.action_bias).astype(np.float32)
 
 
+@contextlib.contextmanager
+def _narration_hidden():
+    """MLflow narrates model logging (a pickling caution, "Successfully registered model") as log
+    lines and prints on stderr; the lines `register` returns say what was done. --verbose
+    (MLFLOW_LOGGING_LEVEL=INFO) shows MLflow's own. Its advice to type-hint predict() still shows:
+    it is not emitted in a way these filters reach (measured with mlflow 3.17)."""
+    if os.environ.get("MLFLOW_LOGGING_LEVEL", "").upper() == "INFO":
+        yield
+        return
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def register(run_id: str, uri: str, bundle_path: Path, write_exports) -> list[str]:
     """Log the run's policy as a pyfunc model to the run and register it; returns what was done.
     write_exports(bundle, {"c": folder, "qonnx": folder}) writes the exports attached to the model."""
@@ -70,7 +94,7 @@ def register(run_id: str, uri: str, bundle_path: Path, write_exports) -> list[st
         try:
             mlflow.set_tracking_uri(uri)
             mlflow.set_registry_uri(uri)
-            with mlflow.start_run(run_id=run_id):
+            with mlflow.start_run(run_id=run_id), _narration_hidden():
                 info = mlflow.pyfunc.log_model(name=trial_record.MODEL_ARTIFACT, python_model=QsearchIntegerPolicy(),
                                                artifacts=artifacts, signature=signature,
                                                pip_requirements=REQUIREMENTS, registered_model_name=name)

@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,9 @@ def export_actor(actor: QuantActor, path: Path) -> Path:
     """Export a quantized actor to a QONNX file at `path` (written to a temporary name, then renamed)."""
     if not actor.quantized:
         raise QsearchError("an FP32 policy cannot be exported to QONNX; it has no quantized layers")
-    from brevitas.export import export_qonnx as brevitas_export_qonnx
+    with warnings.catch_warnings():  # brevitas says at import that an optional kernel package is missing
+        warnings.filterwarnings("ignore", message="fast_hadamard_transform package not found")
+        from brevitas.export import export_qonnx as brevitas_export_qonnx
 
     import onnx
 
