@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     _run_options(sel, "selection")
     sel.add_argument("--rule", choices=("sigma", "welch", "bootstrap"), help="FP32-parity rule (default: the space's)")
     sel.add_argument("--alpha", type=float, help="significance level of the welch and bootstrap rules")
+    sel.add_argument("--min-band", type=float, metavar="F",
+                     help="sigma rule: floor the band's half-width at F x |FP32 mean| (default: the space's)")
     sel.add_argument("--no-noise", action="store_true", help="skip the noise robustness evaluation")
     sel.add_argument("--plan", action="store_true",
                      help="print the trials and environment steps per strategy (worst and best case, and what "
@@ -275,9 +277,10 @@ def _select(a) -> int:
         print(plan(a.space, a.workdir, a.tracking_uri))
         return 0
     rule = None
-    if a.rule or a.alpha is not None:
+    if a.rule or a.alpha is not None or a.min_band is not None:
         base = spec.load(a.space).rule
-        rule = Rule(a.rule or base.name, base.alpha if a.alpha is None else a.alpha, base.min_band)
+        rule = Rule(a.rule or base.name, base.alpha if a.alpha is None else a.alpha,
+                    base.min_band if a.min_band is None else a.min_band)
     outcome = select(a.space, workdir=a.workdir, tracking_uri=a.tracking_uri, address=a.address, rule=rule,
                      noise=not a.no_noise, storage=a.storage)
     return 1 if outcome["unmatched"] else 0  # like grep: nothing selected for some environment

@@ -111,3 +111,14 @@ def test_shipped_spaces_validate():
     assert {c.policy.quant.bits_in for c in inp.configurations if c.policy.quant} == set(range(2, 9))
     quick = found["quickstart.yaml"]
     assert 2 <= len(quick.seeds) <= 3 and quick.steps <= 10_000
+
+
+def test_paper_studies_ship_in_the_papers_env_versions_too():
+    """Each paper_*_v4.yaml is its -v5 sibling on the MuJoCo -v4 tasks the paper used, and nothing else."""
+    v4_files = sorted(SPACES.glob("paper_*_v4.yaml"))
+    assert {p.name for p in v4_files} == {f"{n}_v4.yaml" for n in
+                                          ("paper_selection", "paper_bitwidth_sensitivity", "paper_width", "paper_input_bits")}
+    for v4 in v4_files:
+        old, new = (yaml.safe_load(p.read_text()) for p in (SPACES / v4.name.replace("_v4", ""), v4))
+        assert new.pop("name") == old.pop("name") + "_v4"
+        assert yaml.safe_dump(new) == yaml.safe_dump(old).replace("-v5", "-v4")

@@ -161,3 +161,16 @@ def test_select_of_a_missing_file_and_a_foreign_folder(tmp_path, capsys):
     (tmp_path / "w" / "search.json").write_text("{}")
     assert main(["select", str(path), "--workdir", str(tmp_path / "w")]) == 2
     assert "holds a search, not a selection" in capsys.readouterr().err
+
+
+def test_min_band_from_the_command_line_passes_a_ceiling(tmp_path, capsys):
+    """FP32 at a task's ceiling (std 0): a quantized 99.5% fails the paper's rule and passes with a 1% floor."""
+    path, workdir, uri = filled_selection(tmp_path, lambda conf, seed: 1000.0 if conf.policy.quant is None else 995.0)
+    assert main(["select", str(path), "--workdir", str(workdir), "--no-noise"]) == 1
+    assert record.selected_trials(uri) == []
+    assert main(["select", str(path), "--workdir", str(workdir), "--no-noise", "--min-band", "0.01"]) == 0
+    assert "with a band floor of 1.0%" in capsys.readouterr().out
+    assert {t.params["bits_weight"] for t in record.selected_trials(uri)} == {"2"}
+    assert main(["select", str(path), "--workdir", str(workdir), "--min-band", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "min_band must lie in [0, 1)" in err and err.count("\n") == 1
