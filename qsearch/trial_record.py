@@ -45,6 +45,7 @@ TRIAL_ID_TAG = "qsearch.trial_id"  # Ray Tune's trial id: a retry of a trial fin
 KEY_TAG = "qsearch.trial_key"
 VERSION_TAG = "qsearch.record_version"
 SELECTED_TAG = "qsearch.selected"  # "true" on the seeds of each selected configuration
+SELECTION_TAG = "qsearch.selection"  # the name of the selection that selected them
 STOPPED_TAG = "qsearch.stopped"  # why a trial was stopped early (status KILLED)
 ERROR_TAG = "qsearch.error"  # the exception of a failed trial (status FAILED)
 STOP_REASON_TAG = "qsearch.stop_reason"  # why a lazy selection stopped it: not needed, or early rejection
@@ -294,14 +295,17 @@ def log_selection_cost(uri: str, run_id: str, spent: int, reused: int, grid: int
     tracking.log_metrics(tracking.client(uri), run_id, {STEPS_SPENT: spent, STEPS_REUSED: reused, STEPS_GRID: grid}, 0)
 
 
-def set_selected(uri: str, envs: list[str], run_ids: list[str]) -> None:
-    """Tag `run_ids` as selected; the tag an earlier selection left on these environments is cleared."""
+def set_selected(uri: str, envs: list[str], run_ids: list[str], selection: str | None = None) -> None:
+    """Tag `run_ids` as selected (by the selection named `selection`); the tag an earlier selection
+    left on these environments is cleared."""
     c = tracking.client(uri)
     for t in selected_trials(uri):
         if t.env_id in envs:
             c.set_tag(t.run_id, SELECTED_TAG, "false")
     for run_id in run_ids:
         c.set_tag(run_id, SELECTED_TAG, "true")
+        if selection:
+            c.set_tag(run_id, SELECTION_TAG, selection)
 
 
 def eval_history(c, run_id: str) -> dict[int, float]:
@@ -314,10 +318,12 @@ def log_report(uri: str, run_id: str, report_dir: str) -> None:
 
 
 def registered_model_name(uri: str, run_id: str) -> str:
-    """One registered model per search space (the run's experiment) and task: `<space>-<env id>`."""
+    """One registered model per search or selection and task: `<space name>-<env id>`. A selected run
+    is named by its selection, not by the stage search (`<name>.core`, ...) that trained it."""
     c = tracking.client(uri)
     run = c.get_run(run_id)
-    return f"{c.get_experiment(run.info.experiment_id).name}-{run.data.params['env_id']}"
+    space = run.data.tags.get(SELECTION_TAG) or c.get_experiment(run.info.experiment_id).name
+    return f"{space}-{run.data.params['env_id']}"
 
 
 def log_hardware(uri: str, run_id: str, figures: dict[str, float], source: str, report_dir: str) -> None:

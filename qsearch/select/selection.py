@@ -63,7 +63,8 @@ def select(space_path: str | Path, workdir: str | Path | None = None, tracking_u
         outcome = _stages(sel, workdir, uri, address, storage, out)
         cost = outcome["cost"]
         record.log_selection_cost(uri, run_id, cost["spent"], cost["reused"], cost["grid"])
-        record.set_selected(uri, sel.envs, [t["run_id"] for s in outcome["selected"].values() for t in s["trials"]])
+        record.set_selected(uri, sel.envs, [t["run_id"] for s in outcome["selected"].values() for t in s["trials"]],
+                            sel.name)
         if noise and outcome["selected"]:
             print(f"[{time.strftime('%H:%M:%S')}] noise robustness: sigma {list(sel.noise_sigmas)}, "
                   f"{sel.noise_episodes} episodes per model", file=out, flush=True)
