@@ -23,7 +23,7 @@ from pathlib import Path
 from qsearch.errors import QsearchError
 from qsearch.config import default
 from qsearch.hw.config import HwConfig
-from qsearch.hw.device import device
+from qsearch.hw.device import Device, device
 from qsearch.hw.rtl import simulate as sims
 from qsearch.hw.rtl import tools
 from qsearch.hw.rtl.arch import Arch
@@ -66,12 +66,19 @@ class OpenSynthResult:
         return asdict(self)
 
 
-def check_part(part: str):
-    """The Device for a part yosys can target here: the 7-series Artix-7 parts qsearch knows."""
-    dev = device(part)  # unknown parts: QsearchError
-    if not dev.part.startswith("xc7"):
-        raise QsearchError(f"yosys' open flow targets the Xilinx 7-series (synth_xilinx -family xc7); "
-                           f"{part} is not one")
+# synth_xilinx -family xc7 targets the 7-series: Artix, Kintex, Virtex, Zynq-7000, Spartan-7
+XC7_PREFIXES = ("xc7a", "xc7k", "xc7v", "xc7z", "xc7s")
+
+
+def check_part(part: str) -> Device:
+    """The Device for a part yosys can target here (qsearch knows its resources, and it is 7-series)."""
+    return check_device(device(part))  # unknown parts: QsearchError
+
+
+def check_device(dev: Device) -> Device:
+    if not dev.part.startswith(XC7_PREFIXES):
+        raise QsearchError(f"the open flow synthesizes for the Xilinx 7-series only (yosys synth_xilinx -family xc7); "
+                           f"{dev.part} is not one")
     return dev
 
 
