@@ -6,7 +6,8 @@ For each policy (random weights of the paper's shapes, padded to 32 as the paper
 `qsearch hw --paper --reference --pad 32` builds them), targets from 1e3 actions/s up by powers of
 10: the chooser's architecture for the target (fully parallel at one action per clock, else the
 cheapest folding), generated, simulated in verilator against the integer engine, synthesized with
-yosys for the XC7A15T at 100 MHz (1,000 vectors, fewer when they would take over SIM_CYCLES), and (for the fully parallel Hopper designs) the netlist simulated too. The sweep
+yosys for the XC7A15T at 100 MHz (as many vectors as the open flow uses: qsearch/hw/open_steps.py), and
+(for the fully parallel Hopper designs) the netlist simulated too. The sweep
 stops at the first target that does not fit (or whose yosys run exceeds TIMEOUT_S): the one before
 is the policy's highest fitting target. A fully parallel
 design is not synthesized when its non-zero weights times LUT_PER_WEIGHT exceed twice the device's
@@ -35,19 +36,18 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from qsearch.config import QuantBits  # noqa: E402
 from qsearch.errors import QsearchError  # noqa: E402
+from qsearch.hw.open_steps import LUT_PER_WEIGHT, vectors  # noqa: E402
 from qsearch.hw.policies import paper_policies, padded  # noqa: E402
 from qsearch.hw.rtl import tools  # noqa: E402
-from qsearch.hw.rtl.arch import PARALLEL, choose, interval  # noqa: E402
+from qsearch.hw.rtl.arch import PARALLEL, choose  # noqa: E402
 from qsearch.hw.rtl.synthesize import synthesize  # noqa: E402
 from qsearch.quant import integer  # noqa: E402
 from qsearch.obs_norm import ObsNorm  # noqa: E402
 
 TARGETS = [1e3, 1e4, 1e5, 1e6, 1e7, 1e8]
-TIMEOUT_S = 240
-SIM_CYCLES = 5_000_000  # heavily folded designs take up to 65,000 cycles an observation: fewer vectors  # per tool run; a design that takes longer counts as not fitting (the big ones do not)
+TIMEOUT_S = 600  # per tool run; a design that takes longer counts as not fitting
 CLOCK_NS = 10.0
 PART = "xc7a15tfgg484-1"
-LUT_PER_WEIGHT = 4.9  # padded paper Hopper: 1,801 LUT for 369 non-zero weights
 DEVICE_LUT = 10_400
 # The paper's Table 3 (XC7A15T-1, 100 MHz, Vivado): LUT, FF, BRAM, DSP, latency us, actions/s
 PAPER = {
@@ -88,7 +88,7 @@ def sweep(name: str, model, out: Path, netlist: bool, targets=TARGETS) -> list[d
         folder = out / "designs" / f"{name.replace(' ', '_')}_{int(target):d}"
         cpu = cpu_s()
         try:
-            n = max(50, min(1000, SIM_CYCLES // interval(model, arch)))
+            n = vectors(model, arch)
             r = synthesize(model, arch, PART, CLOCK_NS, folder=folder, check_netlist=netlist and arch == PARALLEL,
                            vectors=n, timeout=TIMEOUT_S)
         except (QsearchError, subprocess.TimeoutExpired) as e:
@@ -109,7 +109,9 @@ def finn_rows(folder: Path | None) -> dict:
     if not folder or not (folder / "hw.json").is_file():
         return {}
     data = json.loads((folder / "hw.json").read_text())
-    return {r["policy"]: r for r in data["rows"] if data["chosen"].get(r["policy"]) == r["target_fps"]}
+    chosen = data["chosen"].get("finn", {})  # hw.json: flow -> policy -> chosen target
+    return {r["policy"]: r for r in data["rows"] if r.get("flow", "finn") == "finn"
+            and chosen.get(r["policy"]) == r["target_fps"]}
 
 
 def chosen(rows: list[dict]) -> dict:
@@ -180,10 +182,13 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", type=Path, default=ROOT / "hw_builds" / "bench_open")
     p.add_argument("--finn", type=Path, default=None)
-    p.add_argument("--only", default=None, help="run only policies whose name contains this")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                   help="run only these policies (exact names, e.g. Hopper 'Hopper reference')")
     p.add_argument("--report", action="store_true",
                    help="only write the table and figure from the results.json files under --out")
     p.add_argument("--shard", default="0/1", help="I/N: run every N-th policy from the I-th (parallel runs)")
+    p.add_argument("--targets", type=float, nargs="+", default=TARGETS, help="throughput targets [actions/s]")
+    p.add_argument("--no-trained", action="store_true", help="leave out the trained Hopper-shaped policy")
     a = p.parse_args()
     if a.report:
         files = [json.loads(f.read_text()) for f in sorted(a.out.glob("**/results.json"))]
@@ -205,7 +210,8 @@ def main() -> None:
 
     policies = [(p.name if "reference" in p.name else p.name.split(" h")[0], padded(p.actor, 32))
                 for p in paper_policies(reference=True)]
-    policies.append(("Hopper trained", warmed_actor(QuantBits(6, 2, 2, 8), 11, 3, width=16)))
+    if not a.no_trained:
+        policies.append(("Hopper trained", warmed_actor(QuantBits(6, 2, 2, 8), 11, 3, width=16)))
     # Hopper first (the headline design), then the rest
     policies.sort(key=lambda p: not p[0].startswith("Hopper"))
     i, n = (int(v) for v in a.shard.split("/"))
@@ -216,10 +222,10 @@ def main() -> None:
     rows = []
     t_sweep, cpu_sweep = time.perf_counter(), cpu_s()
     for name, actor in policies:
-        if a.only and a.only not in name:
+        if a.only and name not in a.only:
             continue
         # the trained Hopper-shaped policy: only its fully parallel design, beside the random one's
-        targets = [1e8] if name == "Hopper trained" else TARGETS
+        targets = [1e8] if name == "Hopper trained" else a.targets
         rows += sweep(name, model_of(actor), a.out, netlist=name.startswith("Hopper"), targets=targets)
         (a.out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     total, cpu = time.perf_counter() - t_sweep, cpu_s() - cpu_sweep

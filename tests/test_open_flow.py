@@ -106,3 +106,16 @@ def test_a_folding_that_does_not_divide_is_refused(tiny_bundle):
         from qsearch.config import PolicyConfig
 
         integer_models([HwPolicy("f", QuantActor(3, 2, PolicyConfig(width=4, quant=None)))], None)
+
+
+def test_a_parallel_design_too_large_to_fit_is_not_synthesized():
+    """Every non-zero weight as logic (4.9 LUT each, measured): 64-wide 2-bit layers need ~4x the part."""
+    from qsearch.config import PolicyConfig
+    from qsearch.hw.policies import random_actor
+    from qsearch.hw.sweep import estimate_row
+
+    actor = random_actor(PolicyConfig(width=64, depth=2, quant=QuantBits(3, 2, 2, 8)), 32, 8)
+    model = integer_models([HwPolicy("wide", actor)], None)["wide"]
+    row = estimate_row("wide", model, 1e8, HwConfig(targets=(1e8,)), "open")  # no tool runs: returns at once
+    assert row.arch == "parallel" and not row.fits and row.over[0].startswith("LUT, not synthesized")
+    assert row.lut != row.lut and row.power_w is None  # NaN: no count was made

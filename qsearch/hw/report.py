@@ -30,7 +30,7 @@ def _n(v, fmt: str = ",.0f") -> str:
 
 def _cells(r: Row, chosen: bool) -> list[str]:
     return [r.policy + (" *" if chosen else ""), FLOW_LABEL.get(r.flow, r.flow), f"{r.target_fps:.0e}", r.arch,
-            _n(r.lut), _n(r.ff), _n(r.carry4), _n(r.bram18, "g"), _n(r.dsp, "g"), _us(r.latency_us),
+            _n(r.lut), _n(r.ff), _n(r.carry4), _n(r.bram18, "g"), _n(r.dsp, "g"), _latency(r),
             _n(r.lut_levels), "not estimated" if r.power_w is None else f"{r.power_w:.2f} W",
             f"{r.actions_per_s:.1e}", _n(r.energy_j, ".1e"),
             "yes" if r.fits else "no (" + ", ".join(r.over) + ")"]
@@ -38,6 +38,10 @@ def _cells(r: Row, chosen: bool) -> list[str]:
 
 def _us(us: float) -> str:
     return f"{us:.2f} us" if us < 10 else f"{us:.1f} us"
+
+
+def _latency(r: Row) -> str:
+    return _us(r.latency_us) + ("" if r.latency_cycles is None else f" ({r.latency_cycles:,} cyc)")
 
 
 def is_chosen(r: Row, chosen: dict) -> bool:
@@ -68,7 +72,7 @@ def notes(cfg: HwConfig, flows: list[str] = ("finn",)) -> list[str]:
     if "open" in flows:
         out += [
             "Open-flow rows (yosys): qsearch's own RTL of the integer model, each design checked bit for bit in "
-            f"verilator against the integer engine ({open_steps.VECTORS} observations, fewer for designs slower than "
+            f"verilator against the integer engine ({open_steps.VECTORS:,} observations, fewer for designs slower than "
             f"{open_steps.SIM_CYCLES:,} cycles in all) before its figures are reported, then synthesized with yosys "
             "synth_xilinx -family xc7. These are yosys cell counts BEFORE place-and-route, and timing is NOT closed: "
             "the only timing signal is the LUT levels of the longest register-to-register path. Latency and "

@@ -93,7 +93,7 @@ def estimate_row(policy: str, start, target: float, cfg: HwConfig, flow: str = f
         p = e = None
     over = dev.over(est.lut, est.bram18, est.dsp, est.ff)
     if math.isnan(est.lut):  # a design too large to synthesize (open_steps.LUT_PER_WEIGHT)
-        over = ["LUT"]
+        over = [f"LUT, {est.note}"]
     return Row(policy, float(target), est.lut, est.bram18, est.dsp, est.max_cycles, est.latency_ns / 1e3,
                est.throughput, p, e, not over, over, cfg.pad, ff=est.ff, source=est.source,
                layers=[asdict(l) for l in est.layers], folding=est.folding, flow=flow, arch=est.architecture,
