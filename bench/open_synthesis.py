@@ -71,7 +71,7 @@ def model_of(actor) -> integer.IntegerModel:
     return integer.extract(actor, ObsNorm(np.zeros(n, np.float32), np.ones(n, np.float32)))
 
 
-def sweep(name: str, model, out: Path, netlist: bool, targets=TARGETS) -> list[dict]:
+def sweep(name: str, model, out: Path, netlist: bool, targets=TARGETS, timeout: float = TIMEOUT_S) -> list[dict]:
     rows, done = [], {}
     for target in targets:
         arch = choose(model, target, CLOCK_NS)
@@ -90,7 +90,7 @@ def sweep(name: str, model, out: Path, netlist: bool, targets=TARGETS) -> list[d
         try:
             n = vectors(model, arch)
             r = synthesize(model, arch, PART, CLOCK_NS, folder=folder, check_netlist=netlist and arch == PARALLEL,
-                           vectors=n, timeout=TIMEOUT_S)
+                           vectors=n, timeout=timeout)
         except (QsearchError, subprocess.TimeoutExpired) as e:
             rows.append({**row, "error": str(e).splitlines()[0][:200], "fits": False})
             print(name, target, "error", str(e)[:200], flush=True)
@@ -115,8 +115,37 @@ def finn_rows(folder: Path | None) -> dict:
 
 
 def chosen(rows: list[dict]) -> dict:
-    """Per policy: the row of its highest fitting target (rows come in increasing targets)."""
-    return {r["policy"]: r for r in rows if r.get("fits")}
+    """Per policy: the row of its highest fitting target (rows may come from several runs)."""
+    out = {}
+    for r in rows:
+        if r.get("fits") and r["target"] >= out.get(r["policy"], {}).get("target", 0):
+            out[r["policy"]] = r
+    return out
+
+
+def above(policy: str, rows: list[dict], target: float) -> str:
+    """What happened at the lowest target tried above `target`: why it is not the chosen one."""
+    higher = sorted((r for r in rows if r["policy"] == policy and r["target"] > target), key=lambda r: r["target"])
+    if not higher:
+        return "- (one action per clock)" if target >= 1e9 / CLOCK_NS else "not tried"
+    r = higher[0]
+    if "error" in r:
+        return f"{r['target']:.0e}: " + ("yosys timed out" + r["error"].split("timed out")[-1].replace(" seconds", " s wall")
+                                          if "timed out" in r["error"] else r["error"][:80])
+    if "skipped" in r:
+        return f"{r['target']:.0e}: parallel, not synthesized ({r['skipped']})"
+    return f"{r['target']:.0e}: {r['arch']}, {r['lut']:,} LUT, {r['bram18']:g} BRAM18, {r['dsp']} DSP"
+
+
+ORDER = ["Hopper", "Hopper trained", "Humanoid", "Walker2d", "Ant", "HalfCheetah"]
+
+
+def ordered(rows: list[dict]) -> list[str]:
+    """The policies of `rows`: the paper's Table 1 first, then the reference designs, each in ORDER."""
+    def key(p):
+        task = p.replace(" reference", "")
+        return "reference" in p, ORDER.index(task) if task in ORDER else len(ORDER)
+    return sorted(dict.fromkeys(r["policy"] for r in rows), key=key)
 
 
 def finn_key(policy: str, finn: dict) -> dict | None:
@@ -129,26 +158,26 @@ def finn_key(policy: str, finn: dict) -> dict | None:
 def table(rows: list[dict], finn: dict) -> str:
     """Markdown: per policy the open flow's highest fitting design, FINN's estimate, the paper's Table 3."""
     best = chosen(rows)
-    out = ["| policy | flow | target/s | architecture | LUT | FF | CARRY4 | DSP | BRAM18 | latency | actions/s | LUT levels |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for policy in dict.fromkeys(r["policy"] for r in rows):
+    out = ["| policy | flow | target/s | architecture | LUT | FF | CARRY4 | DSP | BRAM18 | latency | actions/s | "
+           "LUT levels | next target up |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for policy in ordered(rows):
         r = best.get(policy)
         if r:
             out.append(f"| {policy} | open (yosys) | {r['target']:.0e} | {r['arch']} | {r['lut']:,} | {r['ff']:,} | "
                        f"{r['carry4']} | {r['dsp']} | {r['bram18']:g} | {r['latency_us']:.3g} us | "
-                       f"{r['actions_per_s']:.2g} | {r['lut_levels']} |")
+                       f"{r['actions_per_s']:.2g} | {r['lut_levels']} | {above(policy, rows, r['target'])} |")
         else:
-            why = [x.get("error") or x.get("skipped") or "does not fit" for x in rows if x["policy"] == policy][-1]
-            why = f"yosys over {TIMEOUT_S} s at 1e3" if "timed out" in why else why
-            out.append(f"| {policy} | open (yosys) | none | {why} | | | | | | | | |")
+            lowest = min((x["target"] for x in rows if x["policy"] == policy))
+            out.append(f"| {policy} | open (yosys) | none | | | | | | | | | | {above(policy, rows, lowest / 10)} |")
         f = finn_key(policy, finn)
         if f:
-            out.append(f"| | FINN estimate | {f['target_fps']:.0e} | FINN folding | {f['lut']:,.0f} | - | - | "
-                       f"{f['dsp']:g} | {f['bram18']:g} | {f['latency_us']:.3g} us | {f['actions_per_s']:.2g} | - |")
+            out.append(f"| | FINN estimate | {f['target_fps']:.0e} | FINN {f.get('arch', 'folding')} | {f['lut']:,.0f} | - "
+                       f"| - | {f['dsp']:g} | {f['bram18']:g} | {f['latency_us']:.3g} us | {f['actions_per_s']:.2g} | - | |")
         pp = PAPER.get(policy)
         if pp:
             out.append(f"| | paper (Vivado) | | FINN | {pp[0]:,} | {pp[1]:,} | - | {pp[3]} | {pp[2]:g} | "
-                       f"{pp[4]:g} us | {pp[5]:.2g} | - |")
+                       f"{pp[4]:g} us | {pp[5]:.2g} | - | |")
     return "\n".join(out) + "\n"
 
 
@@ -156,7 +185,7 @@ def figure(rows: list[dict], finn: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     best = chosen(rows)
-    policies = [p for p in dict.fromkeys(r["policy"] for r in rows) if p in PAPER]
+    policies = [p for p in ordered(rows) if p in PAPER]
     x = np.arange(len(policies))
     flows = [("open (yosys)", lambda p: best.get(p), "lut", "latency_us"),
              ("FINN estimate", lambda p: finn_key(p, finn), "lut", "latency_us"),
@@ -189,6 +218,7 @@ def main() -> None:
     p.add_argument("--shard", default="0/1", help="I/N: run every N-th policy from the I-th (parallel runs)")
     p.add_argument("--targets", type=float, nargs="+", default=TARGETS, help="throughput targets [actions/s]")
     p.add_argument("--no-trained", action="store_true", help="leave out the trained Hopper-shaped policy")
+    p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds a tool run may take (wall)")
     a = p.parse_args()
     if a.report:
         files = [json.loads(f.read_text()) for f in sorted(a.out.glob("**/results.json"))]
@@ -226,7 +256,8 @@ def main() -> None:
             continue
         # the trained Hopper-shaped policy: only its fully parallel design, beside the random one's
         targets = [1e8] if name == "Hopper trained" else a.targets
-        rows += sweep(name, model_of(actor), a.out, netlist=name.startswith("Hopper"), targets=targets)
+        rows += sweep(name, model_of(actor), a.out, netlist=name.startswith("Hopper"), targets=targets,
+                      timeout=a.timeout)
         (a.out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     total, cpu = time.perf_counter() - t_sweep, cpu_s() - cpu_sweep
     print(f"whole sweep: {total:.0f} s wall, {cpu:.0f} s CPU, {sum(1 for r in rows if 'lut' in r)} designs",

@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("ref", nargs="?", metavar="BUNDLE_OR_SEARCH",
                    help="bundle folder, search/selection folder (its selected bundles) or MLflow run id")
     _hw_options(h)
-    h.add_argument("--flow", default="finn",  # checked by qsearch.hw.flows.resolve (not imported here: torch)
+    h.add_argument("--flow", default="finn", metavar="finn|open|both",  # checked by flows.resolve (not imported here: torch)
                    help="finn: FINN's estimates; open: qsearch's RTL, checked in verilator against the integer engine "
                         "and synthesized with yosys for the 7-series (cell counts before place-and-route, timing not "
                         "closed); both: side by side (default finn)")

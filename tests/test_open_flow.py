@@ -29,11 +29,25 @@ def tiny_bundle(tmp_path_factory):
     return write_bundle(tmp_path_factory.mktemp("tiny") / "bundle", actor)
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module's sweeps (each `qsearch hw` joins it instead of starting its own);
+    its workers keep the designs they synthesized, so a design two sweeps share may be made once."""
+    import ray
+
+    from qsearch.hw.sweep import ray_init
+
+    started = ray_init(None)
+    yield
+    if started:
+        ray.shutdown()
+
+
 def rows_of(out_dir):
     return list(csv.DictReader((out_dir / "hw.csv").open()))
 
 
-def test_open_flow_end_to_end(capsys, tmp_path, tiny_bundle):
+def test_open_flow_end_to_end(capsys, tmp_path, tiny_bundle, local_ray):
     from qsearch import bundle as bundles
 
     out_dir = tmp_path / "open"
@@ -59,7 +73,7 @@ def test_open_flow_end_to_end(capsys, tmp_path, tiny_bundle):
     assert "FINN" not in md.split("## Sweep")[1].split("\n- ")[0]  # no FINN rows
 
 
-def test_both_flows_side_by_side(capsys, tmp_path, tiny_bundle):
+def test_both_flows_side_by_side(capsys, tmp_path, tiny_bundle, local_ray):
     out_dir = tmp_path / "both"
     code, out, err = run(capsys, "hw", tiny_bundle, "--flow", "both", "--targets", "1e8", "--out", out_dir)
     assert code == 0, err
