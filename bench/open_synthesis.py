@@ -98,7 +98,7 @@ def sweep(name: str, model, out: Path, netlist: bool, targets=TARGETS, timeout: 
         rows.append({**row, **r.as_dict(), "cpu_s": cpu_s() - cpu})
         done[arch] = rows[-1]
         print(name, target, r.arch, f"LUT {r.lut} FF {r.ff} DSP {r.dsp} BRAM18 {r.bram18} fits {r.fits} "
-              f"{r.seconds:.1f} s wall, {rows[-1]['cpu_s']:.1f} s CPU", flush=True)
+              f"{r.seconds:.1f} s wall, {rows[-1]['cpu_s']:.1f} s CPU (tools: {r.tool_cpu_s})", flush=True)
         if not r.fits:
             break
     return rows
@@ -187,7 +187,7 @@ def figure(rows: list[dict], finn: dict, path: Path) -> None:
     best = chosen(rows)
     policies = [p for p in ordered(rows) if p in PAPER]
     x = np.arange(len(policies))
-    flows = [("open (yosys)", lambda p: best.get(p), "lut", "latency_us"),
+    flows = [("open flow (yosys, before place-and-route)", lambda p: best.get(p), "lut", "latency_us"),
              ("FINN estimate", lambda p: finn_key(p, finn), "lut", "latency_us"),
              ("paper (Vivado)", lambda p: dict(lut=PAPER[p][0], latency_us=PAPER[p][4]), "lut", "latency_us")]
     fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
@@ -196,12 +196,13 @@ def figure(rows: list[dict], finn: dict, path: Path) -> None:
         axes[0].bar(x + (k - 1) * 0.27, [r[lut] if r else 0 for r in rows_], 0.27, label=label)
         axes[1].bar(x + (k - 1) * 0.27, [r[lat] if r else 0 for r in rows_], 0.27, label=label)
     axes[0].axhline(10_400, color="k", lw=0.8, ls="--")
-    axes[0].text(len(policies) - 0.5, 10_600, "XC7A15T LUTs", ha="right", fontsize=8)
+    axes[0].text(len(policies) - 0.5, 9_900, "XC7A15T LUTs", ha="right", va="top", fontsize=8)
     axes[0].set_ylabel("LUT (highest fitting target)")
     axes[1].set_yscale("log")
     axes[1].set_ylabel("latency [us]")
     axes[1].set_xticks(x, policies, rotation=30, ha="right")
-    axes[0].legend()
+    axes[0].legend(fontsize=8, loc="upper center", ncol=3)
+    axes[0].set_ylim(0, 12_500)
     axes[0].set_title("Paper's Table 1 configurations and reference, padded to 32, XC7A15T at 100 MHz")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -218,6 +219,7 @@ def main() -> None:
     p.add_argument("--shard", default="0/1", help="I/N: run every N-th policy from the I-th (parallel runs)")
     p.add_argument("--targets", type=float, nargs="+", default=TARGETS, help="throughput targets [actions/s]")
     p.add_argument("--no-trained", action="store_true", help="leave out the trained Hopper-shaped policy")
+    p.add_argument("--no-netlist", action="store_true", help="no netlist simulation (as `qsearch hw --flow open`)")
     p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds a tool run may take (wall)")
     a = p.parse_args()
     if a.report:
@@ -256,7 +258,8 @@ def main() -> None:
             continue
         # the trained Hopper-shaped policy: only its fully parallel design, beside the random one's
         targets = [1e8] if name == "Hopper trained" else a.targets
-        rows += sweep(name, model_of(actor), a.out, netlist=name.startswith("Hopper"), targets=targets,
+        netlist = name.startswith("Hopper") and not a.no_netlist
+        rows += sweep(name, model_of(actor), a.out, netlist=netlist, targets=targets,
                       timeout=a.timeout)
         (a.out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     total, cpu = time.perf_counter() - t_sweep, cpu_s() - cpu_sweep
