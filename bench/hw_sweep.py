@@ -57,7 +57,7 @@ def main() -> None:
            f"{'P [W]':>6s} {'actions/s':>9s} {'J/action':>8s}"
     print(head)
     print("-" * len(head))
-    for name, r in chosen.items():
+    for (name, _), r in chosen.items():
         env = name.split()[0]
         print(f"{name:28s} {'ours':6s} {r.target_fps:7.0e} {r.lut:7,.0f} {'-':>6s} {r.bram18 / 2:6g} {r.dsp:4g} "
               f"{r.latency_us:8.2f}us {r.power_w:6.2f} {r.actions_per_s:9.1e} {r.energy_j:8.1e}")

@@ -6,7 +6,8 @@ For each policy (random weights of the paper's shapes, padded to 32 as the paper
 `qsearch hw --paper --reference --pad 32` builds them), targets from 1e3 actions/s up by powers of
 10: the chooser's architecture for the target (fully parallel at one action per clock, else the
 cheapest folding), generated, simulated in verilator against the integer engine, synthesized with
-yosys for the XC7A15T at 100 MHz (1,000 vectors, fewer when they would take over SIM_CYCLES), and (for the fully parallel Hopper designs) the netlist simulated too. The sweep
+yosys for the XC7A15T at 100 MHz (as many vectors as the open flow uses: qsearch/hw/open_steps.py), and
+(for the fully parallel Hopper designs) the netlist simulated too. The sweep
 stops at the first target that does not fit (or whose yosys run exceeds TIMEOUT_S): the one before
 is the policy's highest fitting target. A fully parallel
 design is not synthesized when its non-zero weights times LUT_PER_WEIGHT exceed twice the device's
@@ -35,19 +36,18 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from qsearch.config import QuantBits  # noqa: E402
 from qsearch.errors import QsearchError  # noqa: E402
+from qsearch.hw.open_steps import LUT_PER_WEIGHT, vectors  # noqa: E402
 from qsearch.hw.policies import paper_policies, padded  # noqa: E402
 from qsearch.hw.rtl import tools  # noqa: E402
-from qsearch.hw.rtl.arch import PARALLEL, choose, interval  # noqa: E402
+from qsearch.hw.rtl.arch import PARALLEL, choose  # noqa: E402
 from qsearch.hw.rtl.synthesize import synthesize  # noqa: E402
 from qsearch.quant import integer  # noqa: E402
 from qsearch.obs_norm import ObsNorm  # noqa: E402
 
 TARGETS = [1e3, 1e4, 1e5, 1e6, 1e7, 1e8]
-TIMEOUT_S = 240
-SIM_CYCLES = 5_000_000  # heavily folded designs take up to 65,000 cycles an observation: fewer vectors  # per tool run; a design that takes longer counts as not fitting (the big ones do not)
+TIMEOUT_S = 600  # per tool run; a design that takes longer counts as not fitting
 CLOCK_NS = 10.0
 PART = "xc7a15tfgg484-1"
-LUT_PER_WEIGHT = 4.9  # padded paper Hopper: 1,801 LUT for 369 non-zero weights
 DEVICE_LUT = 10_400
 # The paper's Table 3 (XC7A15T-1, 100 MHz, Vivado): LUT, FF, BRAM, DSP, latency us, actions/s
 PAPER = {
@@ -71,7 +71,7 @@ def model_of(actor) -> integer.IntegerModel:
     return integer.extract(actor, ObsNorm(np.zeros(n, np.float32), np.ones(n, np.float32)))
 
 
-def sweep(name: str, model, out: Path, netlist: bool, targets=TARGETS) -> list[dict]:
+def sweep(name: str, model, out: Path, netlist: bool, targets=TARGETS, timeout: float = TIMEOUT_S) -> list[dict]:
     rows, done = [], {}
     for target in targets:
         arch = choose(model, target, CLOCK_NS)
@@ -88,9 +88,9 @@ def sweep(name: str, model, out: Path, netlist: bool, targets=TARGETS) -> list[d
         folder = out / "designs" / f"{name.replace(' ', '_')}_{int(target):d}"
         cpu = cpu_s()
         try:
-            n = max(50, min(1000, SIM_CYCLES // interval(model, arch)))
+            n = vectors(model, arch)
             r = synthesize(model, arch, PART, CLOCK_NS, folder=folder, check_netlist=netlist and arch == PARALLEL,
-                           vectors=n, timeout=TIMEOUT_S)
+                           vectors=n, timeout=timeout)
         except (QsearchError, subprocess.TimeoutExpired) as e:
             rows.append({**row, "error": str(e).splitlines()[0][:200], "fits": False})
             print(name, target, "error", str(e)[:200], flush=True)
@@ -98,7 +98,7 @@ def sweep(name: str, model, out: Path, netlist: bool, targets=TARGETS) -> list[d
         rows.append({**row, **r.as_dict(), "cpu_s": cpu_s() - cpu})
         done[arch] = rows[-1]
         print(name, target, r.arch, f"LUT {r.lut} FF {r.ff} DSP {r.dsp} BRAM18 {r.bram18} fits {r.fits} "
-              f"{r.seconds:.1f} s wall, {rows[-1]['cpu_s']:.1f} s CPU", flush=True)
+              f"{r.seconds:.1f} s wall, {rows[-1]['cpu_s']:.1f} s CPU (tools: {r.tool_cpu_s})", flush=True)
         if not r.fits:
             break
     return rows
@@ -109,12 +109,43 @@ def finn_rows(folder: Path | None) -> dict:
     if not folder or not (folder / "hw.json").is_file():
         return {}
     data = json.loads((folder / "hw.json").read_text())
-    return {r["policy"]: r for r in data["rows"] if data["chosen"].get(r["policy"]) == r["target_fps"]}
+    chosen = data["chosen"].get("finn", {})  # hw.json: flow -> policy -> chosen target
+    return {r["policy"]: r for r in data["rows"] if r.get("flow", "finn") == "finn"
+            and chosen.get(r["policy"]) == r["target_fps"]}
 
 
 def chosen(rows: list[dict]) -> dict:
-    """Per policy: the row of its highest fitting target (rows come in increasing targets)."""
-    return {r["policy"]: r for r in rows if r.get("fits")}
+    """Per policy: the row of its highest fitting target (rows may come from several runs)."""
+    out = {}
+    for r in rows:
+        if r.get("fits") and r["target"] >= out.get(r["policy"], {}).get("target", 0):
+            out[r["policy"]] = r
+    return out
+
+
+def above(policy: str, rows: list[dict], target: float) -> str:
+    """What happened at the lowest target tried above `target`: why it is not the chosen one."""
+    higher = sorted((r for r in rows if r["policy"] == policy and r["target"] > target), key=lambda r: r["target"])
+    if not higher:
+        return "- (one action per clock)" if target >= 1e9 / CLOCK_NS else "not tried"
+    r = higher[0]
+    if "error" in r:
+        return f"{r['target']:.0e}: " + ("yosys timed out" + r["error"].split("timed out")[-1].replace(" seconds", " s wall")
+                                          if "timed out" in r["error"] else r["error"][:80])
+    if "skipped" in r:
+        return f"{r['target']:.0e}: parallel, not synthesized ({r['skipped']})"
+    return f"{r['target']:.0e}: {r['arch']}, {r['lut']:,} LUT, {r['bram18']:g} BRAM18, {r['dsp']} DSP"
+
+
+ORDER = ["Hopper", "Hopper trained", "Humanoid", "Walker2d", "Ant", "HalfCheetah"]
+
+
+def ordered(rows: list[dict]) -> list[str]:
+    """The policies of `rows`: the paper's Table 1 first, then the reference designs, each in ORDER."""
+    def key(p):
+        task = p.replace(" reference", "")
+        return "reference" in p, ORDER.index(task) if task in ORDER else len(ORDER)
+    return sorted(dict.fromkeys(r["policy"] for r in rows), key=key)
 
 
 def finn_key(policy: str, finn: dict) -> dict | None:
@@ -127,26 +158,26 @@ def finn_key(policy: str, finn: dict) -> dict | None:
 def table(rows: list[dict], finn: dict) -> str:
     """Markdown: per policy the open flow's highest fitting design, FINN's estimate, the paper's Table 3."""
     best = chosen(rows)
-    out = ["| policy | flow | target/s | architecture | LUT | FF | CARRY4 | DSP | BRAM18 | latency | actions/s | LUT levels |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for policy in dict.fromkeys(r["policy"] for r in rows):
+    out = ["| policy | flow | target/s | architecture | LUT | FF | CARRY4 | DSP | BRAM18 | latency | actions/s | "
+           "LUT levels | next target up |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for policy in ordered(rows):
         r = best.get(policy)
         if r:
             out.append(f"| {policy} | open (yosys) | {r['target']:.0e} | {r['arch']} | {r['lut']:,} | {r['ff']:,} | "
                        f"{r['carry4']} | {r['dsp']} | {r['bram18']:g} | {r['latency_us']:.3g} us | "
-                       f"{r['actions_per_s']:.2g} | {r['lut_levels']} |")
+                       f"{r['actions_per_s']:.2g} | {r['lut_levels']} | {above(policy, rows, r['target'])} |")
         else:
-            why = [x.get("error") or x.get("skipped") or "does not fit" for x in rows if x["policy"] == policy][-1]
-            why = f"yosys over {TIMEOUT_S} s at 1e3" if "timed out" in why else why
-            out.append(f"| {policy} | open (yosys) | none | {why} | | | | | | | | |")
+            lowest = min((x["target"] for x in rows if x["policy"] == policy))
+            out.append(f"| {policy} | open (yosys) | none | | | | | | | | | | {above(policy, rows, lowest / 10)} |")
         f = finn_key(policy, finn)
         if f:
-            out.append(f"| | FINN estimate | {f['target_fps']:.0e} | FINN folding | {f['lut']:,.0f} | - | - | "
-                       f"{f['dsp']:g} | {f['bram18']:g} | {f['latency_us']:.3g} us | {f['actions_per_s']:.2g} | - |")
+            out.append(f"| | FINN estimate | {f['target_fps']:.0e} | FINN {f.get('arch', 'folding')} | {f['lut']:,.0f} | - "
+                       f"| - | {f['dsp']:g} | {f['bram18']:g} | {f['latency_us']:.3g} us | {f['actions_per_s']:.2g} | - | |")
         pp = PAPER.get(policy)
         if pp:
             out.append(f"| | paper (Vivado) | | FINN | {pp[0]:,} | {pp[1]:,} | - | {pp[3]} | {pp[2]:g} | "
-                       f"{pp[4]:g} us | {pp[5]:.2g} | - |")
+                       f"{pp[4]:g} us | {pp[5]:.2g} | - | |")
     return "\n".join(out) + "\n"
 
 
@@ -154,9 +185,9 @@ def figure(rows: list[dict], finn: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     best = chosen(rows)
-    policies = [p for p in dict.fromkeys(r["policy"] for r in rows) if p in PAPER]
+    policies = [p for p in ordered(rows) if p in PAPER]
     x = np.arange(len(policies))
-    flows = [("open (yosys)", lambda p: best.get(p), "lut", "latency_us"),
+    flows = [("open flow (yosys, before place-and-route)", lambda p: best.get(p), "lut", "latency_us"),
              ("FINN estimate", lambda p: finn_key(p, finn), "lut", "latency_us"),
              ("paper (Vivado)", lambda p: dict(lut=PAPER[p][0], latency_us=PAPER[p][4]), "lut", "latency_us")]
     fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
@@ -165,12 +196,13 @@ def figure(rows: list[dict], finn: dict, path: Path) -> None:
         axes[0].bar(x + (k - 1) * 0.27, [r[lut] if r else 0 for r in rows_], 0.27, label=label)
         axes[1].bar(x + (k - 1) * 0.27, [r[lat] if r else 0 for r in rows_], 0.27, label=label)
     axes[0].axhline(10_400, color="k", lw=0.8, ls="--")
-    axes[0].text(len(policies) - 0.5, 10_600, "XC7A15T LUTs", ha="right", fontsize=8)
+    axes[0].text(len(policies) - 0.5, 9_900, "XC7A15T LUTs", ha="right", va="top", fontsize=8)
     axes[0].set_ylabel("LUT (highest fitting target)")
     axes[1].set_yscale("log")
     axes[1].set_ylabel("latency [us]")
     axes[1].set_xticks(x, policies, rotation=30, ha="right")
-    axes[0].legend()
+    axes[0].legend(fontsize=8, loc="upper center", ncol=3)
+    axes[0].set_ylim(0, 12_500)
     axes[0].set_title("Paper's Table 1 configurations and reference, padded to 32, XC7A15T at 100 MHz")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -180,10 +212,15 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", type=Path, default=ROOT / "hw_builds" / "bench_open")
     p.add_argument("--finn", type=Path, default=None)
-    p.add_argument("--only", default=None, help="run only policies whose name contains this")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                   help="run only these policies (exact names, e.g. Hopper 'Hopper reference')")
     p.add_argument("--report", action="store_true",
                    help="only write the table and figure from the results.json files under --out")
     p.add_argument("--shard", default="0/1", help="I/N: run every N-th policy from the I-th (parallel runs)")
+    p.add_argument("--targets", type=float, nargs="+", default=TARGETS, help="throughput targets [actions/s]")
+    p.add_argument("--no-trained", action="store_true", help="leave out the trained Hopper-shaped policy")
+    p.add_argument("--no-netlist", action="store_true", help="no netlist simulation (as `qsearch hw --flow open`)")
+    p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds a tool run may take (wall)")
     a = p.parse_args()
     if a.report:
         files = [json.loads(f.read_text()) for f in sorted(a.out.glob("**/results.json"))]
@@ -205,7 +242,8 @@ def main() -> None:
 
     policies = [(p.name if "reference" in p.name else p.name.split(" h")[0], padded(p.actor, 32))
                 for p in paper_policies(reference=True)]
-    policies.append(("Hopper trained", warmed_actor(QuantBits(6, 2, 2, 8), 11, 3, width=16)))
+    if not a.no_trained:
+        policies.append(("Hopper trained", warmed_actor(QuantBits(6, 2, 2, 8), 11, 3, width=16)))
     # Hopper first (the headline design), then the rest
     policies.sort(key=lambda p: not p[0].startswith("Hopper"))
     i, n = (int(v) for v in a.shard.split("/"))
@@ -216,11 +254,13 @@ def main() -> None:
     rows = []
     t_sweep, cpu_sweep = time.perf_counter(), cpu_s()
     for name, actor in policies:
-        if a.only and a.only not in name:
+        if a.only and name not in a.only:
             continue
         # the trained Hopper-shaped policy: only its fully parallel design, beside the random one's
-        targets = [1e8] if name == "Hopper trained" else TARGETS
-        rows += sweep(name, model_of(actor), a.out, netlist=name.startswith("Hopper"), targets=targets)
+        targets = [1e8] if name == "Hopper trained" else a.targets
+        netlist = name.startswith("Hopper") and not a.no_netlist
+        rows += sweep(name, model_of(actor), a.out, netlist=netlist, targets=targets,
+                      timeout=a.timeout)
         (a.out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     total, cpu = time.perf_counter() - t_sweep, cpu_s() - cpu_sweep
     print(f"whole sweep: {total:.0f} s wall, {cpu:.0f} s CPU, {sum(1 for r in rows if 'lut' in r)} designs",

@@ -115,10 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     q.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
 
-    h = sub.add_parser("hw", help="FINN resource, latency and energy estimates over throughput targets (Table 3)")
+    h = sub.add_parser("hw", help="FINN's estimates and/or open synthesis (yosys) over throughput targets (Table 3)")
     h.add_argument("ref", nargs="?", metavar="BUNDLE_OR_SEARCH",
                    help="bundle folder, search/selection folder (its selected bundles) or MLflow run id")
     _hw_options(h)
+    h.add_argument("--flow", default="finn", metavar="finn|open|both",  # checked by flows.resolve (not imported here: torch)
+                   help="finn: FINN's estimates; open: qsearch's RTL, checked in verilator against the integer engine "
+                        "and synthesized with yosys for the 7-series (cell counts before place-and-route, timing not "
+                        "closed); both: side by side (default finn)")
     h.add_argument("--reference", action="store_true", help="also sweep the paper's reference design (256 wide, 8/4/8 bits)")
     h.add_argument("--paper", action="store_true", help="also sweep the paper's five Table-1 configurations (random weights)")
     h.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: a local Ray)")
@@ -338,10 +342,10 @@ def _hw(a) -> int:
     cfg = SweepConfig(hw, resource=a.resource, address=a.address)
 
     def progress(done, total, row):
-        line = f"[{done}/{total}] {row.policy} at {row.target_fps:.0e} actions/s"
+        line = f"[{done}/{total}] {row.policy} ({row.flow}) at {row.target_fps:.0e} actions/s"
         print(f"\r{line:<72}", end="", file=sys.stderr, flush=True)
     res = run_hw(a.ref, cfg, a.out, reference=a.reference, paper=a.paper, tracking_uri=a.tracking_uri,
-                 synth=a.synth, progress=progress)
+                 synth=a.synth, progress=progress, flow=a.flow)
     print(file=sys.stderr)
     print(res.table)
     for n in res.notes:

@@ -99,7 +99,7 @@ def test_highest_fitting_target_is_chosen():
             # b: FINN cannot fold faster than 2e5; 1e6 gives the same design as 1e5, which is the one kept
             _row("b", 1e4, 2000, 1e4), _row("b", 1e5, 5000, 2e5), _row("b", 1e6, 5000, 2e5)]
     chosen = sweep.best(rows)
-    assert chosen["a"].target_fps == 1e3 and chosen["b"].target_fps == 1e5
+    assert chosen["a", "finn"].target_fps == 1e3 and chosen["b", "finn"].target_fps == 1e5
 
 
 def test_policy_fitting_at_no_target_is_refused(tmp_path):

@@ -116,10 +116,16 @@ def test_one_layer_rtl(tmp_path, arch):
 
 
 def test_two_bit_core_folded_rtl(tmp_path):
-    """The paper's Hopper bits (6-bit input, 2-bit core) with a SIMD of 1 and non-power-of-two sizes."""
+    """The paper's Hopper bits (6-bit input, 2-bit core) with a SIMD of 1 and non-power-of-two sizes.
+    Weight, bias and threshold ROMs are .hex files read with $readmemh (no inline initialisation)."""
     model = trained_model(QuantBits(6, 2, 2, 8), 5, 3, width=5, depth=1)
-    result = sims.simulate(model, generate(model, folded([(5, 1), (1, 5)])), tmp_path)
+    d = generate(model, folded([(5, 1), (1, 5)]))
+    result = sims.simulate(model, d, tmp_path)
     assert result.passed, result.line
+    assert "qpolicy_layer0_wrom.hex" in d.roms and "initial begin" not in d.verilog
+    assert d.verilog.count("$readmemh") == len(d.roms) and all((tmp_path / f).is_file() for f in d.roms)
+    words = (tmp_path / "qpolicy_layer0_wrom.hex").read_text().split()
+    assert len(words) == 5 and all(len(w) == 5 * 2 // 4 + 1 for w in words)  # NF*SF words of PE*SIMD 2-bit weights
 
 
 def test_fit_check(parallel_run):

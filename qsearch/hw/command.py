@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qsearch.errors import QsearchError
-from qsearch.hw import power, report, sweep
+from qsearch.hw import flows, power, report, sweep
 from qsearch.hw.config import HwConfig
 from qsearch.hw.policies import HwPolicy, paper_policies, reference_actor
 
@@ -26,7 +26,7 @@ class Source:
 @dataclass
 class HwResult:
     rows: list[sweep.Row]
-    chosen: dict[str, sweep.Row]
+    chosen: dict[tuple[str, str], sweep.Row]  # (policy, flow) -> the highest fitting target's row
     out: Path
     table: str
     notes: list[str]
@@ -78,10 +78,14 @@ def default_out(ref: str | None, paper: bool) -> Path:
 
 
 def run_hw(ref: str | None, cfg: sweep.SweepConfig, out: Path | None = None, reference: bool = False,
-           paper: bool = False, tracking_uri: str | None = None, synth: bool = False, progress=None) -> HwResult:
+           paper: bool = False, tracking_uri: str | None = None, synth: bool = False, progress=None,
+           flow: str = flows.DEFAULT) -> HwResult:
+    names = flows.resolve(flow, cfg.hw)  # an unknown flow, or a part it cannot target: refused before any work
     if synth:
         from qsearch.hw.synth import vivado_home
 
+        if "finn" not in names:
+            raise QsearchError("--synth synthesizes FINN's designs with Vivado: use it with --flow finn or both")
         vivado_home()  # refuse before any work
     if ref is None and not paper:
         raise QsearchError("give a bundle, a search folder or a run id, or --paper for the paper's configurations")
@@ -99,30 +103,30 @@ def run_hw(ref: str | None, cfg: sweep.SweepConfig, out: Path | None = None, ref
     out = Path(out) if out else default_out(ref, paper)
     work = sweep.scratch_dir()
     try:
-        rows = sweep.run(policies, cfg, work, progress)
+        rows = sweep.run(policies, cfg, work, progress, flow=flow)
     finally:
         sweep.remove(work)
     chosen = sweep.best(rows)  # refuses a policy that fits at no target, before anything is written
     if synth:
         rows, chosen = _synthesized(policies, chosen, cfg.hw, out, rows)
     report.write(rows, chosen, cfg, out)
-    result = HwResult(rows, chosen, out, report.table(rows, chosen), report.notes(cfg.hw))
+    result = HwResult(rows, chosen, out, report.table(rows, chosen), report.notes(cfg.hw, names))
     result.logged_runs = _log(found, chosen, out)
     return result
 
 
 def _synthesized(policies, chosen, cfg: HwConfig, out, rows):
-    """Build folders for the chosen designs, synthesized by Vivado; their rows replace the estimates."""
+    """Build folders for FINN's chosen designs, synthesized by Vivado; their rows replace the estimates."""
     from qsearch.hw.build_folder import write_build_folder
     from qsearch.hw.synth import synthesize
 
     dirs = {}
     for p in policies:
-        r = chosen[p.name]
+        r = chosen[p.name, "finn"]
         dirs[p.name] = write_build_folder(p, out / "builds" / re.sub(r"\W+", "_", p.name), r.folding, cfg)
     results = synthesize(list(dirs.values()))
     for name, res in zip(dirs, results):
-        r = chosen[name]
+        r = chosen[name, "finn"]
         fmax = float(res.get("fmax_mhz", 1e3 / cfg.clock_ns))
         r.lut, r.ff, r.dsp = float(res.get("LUT", r.lut)), float(res.get("FF", 0)), float(res.get("DSP", r.dsp))
         r.bram18 = float(res.get("BRAM_18K", 0)) + 2 * float(res.get("BRAM_36K", 0))
@@ -134,18 +138,25 @@ def _synthesized(policies, chosen, cfg: HwConfig, out, rows):
     return rows, chosen
 
 
-def _log(found: list[Source], chosen: dict[str, sweep.Row], out: Path) -> list[str]:
-    """Log the report and the chosen design's figures to each policy's MLflow run."""
+def _log(found: list[Source], chosen: dict[tuple[str, str], sweep.Row], out: Path) -> list[str]:
+    """Log the report and each flow's chosen design's figures to each policy's MLflow run: FINN's as
+    hw_<figure>, the open flow's as hw_open_<figure> (figures a flow does not give are left out)."""
     from qsearch import trial_record
 
     logged = []
     for s in found:
         if not (s.run_id and s.tracking_uri):
             continue
-        r = chosen[s.policy.name]
-        trial_record.log_hardware(s.tracking_uri, s.run_id, {
-            "target_fps": r.target_fps, "lut": r.lut, "bram18": r.bram18, "dsp": r.dsp, "latency_us": r.latency_us,
-            "actions_per_s": r.actions_per_s, "power_w": r.power_w, "energy_per_action_j": r.energy_j},
-            r.source, str(out))
+        figures, sources = {}, []
+        for (name, flow), r in chosen.items():
+            if name != s.policy.name:
+                continue
+            prefix = "" if flow == "finn" else f"{flow}_"
+            figures.update({prefix + k: v for k, v in {
+                "target_fps": r.target_fps, "lut": r.lut, "ff": r.ff, "bram18": r.bram18, "dsp": r.dsp,
+                "latency_us": r.latency_us, "actions_per_s": r.actions_per_s, "power_w": r.power_w,
+                "energy_per_action_j": r.energy_j}.items() if v is not None})
+            sources.append(r.source)
+        trial_record.log_hardware(s.tracking_uri, s.run_id, figures, "; ".join(sources), str(out))
         logged.append(s.run_id)
     return logged

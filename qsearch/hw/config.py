@@ -1,6 +1,6 @@
 """The hardware configuration: every hardware default, documented once, and the device resolved once.
 
-`HwConfig` is what every hardware step (qsearch/hw/finn_steps.py) is given, in the manner of FINN's
+`HwConfig` is what every hardware step (qsearch/hw/finn_steps.py, open_steps.py) is given, in the manner of FINN's
 DataflowBuildConfig. It is built once, from `qsearch hw`'s options or a caller's arguments, and refuses
 bad values there (a QsearchError), before any work. The one-line docstring under each field is its
 documentation: `qsearch hw --help` shows it (`field_doc`) next to the field's default.
@@ -35,7 +35,7 @@ class HwConfig:
     target_fps: float | None = None
     """the one target [actions/s] the folding steps fold for, set per sweep task (FINN's target_fps)"""
     folding: dict | None = field(default=None, hash=False)
-    """a FINN folding config (layer name -> PE, SIMD, ...) the folding steps apply instead of a target"""
+    """a folding config (layer -> PE, SIMD, ...; a sweep row's, either flow's) applied instead of a target"""
     device: Device = field(init=False, repr=False, compare=False)
     """the part's resources (LUT, FF, BRAM18, DSP), resolved from `part` (qsearch/hw/device.py)"""
 

@@ -30,7 +30,14 @@ class Estimate:
     max_cycles: int
     critical_path_cycles: int
     clock_ns: float
-    folding: dict = field(default_factory=dict)  # FINN folding config (node name -> attributes)
+    folding: dict = field(default_factory=dict)  # folding config (layer name -> PE, SIMD, ...)
+    # what synthesis gives beyond FINN's estimates (None: not known)
+    ff: float | None = None
+    carry4: int | None = None
+    lut_levels: int | None = None  # LUTs on the longest register-to-register path
+    arch: str | None = None  # the architecture, e.g. "parallel" or "folded 1x8 1x1 1x1"
+    source: str = "FINN estimate"
+    note: str = ""  # e.g. the RTL check's line, or why a design was not synthesized
 
     @property
     def lut(self) -> float:
@@ -43,6 +50,11 @@ class Estimate:
     @property
     def dsp(self) -> float:
         return sum(l.dsp for l in self.layers)
+
+    @property
+    def architecture(self) -> str:
+        """arch, or FINN's folding as PE x SIMD per layer."""
+        return self.arch or "folded " + " ".join(f"{l.pe}x{l.simd}" for l in self.layers)
 
     @property
     def throughput(self) -> float:

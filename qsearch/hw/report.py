@@ -1,9 +1,11 @@
 """The hardware report: a Table-3-like table (text, CSV, Markdown) and a figure of latency and LUTs
-against the throughput target. Written to a temporary folder and renamed into place."""
+against the throughput target, for one flow or both side by side. Written to a temporary folder and
+renamed into place."""
 from __future__ import annotations
 
 import csv
 import io
+import math
 import json
 import shutil
 import tempfile
@@ -11,18 +13,26 @@ from dataclasses import asdict
 from pathlib import Path
 
 from qsearch.errors import QsearchError
-from qsearch.hw import power
+from qsearch.hw import open_steps, power
 from qsearch.hw.config import HwConfig
 from qsearch.hw.device import Device
 from qsearch.hw.sweep import Row, SweepConfig
 
-COLUMNS = ["policy", "target", "LUT", "FF", "BRAM18", "DSP", "latency", "power", "actions/s", "J/action", "fits"]
+COLUMNS = ["policy", "flow", "target", "design", "LUT", "FF", "CARRY4", "BRAM18", "DSP", "latency", "LUT levels",
+           "power", "actions/s", "J/action", "fits"]
+FLOW_LABEL = {"finn": "FINN estimate", "open": "yosys, before P&R"}
+
+
+def _n(v, fmt: str = ",.0f") -> str:
+    """A figure, or '-' when the flow gives none (None) or the design was not synthesized (NaN)."""
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
 def _cells(r: Row, chosen: bool) -> list[str]:
-    return [r.policy + (" *" if chosen else ""), f"{r.target_fps:.0e}", f"{r.lut:,.0f}",
-            "-" if r.ff is None else f"{r.ff:,.0f}", f"{r.bram18:g}", f"{r.dsp:g}", _us(r.latency_us),
-            f"{r.power_w:.2f} W", f"{r.actions_per_s:.1e}", f"{r.energy_j:.1e}",
+    return [r.policy + (" *" if chosen else ""), FLOW_LABEL.get(r.flow, r.flow), f"{r.target_fps:.0e}", r.arch,
+            _n(r.lut), _n(r.ff), _n(r.carry4), _n(r.bram18, "g"), _n(r.dsp, "g"), _latency(r),
+            _n(r.lut_levels), "not estimated" if r.power_w is None else f"{r.power_w:.2f} W",
+            f"{r.actions_per_s:.1e}", _n(r.energy_j, ".1e"),
             "yes" if r.fits else "no (" + ", ".join(r.over) + ")"]
 
 
@@ -30,71 +40,104 @@ def _us(us: float) -> str:
     return f"{us:.2f} us" if us < 10 else f"{us:.1f} us"
 
 
-def table(rows: list[Row], chosen: dict[str, Row]) -> str:
-    """A plain-text table; the chosen (highest fitting) target of each policy is marked with *."""
-    body = [_cells(r, chosen.get(r.policy) is r) for r in rows]
+def _latency(r: Row) -> str:
+    return _us(r.latency_us) + ("" if r.latency_cycles is None else f" ({r.latency_cycles:,} cyc)")
+
+
+def is_chosen(r: Row, chosen: dict) -> bool:
+    return chosen.get((r.policy, r.flow)) is r
+
+
+def table(rows: list[Row], chosen: dict[tuple[str, str], Row]) -> str:
+    """A plain-text table; the chosen (highest fitting) target of each policy and flow is marked with *."""
+    body = [_cells(r, is_chosen(r, chosen)) for r in rows]
     widths = [max(len(c) for c in col) for col in zip(COLUMNS, *body)]
-    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    line = lambda cells: "  ".join(c.rjust(w) if i > 3 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(COLUMNS), line(["-" * w for w in widths]), *map(line, body)])
 
 
-def notes(cfg: HwConfig) -> list[str]:
+def notes(cfg: HwConfig, flows: list[str] = ("finn",)) -> list[str]:
+    """What the figures are, for the flows the rows came from."""
     dev = cfg.device
     pad = f"observation and action dimensions padded to multiples of {cfg.pad}" if cfg.pad else "no padding"
-    return [
-        f"Device {dev.part}: {dev.lut:,} LUT, {dev.ff:,} FF, {dev.bram18} BRAM18, {dev.dsp} DSP; clock {cfg.clock_ns:g} ns; "
-        f"{pad}; mvau_wwidth_max {cfg.mvau_wwidth_max}.",
-        "LUT, BRAM18, DSP, cycles, latency and actions/s are FINN's estimates (finn-plus 1.6.1), not "
-        "post-synthesis results; FINN gives no FF estimate ('-'). With --synth the chosen rows hold Vivado's "
-        "post-synthesis figures instead (the CSV's source column says which).",
-        f"Power and energy per action are estimates: {power.SOURCE}; energy = power / FINN's estimated throughput.",
-        "The float input quantization (host) and the output tanh lookup are not part of the hardware figures.",
-        "* marks each policy's highest throughput target that fits the device.",
-    ]
+    out = [f"Device {dev.part}: {dev.lut:,} LUT, {dev.ff:,} FF, {dev.bram18} BRAM18, {dev.dsp} DSP; clock {cfg.clock_ns:g} ns; "
+           f"{pad}" + (f"; mvau_wwidth_max {cfg.mvau_wwidth_max}." if "finn" in flows else ".")]
+    if "finn" in flows:
+        out += [
+            "FINN estimate rows: LUT, BRAM18, DSP, cycles, latency and actions/s are FINN's estimates (finn-plus "
+            "1.6.1), not post-synthesis results; FINN gives no FF estimate ('-'). With --synth the chosen rows hold "
+            "Vivado's post-synthesis figures instead (the CSV's source column says which).",
+            f"Power and energy per action of FINN rows are estimates: {power.SOURCE}; energy = power / FINN's "
+            "estimated throughput."]
+    if "open" in flows:
+        out += [
+            "Open-flow rows (yosys): qsearch's own RTL of the integer model, each design checked bit for bit in "
+            f"verilator against the integer engine ({open_steps.VECTORS:,} observations, fewer for designs slower than "
+            f"{open_steps.SIM_CYCLES:,} cycles in all) before its figures are reported, then synthesized with yosys "
+            "synth_xilinx -family xc7. These are yosys cell counts BEFORE place-and-route, and timing is NOT closed: "
+            "the only timing signal is the LUT levels of the longest register-to-register path. Latency and "
+            "actions/s are exact cycle counts (checked in simulation) at the clock. Power is not estimated.",
+        ]
+    out += ["The float input quantization (host) and the output tanh lookup are not part of the hardware figures.",
+            "* marks each policy's highest throughput target that fits the device" + (", per flow." if len(flows) > 1 else ".")]
+    return out
 
 
-def markdown(rows: list[Row], chosen: dict[str, Row], cfg: HwConfig) -> str:
+def flows_of(rows: list[Row]) -> list[str]:
+    return list(dict.fromkeys(r.flow for r in rows))
+
+
+def markdown(rows: list[Row], chosen: dict[tuple[str, str], Row], cfg: HwConfig) -> str:
     head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
     def tab(rs):
-        return head + "".join("| " + " | ".join(_cells(r, chosen.get(r.policy) is r)) + " |\n" for r in rs)
-    return ("# Hardware estimates\n\n## Chosen designs (highest fitting target)\n\n" + tab(list(chosen.values()))
-            + "\n## Sweep\n\n" + tab(rows) + "\n" + "".join(f"- {n}\n" for n in notes(cfg)))
+        return head + "".join("| " + " | ".join(_cells(r, is_chosen(r, chosen))) + " |\n" for r in rs)
+    title = "Hardware estimates" if flows_of(rows) == ["finn"] else "Hardware: FINN estimates and open synthesis"
+    return (f"# {title}\n\n## Chosen designs (highest fitting target)\n\n" + tab(list(chosen.values()))
+            + "\n## Sweep\n\n" + tab(rows) + "\n" + "".join(f"- {n}\n" for n in notes(cfg, flows_of(rows))))
 
 
-def csv_text(rows: list[Row], chosen: dict[str, Row]) -> str:
+def csv_text(rows: list[Row], chosen: dict[tuple[str, str], Row]) -> str:
     out = io.StringIO()
-    fields = ["policy", "target_fps", "lut", "ff", "bram18", "dsp", "max_cycles", "latency_us", "actions_per_s",
-              "power_w", "energy_j", "fits", "over", "pad", "source", "chosen"]
+    fields = ["policy", "flow", "target_fps", "arch", "lut", "ff", "carry4", "bram18", "dsp", "max_cycles",
+              "latency_cycles", "latency_us", "actions_per_s", "lut_levels", "power_w", "energy_j", "fits", "over",
+              "pad", "source", "chosen"]
     w = csv.writer(out)
     w.writerow(fields)
     for r in rows:
         d = asdict(r)
         d["over"] = " ".join(r.over)
-        d["chosen"] = chosen.get(r.policy) is r
-        w.writerow(["" if d[f] is None else d[f] for f in fields])
+        d["chosen"] = is_chosen(r, chosen)
+        w.writerow(["" if d[f] is None or (isinstance(d[f], float) and math.isnan(d[f])) else d[f] for f in fields])
     return out.getvalue()
 
 
 def figure(rows: list[Row], dev: Device, path: Path) -> Path:
-    """Latency and LUTs against the target throughput, one line per policy; open markers do not fit."""
+    """Latency and LUTs against the target throughput, one line per policy and flow (FINN's solid, the
+    open flow's dashed); open markers do not fit."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_lat, ax_lut) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name in dict.fromkeys(r.policy for r in rows):
-        mine = sorted((r for r in rows if r.policy == name), key=lambda r: r.target_fps)
+    flows = flows_of(rows)
+    colors = {}
+    for name, flow in dict.fromkeys((r.policy, r.flow) for r in rows):
+        mine = sorted((r for r in rows if (r.policy, r.flow) == (name, flow)), key=lambda r: r.target_fps)
         x = [r.target_fps for r in mine]
-        line, = ax_lat.plot(x, [r.latency_us for r in mine], "-", label=name)
-        ax_lut.plot(x, [r.lut for r in mine], "-", color=line.get_color())
+        style = "--" if flow == "open" else "-"
+        label = name if len(flows) == 1 else f"{name} ({FLOW_LABEL.get(flow, flow)})"
+        line, = ax_lat.plot(x, [r.latency_us for r in mine], style, label=label, color=colors.get(name))
+        colors[name] = line.get_color()
+        ax_lut.plot(x, [r.lut for r in mine], style, color=line.get_color())
         for ax, ys in ((ax_lat, [r.latency_us for r in mine]), (ax_lut, [r.lut for r in mine])):
             ax.scatter([a for a, r in zip(x, mine) if r.fits], [y for y, r in zip(ys, mine) if r.fits],
                        color=line.get_color(), zorder=3)
             ax.scatter([a for a, r in zip(x, mine) if not r.fits], [y for y, r in zip(ys, mine) if not r.fits],
                        facecolors="white", edgecolors=line.get_color(), zorder=3)
     ax_lut.axhline(dev.lut, color="k", ls="--", lw=1, label=f"{dev.part} LUT")
-    for ax, label in ((ax_lat, "latency [us] (FINN estimate)"), (ax_lut, "LUT (FINN estimate)")):
+    what = " / ".join(FLOW_LABEL.get(f, f) for f in flows)
+    for ax, label in ((ax_lat, f"latency [us] ({what})"), (ax_lut, f"LUT ({what})")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("target throughput [actions/s]")
@@ -102,14 +145,17 @@ def figure(rows: list[Row], dev: Device, path: Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
     ax_lat.legend(fontsize=7)
     ax_lut.legend(fontsize=7, loc="upper left")
-    fig.suptitle("FINN folding sweep (filled: fits the device, open: does not)", fontsize=10)
+    title = {("finn",): "FINN folding sweep", ("open",): "Open synthesis sweep (yosys cell counts before place-and-route, "
+             "timing not closed)"}.get(tuple(flows), "FINN estimates (solid) and open synthesis (dashed; yosys, before "
+                                                    "place-and-route, timing not closed)")
+    fig.suptitle(f"{title}\nfilled: fits the device, open: does not", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def write(rows: list[Row], chosen: dict[str, Row], cfg: SweepConfig, out: Path) -> Path:
+def write(rows: list[Row], chosen: dict[tuple[str, str], Row], cfg: SweepConfig, out: Path) -> Path:
     """hw.csv, hw.md, hw.json (every row with per-layer figures and folding) and hw.png in folder `out`."""
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -121,7 +167,9 @@ def write(rows: list[Row], chosen: dict[str, Row], cfg: SweepConfig, out: Path) 
         (tmp / "hw.md").write_text(markdown(rows, chosen, cfg.hw))
         (tmp / "hw.json").write_text(json.dumps({"config": cfg.record(), "device": asdict(cfg.hw.device),
                                                  "rows": [asdict(r) for r in rows],
-                                                 "chosen": {k: v.target_fps for k, v in chosen.items()}}, indent=1))
+                                                 "notes": notes(cfg.hw, flows_of(rows)),
+                                                 "chosen": {f: {p: r.target_fps for (p, f2), r in chosen.items() if f2 == f}
+                                                            for f in flows_of(rows)}}, indent=1))
         figure(rows, cfg.hw.device, tmp / "hw.png")
         out.mkdir(exist_ok=True)
         for f in tmp.iterdir():

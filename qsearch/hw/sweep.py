@@ -1,15 +1,19 @@
-"""The throughput-driven folding sweep: one Ray task per (policy, target), the highest fitting target kept.
+"""The throughput-driven folding sweep: one Ray task per (policy, flow, target), the highest fitting
+target kept per policy and flow.
 
-The driver exports each policy to QONNX once; each task runs the per-target steps of a hardware flow
-(qsearch/hw/flows.py) for one target. A worker keeps the prepared model of each QONNX file it has
-seen, so FINN is imported and the per-policy steps (~0.7 s) run once per worker and policy; folding
-and estimates take 10-60 ms per target.
+The driver makes what each flow starts from once per policy (its QONNX file for FINN's flow, its integer
+model for the open flow); each task runs the per-target steps of a hardware flow (qsearch/hw/flows.py)
+for one target. A worker keeps the prepared model of each policy it has seen, so FINN is imported and
+the per-policy steps (~0.7 s) run once per worker and policy; FINN's folding and estimates take 10-60
+ms per target, an open-flow design (verilator, yosys) seconds to minutes.
 Tasks may require a custom Ray resource (e.g. `finn`), so a cluster sends them to nodes with FINN.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import pickle
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -39,7 +43,7 @@ class SweepConfig:
 
 @dataclass
 class Row:
-    """One (policy, target): FINN's estimates, the power estimate and the fit check."""
+    """One (policy, flow, target): the flow's figures, the power estimate (FINN's flow only) and the fit check."""
 
     policy: str
     target_fps: float
@@ -49,8 +53,8 @@ class Row:
     max_cycles: int
     latency_us: float
     actions_per_s: float
-    power_w: float
-    energy_j: float
+    power_w: float | None  # None: not estimated (the open flow)
+    energy_j: float | None
     fits: bool
     over: list[str]
     pad: int | None
@@ -58,27 +62,42 @@ class Row:
     source: str = SOURCE
     layers: list[dict] = field(default_factory=list)
     folding: dict = field(default_factory=dict)
+    flow: str = flows.DEFAULT
+    arch: str = ""  # e.g. "parallel", "folded 1x8 1x1 1x1" (PE x SIMD per layer)
+    latency_cycles: int | None = None
+    carry4: int | None = None  # synthesis only
+    lut_levels: int | None = None  # synthesis only: LUTs on the longest register-to-register path
+    note: str = ""  # the open flow: the RTL check's line, or why a design was not synthesized
 
 
-_PREPARED: dict = {}  # per worker process: (QONNX file hash, flow, config) -> prepared model
+_PREPARED: dict = {}  # per worker process: (policy content hash, flow, config) -> prepared model
 _PREPARED_MAX = 16  # a long-lived cluster worker keeps only the latest policies
 
 
-def estimate_row(policy: str, qonnx: bytes, target: float, cfg: HwConfig, flow: str = flows.DEFAULT) -> Row:
-    """A flow's figures for one (policy, target); what each Ray task runs. The QONNX model comes as
-    bytes through Ray's object store, so a task on another node needs no shared filesystem."""
-    key = (hashlib.sha256(qonnx).hexdigest(), flow, cfg)  # by content, not by name
+def estimate_row(policy: str, start, target: float, cfg: HwConfig, flow: str = flows.DEFAULT) -> Row:
+    """A flow's figures for one (policy, target); what each Ray task runs. What the flow starts from
+    (flows.STARTS: QONNX bytes or an IntegerModel) comes through Ray's object store, so a task on another
+    node needs no shared filesystem."""
+    blob = start if isinstance(start, bytes) else pickle.dumps(start)
+    key = (hashlib.sha256(blob).hexdigest(), flow, cfg)  # by content, not by name
     if key not in _PREPARED:
         if len(_PREPARED) >= _PREPARED_MAX:
             _PREPARED.pop(next(iter(_PREPARED)))
-        _PREPARED[key] = flows.prepare(qonnx, cfg, flow)
+        _PREPARED[key] = flows.prepare(start, cfg, flow)
     est = flows.estimate(_PREPARED[key], cfg.for_target(target), flow)
     dev = cfg.device
-    p = power.power_w(est.lut, est.bram18, est.dsp, cfg.clock_ns)
+    if est.source == SOURCE:  # the power model is a fit to FINN's estimates (qsearch/hw/power.py)
+        p = power.power_w(est.lut, est.bram18, est.dsp, cfg.clock_ns)
+        e = power.energy_per_action_j(p, est.throughput)
+    else:
+        p = e = None
+    over = dev.over(est.lut, est.bram18, est.dsp, est.ff)
+    if math.isnan(est.lut):  # a design too large to synthesize (open_steps.LUT_PER_WEIGHT)
+        over = [f"LUT, {est.note}"]
     return Row(policy, float(target), est.lut, est.bram18, est.dsp, est.max_cycles, est.latency_ns / 1e3,
-               est.throughput, p, power.energy_per_action_j(p, est.throughput),
-               dev.fits(est.lut, est.bram18, est.dsp), dev.over(est.lut, est.bram18, est.dsp), cfg.pad,
-               layers=[asdict(l) for l in est.layers], folding=est.folding)
+               est.throughput, p, e, not over, over, cfg.pad, ff=est.ff, source=est.source,
+               layers=[asdict(l) for l in est.layers], folding=est.folding, flow=flow, arch=est.architecture,
+               latency_cycles=est.critical_path_cycles, carry4=est.carry4, lut_levels=est.lut_levels, note=est.note)
 
 
 def export_policies(policies: list[HwPolicy], pad: int | None, out_dir: Path) -> dict[str, Path]:
@@ -89,23 +108,47 @@ def export_policies(policies: list[HwPolicy], pad: int | None, out_dir: Path) ->
     return paths
 
 
+def integer_models(policies: list[HwPolicy], pad: int | None) -> dict:
+    """Each policy's integer model (padded when asked). The hardware takes input integers, so the
+    observation normalization (host side, no effect on the integers) is the identity here."""
+    import numpy as np
+
+    from qsearch.obs_norm import ObsNorm
+    from qsearch.quant.integer import extract
+
+    out = {}
+    for p in policies:
+        actor = padded(p.actor, pad)
+        n = actor.obs_dim
+        out[p.name] = extract(actor, ObsNorm(np.zeros(n, np.float32), np.ones(n, np.float32)))  # FP32: refused
+    return out
+
+
 def run(policies: list[HwPolicy], cfg: SweepConfig, work_dir: Path, progress=None, flow: str = flows.DEFAULT) -> list[Row]:
-    """Sweep every policy over every target as Ray tasks of a flow; rows in (policy, target) order."""
+    """Sweep every policy over every target as Ray tasks of a flow ("both": FINN's and the open one);
+    rows in (policy, flow, target) order."""
     import ray
 
     if len({p.name for p in policies}) != len(policies):
         raise QsearchError("policy names in a sweep must be unique")
+    names = flows.resolve(flow, cfg.hw)  # refuses a part the flow cannot target, before any work
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    onnx = export_policies(policies, cfg.hw.pad, work_dir)
+    starts = {}
+    if any(flows.STARTS[f] == "integer" for f in names):
+        starts["integer"] = integer_models(policies, cfg.hw.pad)  # an FP32 policy is refused here
+    if any(flows.STARTS[f] == "qonnx" for f in names):
+        starts["qonnx"] = {k: v.read_bytes() for k, v in export_policies(policies, cfg.hw.pad, work_dir).items()}
     started = ray_init(cfg.resource, cfg.address)
     try:
         task = ray.remote(estimate_row)
         if cfg.resource:
             task = task.options(resources={cfg.resource: 1})
-        blobs = {name: ray.put(path.read_bytes()) for name, path in onnx.items()}  # once per policy, not per task
+        # each policy's start once into the object store, not once per task
+        blobs = {kind: {name: ray.put(v) for name, v in by_name.items()} for kind, by_name in starts.items()}
         refs = {ref: i for i, ref in enumerate(
-            task.remote(p.name, blobs[p.name], t, cfg.hw, flow) for p in policies for t in cfg.hw.targets)}
+            task.remote(p.name, blobs[flows.STARTS[f]][p.name], t, cfg.hw, f)
+            for p in policies for f in names for t in cfg.hw.targets)}
         rows: list[Row | None] = [None] * len(refs)
         pending = list(refs)
         while pending:
@@ -137,22 +180,22 @@ def ray_init(resource: str | None, address: str | None = None) -> bool:
     return True
 
 
-def best(rows: list[Row]) -> dict[str, Row]:
-    """For each policy the row of the highest target that fits the device (the paper's procedure).
+def best(rows: list[Row]) -> dict[tuple[str, str], Row]:
+    """For each (policy, flow) the row of the highest target that fits the device (the paper's procedure).
 
-    A higher target that FINN cannot fold any faster (the same throughput as a lower one, e.g. capped
-    by mvau_wwidth_max) gives the same design and is not counted as higher. A policy that fits at no
-    target is a QsearchError naming it and what it exceeds at its lowest target."""
+    A higher target that the flow cannot make any faster (the same throughput as a lower one, e.g. FINN
+    capped by mvau_wwidth_max) gives the same design and is not counted as higher. A policy that fits at
+    no target is a QsearchError naming it, the flow and what it exceeds at its lowest target."""
     out, none_fit = {}, []
-    for name in dict.fromkeys(r.policy for r in rows):
-        mine = sorted((r for r in rows if r.policy == name), key=lambda r: r.target_fps)
+    for key in dict.fromkeys((r.policy, r.flow) for r in rows):
+        mine = sorted((r for r in rows if (r.policy, r.flow) == key), key=lambda r: r.target_fps)
         fitting = [r for r in mine if r.fits]
         if fitting:
-            out[name] = max(fitting, key=lambda r: (r.actions_per_s, -r.target_fps))
+            out[key] = max(fitting, key=lambda r: (r.actions_per_s, -r.target_fps))
         else:
             lo = mine[0]
-            none_fit.append(f"{name} (at {lo.target_fps:g} actions/s: {lo.lut:.0f} LUT, {lo.bram18:g} BRAM18, "
-                            f"{lo.dsp:g} DSP; over in {', '.join(lo.over)})")
+            none_fit.append(f"{key[0]} ({key[1]} flow at {lo.target_fps:g} actions/s: {lo.lut:.0f} LUT, "
+                            f"{lo.bram18:g} BRAM18, {lo.dsp:g} DSP; over in {', '.join(lo.over)})")
     if none_fit:
         raise QsearchError(f"fits the device at no target: {'; '.join(none_fit)}")
     return out

@@ -17,7 +17,7 @@ The handshake of each architecture is written into the generated file's header.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,6 +40,7 @@ class Design:
     out_bits: int
     latency: int  # cycles, see arch.latency
     interval: int  # cycles between observations at full rate
+    roms: dict = field(default_factory=dict)  # ROM contents the RTL reads with $readmemh: file name -> text
 
     @property
     def in_width(self) -> int:
@@ -56,9 +57,10 @@ def generate(model: IntegerModel, arch: Arch) -> Design:
     last = model.layers[-1]
     design = Design("", TOP, arch, model.obs_dim, model.act_dim, model.input_bits, last.out_bits,
                     arches.latency(model, arch), arches.interval(model, arch))
-    body = _parallel(model, design) if arch.kind == "parallel" else _folded(model, design)
+    roms: dict[str, str] = {}
+    body = _parallel(model, design) if arch.kind == "parallel" else _folded(model, design, roms)
     return Design(body, *[getattr(design, f) for f in
-                          ("top", "arch", "obs_dim", "act_dim", "in_bits", "out_bits", "latency", "interval")])
+                          ("top", "arch", "obs_dim", "act_dim", "in_bits", "out_bits", "latency", "interval")], roms)
 
 
 # ---- widths and constants ----
@@ -274,7 +276,7 @@ def _unsigned(ws: _Wires, prefix: str, width: int, expr: str) -> str:
 
 # ---- folded ----
 
-def _folded(model: IntegerModel, d: Design) -> str:
+def _folded(model: IntegerModel, d: Design, roms: dict[str, str]) -> str:
     out = [_header(model, d, "valid/ready on both sides. An observation is taken on a clock edge with "
                              "in_valid && in_ready; an output is held on out_data with out_valid until a "
                              "clock edge with out_ready. Latency counts from the taking edge with "
@@ -282,7 +284,7 @@ def _folded(model: IntegerModel, d: Design) -> str:
     names = []
     for i, (layer, (pe, simd)) in enumerate(zip(model.layers, d.arch.folding)):
         names.append(f"{d.top}_layer{i}")
-        out.append(_folded_layer(names[-1], layer, channel_ranges(model, i), pe, simd))
+        out.append(_folded_layer(names[-1], layer, channel_ranges(model, i), pe, simd, roms))
     out += [f"module {d.top} (", "  input wire clk,", "  input wire rst,", "  input wire in_valid,",
             "  output wire in_ready,", f"  input wire [{d.in_width - 1}:0] in_data,", "  output wire out_valid,",
             "  input wire out_ready,", f"  output wire [{d.out_width - 1}:0] out_data", ");"]
@@ -303,16 +305,19 @@ def _clog2(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
-def _rom(name: str, width: int, values: list[int], signed: bool) -> list[str]:
-    """A ROM as a memory with its contents in an initial block (synthesis may map it to LUTs,
-    distributed RAM or block RAM; reads are registered so block RAM qualifies)."""
-    sgn = "signed " if signed else ""
-    lines = [f"  reg {sgn}[{width - 1}:0] {name} [0:{len(values) - 1}];", "  initial begin"]
-    lines += [f"    {name}[{a}] = {sconst(v, width) if signed else uconst(v, width)};" for a, v in enumerate(values)]
-    return lines + ["  end"]
+def _rom(module: str, name: str, width: int, values: list[int], roms: dict[str, str]) -> list[str]:
+    """A ROM as a memory loaded with $readmemh from a .hex file of its own (added to `roms`); synthesis
+    may map it to LUTs, distributed RAM or block RAM (reads are registered so block RAM qualifies).
+    Not one assignment per word in an initial block: yosys took over 240 s on a 65,536-word weight
+    ROM written that way (the paper's reference design), and reads a file in one go."""
+    path = f"{module}_{name}.hex"
+    mask, digits = (1 << width) - 1, -(-width // 4)
+    roms[path] = "".join(f"{v & mask:0{digits}x}\n" for v in values)  # two's-complement bit patterns
+    return [f"  reg [{width - 1}:0] {name} [0:{len(values) - 1}];",
+            f'  initial $readmemh("{path}", {name});']
 
 
-def _folded_layer(name: str, layer, ranges, pe: int, simd: int) -> str:
+def _folded_layer(name: str, layer, ranges, pe: int, simd: int, roms: dict[str, str]) -> str:
     """One folded layer, FINN-style: each cycle PE channels take SIMD inputs (weights from a ROM
     of NF*SF words of PE*SIMD weights), so a vector takes NF*SF MAC cycles. A finished group of PE
     accumulators enters a pipelined binary search over the thresholds, one stage per output bit,
@@ -346,7 +351,7 @@ def _folded_layer(name: str, layer, ranges, pe: int, simd: int) -> str:
                 for s in range(simd):
                     v |= (int(w[g * pe + p, s_ * simd + s]) & ((1 << wb) - 1)) << ((p * simd + s) * wb)
             words.append(v)
-    L += _rom("wrom", word, words, signed=False)
+    L += _rom(name, "wrom", word, words, roms)
     L.append(f"  always @(posedge clk) wrow <= wrom[nf * {sf} + sf];")
     # the search pipeline's registers: stage k (output bit k, from ob - 1 down to 0) takes
     # (valid, group, acc, bits above k) in s*_k, reads its ROM into t*_k with r*_k holding the rest,
@@ -361,7 +366,7 @@ def _folded_layer(name: str, layer, ranges, pe: int, simd: int) -> str:
     clamp = [min(max(t, lo), hi + 1) for t in layer.thresholds.tolist()]
     for p in range(pe):
         L += [f"  reg signed [{aw - 1}:0] acc{p}, bval{p};"]
-        L += _rom(f"brom{p}", aw, [int(layer.bias[g * pe + p]) for g in range(nf)], signed=True)
+        L += _rom(name, f"brom{p}", aw, [int(layer.bias[g * pe + p]) for g in range(nf)], roms)
         L.append(f"  always @(posedge clk) bval{p} <= brom{p}[nf];")
         prods = []
         for s in range(simd):
@@ -379,7 +384,7 @@ def _folded_layer(name: str, layer, ranges, pe: int, simd: int) -> str:
             # thresholds are per layer (per-tensor scales): entry a (the bits above k) holds the
             # threshold reaching count (a << (k + 1)) | (1 << k)
             values = [clamp[((a << (k + 1)) | (1 << k)) - 1] for a in range(1 << n_above)]
-            L += _rom(f"trom{p}_{k}", aw, values, signed=True)
+            L += _rom(name, f"trom{p}_{k}", aw, values, roms)
             addr = f"spre{p}_{k}" if n_above else "0"
             L.append(f"  always @(posedge clk) begin t{p}_{k} <= trom{p}_{k}[{addr}]; racc{p}_{k} <= sacc{p}_{k};"
                      + (f" rpre{p}_{k} <= spre{p}_{k};" if n_above else "") + " end")

@@ -28,10 +28,12 @@ class SimResult:
 
 
 def write_bench(model: IntegerModel, d: Design, folder: Path, n: int = 1000, seed: int = 0) -> np.ndarray:
-    """The RTL, the testbench and the vectors into `folder`; returns the input vectors."""
+    """The RTL (with its ROM files), the testbench and the vectors into `folder`; returns the input vectors."""
     folder = Path(folder)
     x = vectors.inputs(model, n, seed)
     (folder / RTL).write_text(d.verilog)
+    for name, text in d.roms.items():
+        (folder / name).write_text(text)
     (folder / f"{tbs.TB}.v").write_text(tbs.testbench(d, n))
     (folder / tbs.IN_HEX).write_text(vectors.hex_lines(x, d.in_bits))
     (folder / tbs.OUT_HEX).write_text(vectors.hex_lines(vectors.expected(model, x), d.out_bits))

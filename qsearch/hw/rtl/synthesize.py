@@ -14,6 +14,7 @@ per-LUT/per-FF figure measured on these designs exists, so none is made up here.
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import tempfile
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 from qsearch.errors import QsearchError
 from qsearch.config import default
 from qsearch.hw.config import HwConfig
-from qsearch.hw.device import device
+from qsearch.hw.device import Device, device
 from qsearch.hw.rtl import simulate as sims
 from qsearch.hw.rtl import tools
 from qsearch.hw.rtl.arch import Arch
@@ -60,18 +61,26 @@ class OpenSynthResult:
     rtl_check: str  # the testbench's line for the RTL
     netlist_check: str  # and for the post-synthesis netlist
     seconds: float  # generate + simulate + synthesize + simulate
+    tool_cpu_s: dict  # CPU seconds of the tools per step: verilator (build and run) of the RTL, yosys, netlist
     caveat: str = CAVEAT
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def check_part(part: str):
-    """The Device for a part yosys can target here: the 7-series Artix-7 parts qsearch knows."""
-    dev = device(part)  # unknown parts: QsearchError
-    if not dev.part.startswith("xc7"):
-        raise QsearchError(f"yosys' open flow targets the Xilinx 7-series (synth_xilinx -family xc7); "
-                           f"{part} is not one")
+# synth_xilinx -family xc7 targets the 7-series: Artix, Kintex, Virtex, Zynq-7000, Spartan-7
+XC7_PREFIXES = ("xc7a", "xc7k", "xc7v", "xc7z", "xc7s")
+
+
+def check_part(part: str) -> Device:
+    """The Device for a part yosys can target here (qsearch knows its resources, and it is 7-series)."""
+    return check_device(device(part))  # unknown parts: QsearchError
+
+
+def check_device(dev: Device) -> Device:
+    if not dev.part.startswith(XC7_PREFIXES):
+        raise QsearchError(f"the open flow synthesizes for the Xilinx 7-series only (yosys synth_xilinx -family xc7); "
+                           f"{dev.part} is not one")
     return dev
 
 
@@ -167,7 +176,10 @@ def synthesize(model: IntegerModel, arch: Arch, part: str = default(HwConfig, "p
     folder.mkdir(parents=True, exist_ok=True)
     try:
         sims.write_bench(model, d, folder, vectors)
+        cpu = {}
+        t = _tools_cpu()
         rtl = sims.run_rtl(folder, timeout=timeout)
+        cpu["verilator_rtl"], t = _tools_cpu() - t, _tools_cpu()
         if not rtl.passed:
             raise QsearchError(f"the generated RTL differs from the integer engine: {rtl.line}")
         # A folded design has PE x SIMD multipliers per layer; yosys puts each into a DSP48E1 when it
@@ -175,6 +187,7 @@ def synthesize(model: IntegerModel, arch: Arch, part: str = default(HwConfig, "p
         # the design could not fit otherwise. The fully parallel design has no multipliers.
         mults = sum(pe * simd for pe, simd in arch.folding)
         tools.yosys(folder, synth_script(d.top, dsp=mults <= dev.dsp), timeout=timeout)
+        cpu["yosys"], t = _tools_cpu() - t, _tools_cpu()
         res = resources(folder)
         depth, lut_levels = logic_depth(folder)
         net_line = "not run"
@@ -186,6 +199,7 @@ def synthesize(model: IntegerModel, arch: Arch, part: str = default(HwConfig, "p
             if not net.passed:
                 raise QsearchError(f"the synthesized netlist differs from the integer engine: {net.line}")
             net_line = net.line
+            cpu["verilator_netlist"] = _tools_cpu() - t
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -195,7 +209,14 @@ def synthesize(model: IntegerModel, arch: Arch, part: str = default(HwConfig, "p
         part=dev.part, arch=arch.describe(), clock_ns=clock_ns, **res, fits=not over, over=tuple(over),
         latency_cycles=d.latency, latency_us=d.latency * clock_ns / 1e3, interval_cycles=d.interval,
         actions_per_s=per_s, logic_levels=depth, lut_levels=lut_levels, power=POWER,
-        rtl_check=rtl.line, netlist_check=net_line, seconds=time.perf_counter() - start)
+        rtl_check=rtl.line, netlist_check=net_line, seconds=time.perf_counter() - start,
+        tool_cpu_s={k: round(v, 2) for k, v in cpu.items()})
+
+
+def _tools_cpu() -> float:
+    """CPU seconds of this process' finished tool runs (children: verilator, the C++ compiler, yosys)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def report(r: OpenSynthResult) -> str:

@@ -1,0 +1,104 @@
+"""The open-synthesis flow (no Vivado) as named steps: qsearch's own RTL of the integer model, checked in
+verilator against the integer engine, synthesized with yosys for the Xilinx 7-series (qsearch/hw/rtl).
+
+The flow starts from the policy's integer model (qsearch/quant/integer.py), not from its QONNX model:
+the RTL is generated from the same integers the integer engine computes with, so the two can be
+compared bit for bit. The figures are yosys' cell counts BEFORE place-and-route; timing is not closed
+(no open tool places and routes a 7-series part): the logic depth in LUT levels is the only timing
+signal. Power is not estimated (see qsearch/hw/rtl/synthesize.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+from dataclasses import dataclass
+
+from qsearch.errors import QsearchError
+from qsearch.hw.config import HwConfig
+from qsearch.hw.estimate import Estimate, LayerEstimate
+from qsearch.hw.rtl import arch as arches
+from qsearch.hw.rtl.synthesize import check_part, synthesize
+from qsearch.hw.step_registry import step
+from qsearch.quant.integer import IntegerModel
+
+SOURCE = "yosys (before place-and-route)"
+VECTORS = 1000  # observations each design is simulated with against the integer engine...
+SIM_CYCLES = 5_000_000  # ...fewer (at least 50) when they would take more clock cycles than this
+# A fully parallel design holds every non-zero weight as logic: 4.9 LUT each, measured on the padded
+# paper Hopper (1,801 LUT, 369 non-zero weights). Beyond twice the part's LUTs it cannot fit, and yosys
+# takes tens of minutes on such a design (Humanoid's), so it is reported as not fitting, unsynthesized.
+LUT_PER_WEIGHT = 4.9
+
+
+@dataclass
+class Planned:
+    """An integer model and the architecture chosen for it (a per-target step's result)."""
+
+    model: IntegerModel
+    arch: arches.Arch
+
+
+def check(cfg: HwConfig) -> None:
+    """Refuse, before any work, a configuration the open flow cannot run (a part yosys cannot target)."""
+    check_part(cfg.part)
+
+
+def vectors(model: IntegerModel, arch: arches.Arch) -> int:
+    """How many observations a design is simulated with: VECTORS, fewer for heavily folded designs."""
+    return max(50, min(VECTORS, SIM_CYCLES // arches.interval(model, arch)))
+
+
+@step()
+def step_integer_model(model, cfg: HwConfig):
+    """The policy's integer model, as the flow's input (FP32 policies have none)."""
+    if not isinstance(model, IntegerModel):
+        raise QsearchError("the open flow needs a policy's integer model: an FP32 policy has no integer hardware")
+    return model
+
+
+@step(per_target=True)
+def step_choose_architecture(model: IntegerModel, cfg: HwConfig) -> Planned:
+    """The cheapest architecture reaching cfg.target_fps (arch.choose), or cfg.folding's: a folding
+    config of this flow's rows ({"layer0": {"PE": .., "SIMD": ..}, ...}; empty: fully parallel)."""
+    if cfg.target_fps is not None:
+        return Planned(model, arches.choose(model, cfg.target_fps, cfg.clock_ns))
+    if not cfg.folding:
+        return Planned(model, arches.PARALLEL)
+    names = [f"layer{i}" for i in range(len(model.layers))]
+    if sorted(cfg.folding) != names:
+        raise QsearchError(f"the folding config names layers {sorted(cfg.folding)}, the policy has {names}")
+    arch = arches.folded([(cfg.folding[n]["PE"], cfg.folding[n]["SIMD"]) for n in names])
+    return Planned(model, arches.check(model, arch))  # a PE or SIMD that does not divide its layer: refused
+
+
+_SYNTHESIZED: dict = {}  # per worker process: targets that choose the same design synthesize it once
+
+
+@step()
+def step_synthesize_and_verify(planned: Planned, cfg: HwConfig) -> Estimate:
+    """Generate the RTL, check it in verilator against the integer engine (a mismatch is an error, so
+    no figures of an unverified design are reported), synthesize it with yosys; the figures."""
+    model, arch = planned.model, planned.arch
+    target = float("nan") if cfg.target_fps is None else cfg.target_fps
+    folding = {f"layer{i}": {"PE": pe, "SIMD": simd} for i, (pe, simd) in enumerate(arch.folding)}
+    if arch == arches.PARALLEL:
+        nonzero = sum(int((layer.weight != 0).sum()) for layer in model.layers)
+        if nonzero * LUT_PER_WEIGHT > 2 * cfg.device.lut:
+            return _estimate(model, arch, cfg, target, folding, None, (
+                f"not synthesized: {nonzero:,} non-zero weights as logic, ~{nonzero * LUT_PER_WEIGHT:,.0f} LUT"))
+    key = (hashlib.sha256(pickle.dumps(model)).hexdigest(), arch, cfg.part, cfg.clock_ns)
+    if key not in _SYNTHESIZED:
+        _SYNTHESIZED[key] = synthesize(model, arch, cfg.part, cfg.clock_ns, vectors=vectors(model, arch),
+                                       check_netlist=False)
+    return _estimate(model, arch, cfg, target, folding, _SYNTHESIZED[key], None)
+
+
+def _estimate(model, arch, cfg, target, folding, r, skipped: str | None) -> Estimate:
+    """The whole design as one entry (yosys flattens it, so there are no per-layer counts)."""
+    nan = float("nan")
+    whole = LayerEstimate("qpolicy", arch.describe(), None, None, arches.interval(model, arch),
+                          nan if r is None else r.lut, nan if r is None else r.bram18, nan if r is None else r.dsp)
+    return Estimate(target, 0, [whole], arches.interval(model, arch), arches.latency(model, arch), cfg.clock_ns,
+                    folding, ff=None if r is None else r.ff, carry4=None if r is None else r.carry4,
+                    lut_levels=None if r is None else r.lut_levels, arch=arch.describe(), source=SOURCE,
+                    note=skipped or (r.rtl_check if r else ""))
