@@ -87,6 +87,8 @@ def job_specs(a) -> list[dict]:
                     specs.append({"impl": impl, "algo": algo, "task": task, "env": t["env"], "seed": seed,
                                   "steps": steps, "eval_every": eval_every, "episodes": a.episodes,
                                   "width": t.get("width", 256), "algo_config": hp})
+    if a.seed_major:  # seed 0 of every group, then seed 1, ...: a run cut short stays balanced
+        specs.sort(key=lambda s: s["seed"])  # stable: ORDER within a seed
     return specs
 
 
@@ -269,6 +271,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "docs/results/learning_parity.json")
     p.add_argument("--figures", type=Path, default=ROOT / "docs/results")
+    p.add_argument("--seed-major", action="store_true",
+                   help="submit seed 0 of every task first, then seed 1, ... (default: task by task, in ORDER)")
     p.add_argument("--fresh", action="store_true", help="ignore runs already in --out")
     p.add_argument("--summary-only", action="store_true", help="redraw figures and table from --out")
     a = p.parse_args()
