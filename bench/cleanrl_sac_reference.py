@@ -1,29 +1,36 @@
-"""A plain CleanRL-style FP32 SAC loop (sac_continuous_action.py), kept only as the benchmark's yardstick.
+"""A plain CleanRL-style FP32 SAC loop (sac_continuous_action.py), kept only as the benchmarks' yardstick
+(bench/train_throughput.py for speed, bench/learning_parity.py for learning).
 
-Same structure and hyperparameters as CleanRL: two separate critics and their targets, a Normal
-distribution object per call, log-probabilities recomputed for the alpha loss, parameter-by-parameter
-target updates. Only the replay buffer is a small NumPy ring instead of stable-baselines3's (no extra
-dependency). Not used by qsearch itself.
+Same structure and defaults as CleanRL: two separate critics and their targets, an actor whose mean
+and log-std share one trunk, raw (unnormalized) observations, a Normal distribution object per call,
+log-probabilities recomputed for the alpha loss, parameter-by-parameter target updates. Only the replay
+buffer is a small NumPy ring instead of stable-baselines3's (no extra dependency), and the widths are
+arguments (CleanRL: 256). Evaluation follows qsearch's protocol (see _reference_common.py). Not used by
+qsearch itself.
 """
 from __future__ import annotations
 
-import time
+import random
+import sys
+from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _reference_common import Evaluator, ReplayBuffer, make_env  # noqa: E402
+
 LOG_STD_MAX, LOG_STD_MIN = 2, -5
 
 
 class SoftQNetwork(nn.Module):
-    def __init__(self, obs_dim, act_dim):
+    def __init__(self, obs_dim, act_dim, width=256):
         super().__init__()
-        self.fc1 = nn.Linear(obs_dim + act_dim, 256)
-        self.fc2 = nn.Linear(256, 256)
-        self.fc3 = nn.Linear(256, 1)
+        self.fc1 = nn.Linear(obs_dim + act_dim, width)
+        self.fc2 = nn.Linear(width, width)
+        self.fc3 = nn.Linear(width, 1)
 
     def forward(self, x, a):
         x = torch.cat([x, a], 1)
@@ -31,13 +38,13 @@ class SoftQNetwork(nn.Module):
 
 
 class Actor(nn.Module):
-    def __init__(self, env):
+    def __init__(self, env, width=256):
         super().__init__()
         obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-        self.fc1 = nn.Linear(obs_dim, 256)
-        self.fc2 = nn.Linear(256, 256)
-        self.fc_mean = nn.Linear(256, act_dim)
-        self.fc_logstd = nn.Linear(256, act_dim)
+        self.fc1 = nn.Linear(obs_dim, width)
+        self.fc2 = nn.Linear(width, width)
+        self.fc_mean = nn.Linear(width, act_dim)
+        self.fc_logstd = nn.Linear(width, act_dim)
         self.register_buffer("action_scale", torch.tensor((env.action_space.high - env.action_space.low) / 2.0, dtype=torch.float32))
         self.register_buffer("action_bias", torch.tensor((env.action_space.high + env.action_space.low) / 2.0, dtype=torch.float32))
 
@@ -58,49 +65,47 @@ class Actor(nn.Module):
         return action, log_prob.sum(1, keepdim=True), torch.tanh(mean) * self.action_scale + self.action_bias
 
 
-def run(env_id: str, learning_starts: int, learning_steps: int, seed: int = 0) -> tuple[float, float]:
-    """Env steps per wall second and per CPU second over `learning_steps` steps after
-    `learning_starts` random steps."""
+def train(env_id: str, total_steps: int, seed: int = 0, eval_every: int | None = None, eval_episodes: int = 10,
+          width: int = 256, critic_width: int = 256, gamma: float = 0.99, tau: float = 0.005, batch_size: int = 256,
+          learning_starts: int = 5_000, policy_lr: float = 3e-4, q_lr: float = 1e-3, policy_frequency: int = 2,
+          target_network_frequency: int = 1, alpha: float = 0.2, autotune: bool = True, progress=None) -> dict:
+    """CleanRL's loop with its defaults. Returns the evaluation curve and the wall and CPU seconds of the
+    steps after learning_starts (evaluations excluded); see _reference_common.Evaluator."""
     torch.set_num_threads(1)
-    torch.manual_seed(seed)
+    random.seed(seed)
     np.random.seed(seed)
-    gamma, tau, batch_size, policy_frequency = 0.99, 0.005, 256, 2
-    env = gym.make(env_id)
+    torch.manual_seed(seed)
+    env = make_env(env_id, seed)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    actor = Actor(env)
-    qf1, qf2 = SoftQNetwork(obs_dim, act_dim), SoftQNetwork(obs_dim, act_dim)
-    qf1_target, qf2_target = SoftQNetwork(obs_dim, act_dim), SoftQNetwork(obs_dim, act_dim)
+    actor = Actor(env, width)
+    qf1, qf2 = SoftQNetwork(obs_dim, act_dim, critic_width), SoftQNetwork(obs_dim, act_dim, critic_width)
+    qf1_target, qf2_target = SoftQNetwork(obs_dim, act_dim, critic_width), SoftQNetwork(obs_dim, act_dim, critic_width)
     qf1_target.load_state_dict(qf1.state_dict())
     qf2_target.load_state_dict(qf2.state_dict())
-    q_optimizer = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=1e-3)
-    actor_optimizer = torch.optim.Adam(list(actor.parameters()), lr=3e-4)
-    target_entropy = -float(act_dim)
-    log_alpha = torch.zeros(1, requires_grad=True)
-    alpha = log_alpha.exp().item()
-    a_optimizer = torch.optim.Adam([log_alpha], lr=1e-3)
+    q_optimizer = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=q_lr)
+    actor_optimizer = torch.optim.Adam(list(actor.parameters()), lr=policy_lr)
+    if autotune:
+        target_entropy = -float(act_dim)
+        log_alpha = torch.zeros(1, requires_grad=True)
+        alpha = log_alpha.exp().item()
+        a_optimizer = torch.optim.Adam([log_alpha], lr=q_lr)
 
-    n = learning_starts + learning_steps
-    b_obs, b_next = np.zeros((n, obs_dim), np.float32), np.zeros((n, obs_dim), np.float32)
-    b_act, b_rew, b_done = np.zeros((n, act_dim), np.float32), np.zeros((n, 1), np.float32), np.zeros((n, 1), np.float32)
+    rb = ReplayBuffer(total_steps, obs_dim, act_dim)
+    ev = Evaluator(env_id, obs_dim, seed, total_steps, learning_starts, eval_every, eval_episodes,
+                   lambda x: torch.tanh(actor(x)[0]), progress)
     obs, _ = env.reset(seed=seed)
-    start = None
-    for global_step in range(n):
-        if global_step == learning_starts:
-            start, cpu_start = time.perf_counter(), time.process_time()
+    for global_step in range(total_steps):
         if global_step < learning_starts:
             action = env.action_space.sample()
         else:
             action, _, _ = actor.get_action(torch.Tensor(obs).unsqueeze(0))
             action = action.detach().numpy()[0]
         next_obs, reward, terminated, truncated, _ = env.step(action)
-        b_obs[global_step], b_next[global_step], b_act[global_step] = obs, next_obs, action
-        b_rew[global_step], b_done[global_step] = reward, terminated
+        rb.add(obs, next_obs, action, reward, terminated)
         obs = next_obs if not (terminated or truncated) else env.reset()[0]
 
         if global_step > learning_starts:
-            idx = np.random.randint(0, global_step + 1, batch_size)
-            o, no, a = torch.from_numpy(b_obs[idx]), torch.from_numpy(b_next[idx]), torch.from_numpy(b_act[idx])
-            r, d = torch.from_numpy(b_rew[idx]), torch.from_numpy(b_done[idx])
+            o, no, a, r, d = rb.sample(batch_size)
             with torch.no_grad():
                 next_state_actions, next_state_log_pi, _ = actor.get_action(no)
                 qf1_next_target = qf1_target(no, next_state_actions)
@@ -122,18 +127,28 @@ def run(env_id: str, learning_starts: int, learning_steps: int, seed: int = 0) -
                     actor_optimizer.zero_grad()
                     actor_loss.backward()
                     actor_optimizer.step()
-                    with torch.no_grad():
-                        _, log_pi, _ = actor.get_action(o)
-                    alpha_loss = (-log_alpha.exp() * (log_pi + target_entropy)).mean()
-                    a_optimizer.zero_grad()
-                    alpha_loss.backward()
-                    a_optimizer.step()
-                    alpha = log_alpha.exp().item()
+                    if autotune:
+                        with torch.no_grad():
+                            _, log_pi, _ = actor.get_action(o)
+                        alpha_loss = (-log_alpha.exp() * (log_pi + target_entropy)).mean()
+                        a_optimizer.zero_grad()
+                        alpha_loss.backward()
+                        a_optimizer.step()
+                        alpha = log_alpha.exp().item()
 
-            for param, target_param in zip(qf1.parameters(), qf1_target.parameters()):
-                target_param.data.copy_(tau * param.data + (1 - tau) * target_param.data)
-            for param, target_param in zip(qf2.parameters(), qf2_target.parameters()):
-                target_param.data.copy_(tau * param.data + (1 - tau) * target_param.data)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            if global_step % target_network_frequency == 0:
+                for param, target_param in zip(qf1.parameters(), qf1_target.parameters()):
+                    target_param.data.copy_(tau * param.data + (1 - tau) * target_param.data)
+                for param, target_param in zip(qf2.parameters(), qf2_target.parameters()):
+                    target_param.data.copy_(tau * param.data + (1 - tau) * target_param.data)
+        ev.tick(global_step + 1)
+    ev.finish()
     env.close()
-    return learning_steps / wall, learning_steps / cpu
+    return ev.result()
+
+
+def run(env_id: str, learning_starts: int, learning_steps: int, seed: int = 0) -> tuple[float, float]:
+    """Env steps per wall second and per CPU second over `learning_steps` steps after
+    `learning_starts` random steps, with CleanRL's batch size 256 (bench/train_throughput.py)."""
+    r = train(env_id, learning_starts + learning_steps, seed, learning_starts=learning_starts)
+    return learning_steps / r["learn_wall_s"], learning_steps / r["learn_cpu_s"]
