@@ -29,12 +29,11 @@ def weight_bits(obs_dim: int, act_dim: int, policy) -> int:
 def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_id: str, parent_run_id: str):
     """config: {"configuration": Configuration.key, "seed": int} from the Tuner's param space."""
     started = time.perf_counter()
-    import gymnasium as gym
     import pyarrow.fs as pafs
     from ray import tune
 
     from qsearch import pipeline
-    from qsearch.rl.envs import log_mujoco_to
+    from qsearch.rl.envs import log_mujoco_to, make_env
 
     tracking.setup_environment()
     by_key = {c.key: c for c in space.configurations}
@@ -55,7 +54,7 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
         tune.report({"step": cfg.total_steps, **done})
         return
 
-    env = gym.make(cfg.env_id)
+    env = make_env(cfg.env_id, seed)
     cost = weight_bits(env.observation_space.shape[0], env.action_space.shape[0], conf.policy)
     env.close()
 
