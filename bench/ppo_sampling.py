@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from qsearch import ray_session
 from qsearch.config import PolicyConfig, PPOConfig, QuantBits, TrainConfig
 from qsearch.rl import ppo
 
@@ -83,7 +84,7 @@ def main() -> None:
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--iters", type=int, default=3)
     a = p.parse_args()
-    ppo.start_ray(cpus=2)
+    ray_session.start(cpus=2)
     qat = QuantBits(bits_weight=3, bits_act=3)
     print(f"{a.env}, actor width {a.width}, 2,048 steps per iteration, {a.iters} timed iterations each")
     print(f"{'variant':<12} {'runners':>7} {'steps/s':>8} {'sample s':>9} {'learn s':>8} {'other s':>8} "

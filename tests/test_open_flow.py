@@ -33,14 +33,10 @@ def tiny_bundle(tmp_path_factory):
 def local_ray():
     """One local Ray for the module's sweeps (each `qsearch hw` joins it instead of starting its own);
     its workers keep the designs they synthesized, so a design two sweeps share may be made once."""
-    import ray
+    from qsearch import ray_session
 
-    from qsearch.hw.sweep import ray_init
-
-    started = ray_init(None)
-    yield
-    if started:
-        ray.shutdown()
+    with ray_session.session():
+        yield
 
 
 def rows_of(out_dir):

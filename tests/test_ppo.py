@@ -7,11 +7,11 @@ import pickle
 
 import numpy as np
 import pytest
-import ray
 import torch
 import yaml
 
 from qsearch import bundle as bundles
+from qsearch import ray_session
 from qsearch.cli import main
 from qsearch.config import PolicyConfig, PPOConfig, QuantBits, TrainConfig
 from qsearch.errors import QsearchError
@@ -60,9 +60,8 @@ def test_search_runs_a_qat_ppo_trial_on_two_env_runners(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ppo.start_ray()
-    yield
-    ray.shutdown()
+    with ray_session.session():
+        yield
 
 
 def short_config(quant, steps, seed=0):

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import pickle
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from qsearch import ray_session
 from qsearch.errors import QsearchError
 from qsearch.hw import flows, power
 from qsearch.hw.config import HwConfig
@@ -139,8 +139,8 @@ def run(policies: list[HwPolicy], cfg: SweepConfig, work_dir: Path, progress=Non
         starts["integer"] = integer_models(policies, cfg.hw.pad)  # an FP32 policy is refused here
     if any(flows.STARTS[f] == "qonnx" for f in names):
         starts["qonnx"] = {k: v.read_bytes() for k, v in export_policies(policies, cfg.hw.pad, work_dir).items()}
-    started = ray_init(cfg.resource, cfg.address)
-    try:
+    # FINN's and brevitas' warnings would only fill the workers' log files
+    with ray_session.session(cfg.address, resource=cfg.resource, worker_env={"PYTHONWARNINGS": "ignore"}):
         task = ray.remote(estimate_row)
         if cfg.resource:
             task = task.options(resources={cfg.resource: 1})
@@ -157,27 +157,6 @@ def run(policies: list[HwPolicy], cfg: SweepConfig, work_dir: Path, progress=Non
             if progress:
                 progress(len(refs) - len(pending), len(refs), rows[refs[done[0]]])
         return rows
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def ray_init(resource: str | None, address: str | None = None) -> bool:
-    """Join the Ray cluster at `address` (or $RAY_ADDRESS), or start a private local one offering
-    `resource` on every CPU (address="local": never attach to another program's Ray on this machine)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # keeps Ray from writing ~/.ray/auth_token
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        cpus = os.cpu_count() or 1
-        ray.init(address="local", num_cpus=cpus, resources={resource: cpus} if resource else None, include_dashboard=False,
-                 log_to_driver=False, runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
-    return True
 
 
 def best(rows: list[Row]) -> dict[tuple[str, str], Row]:

@@ -41,12 +41,8 @@ def synthesize(build_dirs: list[Path]) -> list[dict]:
     vivado_home()  # refuse before starting anything
     import ray
 
-    from qsearch.hw.sweep import ray_init
+    from qsearch import ray_session
 
-    started = ray_init(RESOURCE)  # a local Ray offers `vivado` here, since this machine has Vivado
-    try:
+    with ray_session.session(resource=RESOURCE):  # a local Ray offers `vivado` here, since this machine has Vivado
         task = ray.remote(run_build).options(resources={RESOURCE: 1})
         return ray.get([task.remote(str(d)) for d in build_dirs])
-    finally:
-        if started:
-            ray.shutdown()

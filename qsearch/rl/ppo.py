@@ -16,6 +16,7 @@ import time
 import numpy as np
 import torch
 
+from qsearch import ray_session
 from qsearch.config import PPOConfig, TrainConfig
 from qsearch.errors import QsearchError
 from qsearch.quant.actor import QuantActor
@@ -27,24 +28,6 @@ from qsearch.rl.ppo_module import ACTOR_PREFIX, TRAIN_CONFIG, TRAIN_FORWARDS, Qu
 
 MODULE_ID = "default_policy"  # RLlib's single-agent module id
 RLLIB_STD_EPS = 1e-6  # RLlib's MeanStdFilter divides by std + SMALL_NUMBER
-
-
-def start_ray(address: str | None = None, cpus: int = 1) -> None:
-    """Ray once per process: a fresh local Ray (with room for `cpus` env runners) unless a cluster
-    address is given, never whatever instance happens to run on the machine. Inside a Tune trial Ray
-    is already up."""
-    import ray
-
-    from qsearch import tracking
-
-    if ray.is_initialized():
-        return
-    tracking.setup_environment()
-    if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level="warning")
-    else:
-        ray.init(address="local", num_cpus=max(cpus, os.cpu_count() or 1), include_dashboard=False,
-                 log_to_driver=False, configure_logging=True, logging_level="warning")
 
 
 def algorithm_config(cfg: TrainConfig):
@@ -133,7 +116,7 @@ def train(cfg: TrainConfig, progress=None, address: str | None = None, checkpoin
     scale, bias = action_scale(env.action_space), action_bias(env.action_space)
     env.close()
 
-    start_ray(address, args.env_runners)
+    ray_session.start(address, cpus=args.env_runners)  # RLlib's algorithm keeps it for the process
     algo = algorithm_config(cfg).build_algo()
     try:
         history, step, next_eval = [], 0, cfg.eval_every

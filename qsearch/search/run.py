@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from qsearch import tracking
+from qsearch import ray_session, tracking
 from qsearch import trial_record as record
 from qsearch.errors import QsearchError
 from qsearch.search import space as spaces
@@ -149,7 +149,6 @@ def search(space_path: str | Path, workdir: str | Path | None = None, address: s
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         os.replace(tmp, state_file)
 
-    import ray
     from ray import tune
 
     from qsearch.search.summary import LiveView, rows, table
@@ -158,10 +157,7 @@ def search(space_path: str | Path, workdir: str | Path | None = None, address: s
     # not apply: qsearch tracks in MLflow) prints whatever `verbose` says; the legacy reporter obeys
     # verbose=0, and LiveView says what is running.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    # "local": always a fresh Ray on this machine, never a cluster that happens to run here.
-    ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-             configure_logging=True, logging_level="warning")
-    try:
+    with ray_session.session(address):
         trainable = _trainable(space, uri, experiment_id, parent)
         experiment_path = f"{storage_path.rstrip('/')}/{space.name}"
         if resume and tune.Tuner.can_restore(experiment_path):
@@ -178,8 +174,6 @@ def search(space_path: str | Path, workdir: str | Path | None = None, address: s
                     stop=getattr(searcher, "stopper", None), callbacks=[LiveView(total)]))
         results = tuner.fit()
         LiveView(total).print_results(results)
-    finally:
-        ray.shutdown()
 
     trial_rows = rows(results)
     text = table(trial_rows)

@@ -40,19 +40,14 @@ def curves(models: dict[str, list[tuple[str, int]]], sigmas: list[float], episod
     MuJoCo's warnings go to log_dir (on the node that evaluates)."""
     import ray
 
-    from qsearch import tracking
+    from qsearch import ray_session
 
-    tracking.setup_environment()
     jobs = [(label, path, seed) for label, ms in models.items() for path, seed in ms]
-    ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-             configure_logging=True, logging_level="warning")
-    try:
+    with ray_session.session(address):
         task = ray.remote(num_cpus=1)(model_curve)
         files = [ray.put({f.name: f.read_bytes() for f in Path(path).iterdir() if f.is_file()}) for _, path, _ in jobs]
         refs = [task.remote(f, list(sigmas), episodes, seed, str(log_dir)) for f, (_, _, seed) in zip(files, jobs)]
         values = ray.get(refs)
-    finally:
-        ray.shutdown()
     out: dict[str, dict] = {}
     for (label, _, seed), v in zip(jobs, values):
         out.setdefault(label, {"sigma": list(sigmas), "seeds": [], "per_model": []})
