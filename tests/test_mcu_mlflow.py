@@ -1,6 +1,8 @@
 """`qsearch export RUN --format mlflow`: the run's policy registered in a real (SQLite) tracking store,
 loaded back by name and version, giving the integer engine's actions."""
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +56,11 @@ def test_mlflow_format_errors(capsys, tmp_path, bundle_dir):
     code, _, err = run(capsys, "export", bundle_dir, "--format", "mlflow", "--tracking-uri",
                        f"sqlite:///{tmp_path / 'm.db'}")
     assert code == 2 and err.count("\n") == 1 and "give the run id" in err
+
+
+def test_the_model_class_defines_without_mlflow_advice():
+    """MLflow advises, on stderr, whenever a PythonModel without a predict() type hint is defined."""
+    done = subprocess.run([sys.executable, "-W", "default", "-c", "import qsearch.deploy.mlflow_model"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "type hint" not in done.stderr.lower()
