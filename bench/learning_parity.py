@@ -15,8 +15,8 @@ Tasks (SAC; TD3 and DDPG on `ip` only):
   ip       InvertedPendulum-v5, 10k steps, 5 seeds, eval every 1k
   idp      InvertedDoublePendulum-v5, 20k steps, 3 seeds, eval every 2k
   hopper   Hopper-v5, 50k steps, 2 seeds, eval every 5k
-  ip-demo  InvertedPendulum-v5 with the demo's settings (search_spaces/selection_pendulum.yaml: policy and
-           critic width 64, batch 64, learning from step 1,000), 10k steps, 5 seeds, eval every 1k
+  ip-demo  InvertedPendulum-v5 with the demo's former settings (policy and critic width 64, batch 64,
+           learning from step 1,000; the demo now uses widths 256), 10k steps, 5 seeds, eval every 1k
 The rest is qsearch's defaults (paper Table 4/5, CleanRL's): widths 256, batch 256, SAC learning from
 step 5,000. TD3 and DDPG also learn from step 5,000: their default (qsearch's and CleanRL's 25,000)
 exceeds the 10k budget.
