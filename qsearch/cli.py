@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from qsearch import tracking
+from qsearch import ray_session, tracking
 from qsearch.config import (ALGO_CONFIGS, ALGOS, FIXED_BITS, SCOPES, PolicyConfig, PPOConfig, QuantBits, TrainConfig,
                             default)
 from qsearch.errors import QsearchError
@@ -257,6 +257,7 @@ def _eval(a) -> int:
 def _search(a) -> int:
     from qsearch.search.run import search
 
+    ray_session.cluster_address(a.address)  # an unreachable cluster is refused before anything is written
     out = search(a.space, workdir=a.workdir, address=a.address, storage=a.storage,
                  tracking_uri=a.tracking_uri, resume=a.resume)
     print(out.table)
@@ -280,6 +281,7 @@ def _select(a) -> int:
 
         print(plan(a.space, a.workdir, a.tracking_uri))
         return 0
+    ray_session.cluster_address(a.address)  # an unreachable cluster is refused before anything is written
     rule = None
     if a.rule or a.alpha is not None or a.min_band is not None:
         base = spec.load(a.space).rule
@@ -340,6 +342,7 @@ def _hw(a) -> int:
 
     hw = HwConfig(targets=tuple(a.targets), part=a.part, clock_ns=a.clock_ns, pad=a.pad, mvau_wwidth_max=a.mvau_wwidth_max)
     cfg = SweepConfig(hw, resource=a.resource, address=a.address)
+    ray_session.cluster_address(a.address)  # an unreachable cluster is refused before anything is written
 
     def progress(done, total, row):
         line = f"[{done}/{total}] {row.policy} ({row.flow}) at {row.target_fps:.0e} actions/s"

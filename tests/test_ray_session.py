@@ -1,12 +1,14 @@
 """One way into Ray for every command (qsearch/ray_session.py): a private local Ray by default,
 quiet, offering a named resource; $RAY_ADDRESS joined; a Ray already running left alone."""
 import os
+import socket
 import subprocess
 import sys
 
 import ray
 
 from qsearch import ray_session
+from commands import run
 
 # Prints the cluster this process is in and whether ray_session started it.
 PROBE = ("from qsearch import ray_session; import ray; started = ray_session.start(); "
@@ -40,3 +42,20 @@ def test_ray_address_is_joined_and_the_start_is_quiet():
     assert own.returncode == 0, own.stderr
     assert own.stdout.split()[0] != address  # without RAY_ADDRESS: its own Ray, not the one running here
     assert "Started a local Ray instance" not in own.stderr
+
+
+def test_a_cluster_nothing_answers_at_is_refused_before_anything_is_written(capsys, tmp_path, monkeypatch):
+    """Ray alone would retry such an address for minutes; qsearch refuses it in one line."""
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    space, work = "search_spaces/selection_pendulum.yaml", tmp_path / "w"
+    code, _, err = run(capsys, "select", space, "--workdir", work, "--address", f"127.0.0.1:{port}")
+    assert code == 2 and err.count("\n") == 1 and f"nothing answers at 127.0.0.1:{port}" in err
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    code, _, err = run(capsys, "search", space, "--workdir", work)
+    assert code == 2 and err.count("\n") == 1 and f"Ray cluster 127.0.0.1:{port}" in err
+    monkeypatch.delenv("RAY_ADDRESS")
+    code, _, err = run(capsys, "search", space, "--workdir", work, "--address", "nohost")
+    assert code == 2 and "not an address" in err
+    assert not work.exists()
