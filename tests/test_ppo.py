@@ -3,12 +3,15 @@ run that learns, RLlib checkpoints imported into bundles (QAT and FP32), and bad
 
 Small settings keep the file near 3 minutes on 2 cores: 512-step PPO iterations of 8 minibatches."""
 import json
+import os
 import pickle
+import shutil
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from ray import cloudpickle
 
 from qsearch import bundle as bundles
 from qsearch import ray_session
@@ -22,6 +25,8 @@ from qsearch.search import space as spaces
 ENV = "InvertedPendulum-v5"
 SMALL = {"num_steps": 512, "num_minibatches": 8}
 MODULE_STATE = "learner_group/learner/rl_module/default_policy/module_state.pkl"
+MODULE_SPEC = "learner_group/learner/rl_module/default_policy/class_and_ctor_args.pkl"
+FILTER_STATE = "env_runner/env_to_module_connector/MeanStdFilter/state.pkl"
 
 
 def ppo_space(tmp_path, **over):
@@ -87,7 +92,7 @@ def test_checkpoint_imports_into_a_bundle(local_ray, tmp_path, capsys, quant):
         state_file = tmp_path / "ckpt" / MODULE_STATE
         state = pickle.loads(state_file.read_bytes())
         state["pi.actor.linears.0.weight"] = np.zeros((8, 4), np.float32)
-        state_file.write_bytes(pickle.dumps(state))
+        state_file.write_bytes(cloudpickle.dumps(state))  # as RLlib writes it (protocol 5)
         assert main(["import", str(tmp_path / "ckpt"), "--out", str(tmp_path / "b2")]) == 2
         err = capsys.readouterr().err.strip()
         assert "do not fit its configuration: size mismatch for linears.0.weight" in err
@@ -114,11 +119,48 @@ def test_another_modules_checkpoint_is_refused(local_ray, tmp_path, capsys):
     algo.save_to_path(str(tmp_path / "other"))
     algo.stop()
     assert main(["import", str(tmp_path / "other"), "--out", str(tmp_path / "b")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "not qsearch's PPO module" in err and len(err.splitlines()) == 1
+    err = capsys.readouterr().err.strip()  # refused by the unpickler before it looks the class up
+    assert (f"{tmp_path / 'other' / MODULE_SPEC}: refuses to load "
+            "ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module.DefaultPPOTorchRLModule") in err
+    assert len(err.splitlines()) == 1
     assert not (tmp_path / "b").exists()
     assert main(["import", str(tmp_path), "--out", str(tmp_path / "b")]) == 2
     assert "is not an RLlib checkpoint" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def genuine_checkpoint(local_ray, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("genuine") / "ckpt"
+    ppo.train(short_config(None, 512), checkpoint=str(folder))
+    return folder
+
+
+class RunsCode:
+    """A pickle that would run `call(arg)` when loaded."""
+
+    def __init__(self, call, arg):
+        self.call, self.arg = call, arg
+
+    def __reduce__(self):
+        return self.call, (self.arg,)
+
+
+@pytest.mark.parametrize("file, call", [(MODULE_SPEC, os.system), (MODULE_STATE, exec), (FILTER_STATE, os.system)],
+                         ids=["module-spec-os.system", "module-state-exec", "filter-state-os.system"])
+def test_a_checkpoint_pickle_that_would_run_code_is_refused(genuine_checkpoint, tmp_path, capsys, file, call):
+    ckpt, marker = tmp_path / "ckpt", tmp_path / "MARKER"
+    shutil.copytree(genuine_checkpoint, ckpt)
+    assert main(["import", str(ckpt), "--out", str(tmp_path / "b"), "--episodes", "1"]) == 0  # the genuine one
+    command = f"touch {marker}" if call is os.system else f"open({str(marker)!r}, 'w').close()"
+    (ckpt / file).write_bytes(pickle.dumps({"pi.actor.linears.0.weight": RunsCode(call, command)}))
+    capsys.readouterr()
+    assert main(["import", str(ckpt), "--out", str(tmp_path / "b2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"qsearch: error: {ckpt / file}: refuses to load {call.__module__}.{call.__name__}: not among "
+                   "what a checkpoint of qsearch's PPO module holds (unpickling it could run code)")
+    assert not marker.exists()  # refused before it ran
+    assert not (tmp_path / "b2").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "ckpt"]
 
 
 @pytest.mark.parametrize("args, message", [
