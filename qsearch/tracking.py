@@ -14,6 +14,10 @@ from qsearch.errors import QsearchError
 
 PARAMS_PER_CALL = 100  # MLflow's log_batch takes at most 100 params per call
 PAGE_SIZE = 1_000  # runs per search_runs request while paging through a store
+# Experiments per search_experiments request: the most MLflow guarantees every server answers
+# (service.proto, SearchExperiments.max_results: "at least 1,000 but may support more"; its SQL store
+# takes up to 50,000), and also MLflow's default page, beyond which it says nothing without paging.
+EXPERIMENT_PAGE_SIZE = 1_000
 
 
 def setup_environment(verbose: bool = False) -> None:
@@ -71,21 +75,28 @@ def experiment(uri: str, name: str, workdir: Path) -> str:
         raise store_error(uri, e) from None
 
 
-def all_experiments(c) -> list[str]:
-    return [e.experiment_id for e in c.search_experiments()]
+def all_experiments(c, page_size: int | None = None) -> list[str]:
+    """The ids of every active experiment in the store, page by page (EXPERIMENT_PAGE_SIZE unless given)."""
+    return [e.experiment_id for e in _all_pages(c.search_experiments, page_size or EXPERIMENT_PAGE_SIZE)]
 
 
 def search_all(c, experiment_ids: list[str], filter_string: str, page_size: int = PAGE_SIZE) -> list:
-    """Every run matching `filter_string`, page by page (MLflow answers at most one page per call)."""
+    """Every run matching `filter_string`, page by page."""
     if not experiment_ids:
         return []
-    runs, token = [], None
+    return _all_pages(lambda **page: c.search_runs(experiment_ids, filter_string=filter_string, **page), page_size)
+
+
+def _all_pages(search, page_size: int) -> list:
+    """Every item of a paged MLflow search: it answers one page per call (a PagedList whose token
+    names the next page, empty after the last)."""
+    items, token = [], None
     while True:
-        page = c.search_runs(experiment_ids, filter_string=filter_string, max_results=page_size, page_token=token)
-        runs += list(page)
+        page = search(max_results=page_size, page_token=token)
+        items += list(page)
         token = page.token
         if not token:
-            return runs
+            return items
 
 
 def log_params(c, run_id: str, params: dict[str, str]) -> None:
