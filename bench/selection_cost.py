@@ -92,10 +92,10 @@ def synthetic(sel: spec.Selection, draw: int):
 
 def from_store(folder: Path):
     """(selection, outcome) from a selection's folder: every finished trial of its store, by key."""
-    from qsearch import tracking
+    from qsearch import run_folder, tracking
     from qsearch import trial_record as record
 
-    state = json.loads((folder / "select.json").read_text())
+    state = run_folder.state(folder, run_folder.SELECTION)
     sel = spec.load(state["space"])
     c = tracking.client(state["tracking_uri"])
     by_key = {t.key: replay.Outcome(t.final_return, record.eval_history(c, t.run_id))
@@ -112,7 +112,7 @@ def run(sel: spec.Selection, outcomes: list) -> list[dict]:
             for i, o in enumerate(outcomes) for slots in SLOTS}
     reference = [replay.full_grid(sel, o) for o in outcomes]
     assert all(grid[(i, SLOTS[0])].picks == r for i, r in enumerate(reference)), \
-        "the full grid's replay must select what stages.pick selects"
+        "the full grid's replay must select what the full grid selects"
     rows = []
     for name, strategy in STRATEGIES.items():
         row = {"strategy": name, "steps": {}, "wall": {}, "identical": 0, "changed": 0, "early": 0}

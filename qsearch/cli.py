@@ -289,7 +289,7 @@ def _select(a) -> int:
                     base.min_band if a.min_band is None else a.min_band)
     outcome = select(a.space, workdir=a.workdir, tracking_uri=a.tracking_uri, address=a.address, rule=rule,
                      noise=not a.no_noise, storage=a.storage)
-    return 1 if outcome["unmatched"] else 0  # like grep: nothing selected for some environment
+    return 1 if outcome.unmatched else 0  # like grep: nothing selected for some environment
 
 
 def _report(a) -> int:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qsearch import locate, trial_record
+from qsearch import locate, run_folder, trial_record
 from qsearch.errors import QsearchError
 
 # Found from the project folder (the package is installed editable), so the demo runs from anywhere.
 DEFAULT_SPACE = str(Path(__file__).resolve().parent.parent / "search_spaces" / "selection_pendulum.yaml")
-DEFAULT_WORKDIR = "runs/demo"
+DEFAULT_WORKDIR = str(run_folder.default("demo"))
 EXPORT_FORMATS = ("qonnx", "c")
 
 
@@ -53,10 +53,11 @@ def best_selected(workdir: Path) -> tuple[str, str]:
 def closing(workdir: Path) -> str:
     """What the demo produced and where, ending with the command that opens the MLflow UI on it."""
     sections = []
-    for title, path in (("Selection", workdir / "selection.md"), ("Hardware (FINN estimates)", workdir / "hw" / "hw.md")):
+    for title, path in (("Selection", workdir / run_folder.SELECTION_TABLES),
+                        ("Hardware (FINN estimates)", workdir / "hw" / "hw.md")):
         if path.is_file():
             sections.append(f"== {title} ({path}) ==\n{path.read_text().strip()}")
-    report = workdir / "report"
+    report = workdir / run_folder.REPORT
     figures = sorted(report.glob("*.png")) if report.is_dir() else []
     lines = [f"report:   {report / 'report.md'}",
              f"figures:  {', '.join(str(f) for f in figures) or '(none)'}",

@@ -12,18 +12,14 @@ The cache folder is $QSEARCH_CACHE, or ~/.cache/qsearch; a run's bundle lands in
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from qsearch import tracking
+from qsearch import run_folder, tracking
 from qsearch import trial_record as record
 from qsearch.errors import QsearchError
-
-STATE_FILES = ("select.json", "search.json")  # a selection's or a search's folder: they name the store
-
 
 def cache_dir() -> Path:
     return Path(os.environ.get("QSEARCH_CACHE") or Path.home() / ".cache" / "qsearch")
@@ -37,16 +33,7 @@ def tracking_uri_of(workdir_or_uri: str | Path) -> str:
     workdir = Path(text)
     if not workdir.is_dir():
         raise QsearchError(f"{workdir}: no such folder (expected a search's folder or a tracking URI)")
-    for name in STATE_FILES:
-        state = workdir / name
-        if state.is_file():
-            try:
-                return json.loads(state.read_text())["tracking_uri"]
-            except (ValueError, KeyError, TypeError):
-                raise QsearchError(f"{state} is damaged: no tracking_uri") from None
-    if (workdir / "mlflow.db").is_file():
-        return tracking.default_uri(workdir)
-    raise QsearchError(f"{workdir} holds no search: no {' or '.join(STATE_FILES)} and no mlflow.db")
+    return run_folder.tracking_uri(workdir)
 
 
 def locate_bundle(ref: str | Path, tracking_uri: str | None = None) -> Path:

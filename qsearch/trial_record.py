@@ -9,7 +9,7 @@ reads is named here, and nowhere else:
                          (`trial_summary`: FINAL_RETURN, ...) at the last step
                 tags     KIND_TAG=trial, PARENT_TAG, TRIAL_ID_TAG (Tune's id), KEY_TAG (`trial_key`),
                          VERSION_TAG; STOPPED_TAG / ERROR_TAG when it did not finish, and STOP_REASON_TAG
-                         (+ REJECTED_TAG) when a lazy selection stopped it; SELECTED_TAG when a
+                         (+ REJECTED_TAG, REJECTION_SETTINGS_TAG) when a lazy selection stopped it; SELECTED_TAG when a
                          selection picked it; HW_SOURCE_TAG and hw_* metrics after `qsearch hw`
                 artifacts bundle/ (the policy bundle), hw/ (the hardware report), policy/ (a registered
                          MLflow model, after `qsearch export --format mlflow`)
@@ -50,6 +50,7 @@ STOPPED_TAG = "qsearch.stopped"  # why a trial was stopped early (status KILLED)
 ERROR_TAG = "qsearch.error"  # the exception of a failed trial (status FAILED)
 STOP_REASON_TAG = "qsearch.stop_reason"  # why a lazy selection stopped it: not needed, or early rejection
 REJECTED_TAG = "qsearch.early_rejection"  # the checkpoint that rejected it: its value stays "no match"
+REJECTION_SETTINGS_TAG = "qsearch.early_rejection_settings"  # JSON: what it was decided under (reused only under the same)
 HW_SOURCE_TAG = "qsearch.hw.source"  # where the hw_* figures come from (FINN estimate, synthesis)
 
 # Metrics
@@ -274,21 +275,44 @@ def start_selection(uri: str, experiment_id: str, name: str, params: dict) -> st
     return run_id
 
 
-def mark_stopped(uri: str, stopped: dict[str, tuple[str, str | None]]) -> None:
-    """Tag the runs of trials a lazy selection stopped: trial id -> (why, early rejection detail or None)."""
+def mark_stopped(uri: str, stopped: dict[str, tuple[str, str | None, dict | None]]) -> None:
+    """Tag the runs of trials a lazy selection stopped: trial id -> (why, early rejection detail or
+    None, the settings it was decided under or None)."""
     c = tracking.client(uri)
-    for trial_id, (why, rejected) in stopped.items():
+    for trial_id, (why, rejected, settings) in stopped.items():
         for r in _runs(uri, f"tags.`{TRIAL_ID_TAG}` = '{trial_id}'"):
             c.set_tag(r.info.run_id, STOP_REASON_TAG, why)
             if rejected is not None:
                 c.set_tag(r.info.run_id, REJECTED_TAG, rejected)
+                c.set_tag(r.info.run_id, REJECTION_SETTINGS_TAG, json.dumps(settings, sort_keys=True))
 
 
-def rejected_trials(uri: str) -> list[tuple[str, int, str, str]]:
-    """(trial key, seed, configuration, detail) of every trial that early rejection stopped."""
+@dataclass(frozen=True)
+class Stopped:
+    """A trial a lazy selection stopped (status KILLED, with its reason)."""
+
+    run_id: str
+    key: str
+    seed: int
+    why: str
+    rejection: str | None
+    """the early rejection's detail; None: stopped as not needed"""
+    settings: dict | None
+    """what the early rejection was decided under; None for a rejection recorded before they were kept"""
+
+
+def stopped_trials(uri: str) -> list[Stopped]:
+    """Every trial a lazy selection stopped, in every experiment."""
     killed = _runs(uri, f"tags.`{KIND_TAG}` = '{TRIAL}' and attributes.status = 'KILLED'")
-    return [(trial_key(dict(r.data.params)), int(r.data.params["seed"]), r.data.params["configuration"],
-             r.data.tags[REJECTED_TAG]) for r in killed if REJECTED_TAG in r.data.tags]
+    out = []
+    for r in killed:
+        tags = r.data.tags
+        if STOP_REASON_TAG not in tags:
+            continue
+        settings = tags.get(REJECTION_SETTINGS_TAG)
+        out.append(Stopped(r.info.run_id, trial_key(dict(r.data.params)), int(r.data.params["seed"]),
+                           tags[STOP_REASON_TAG], tags.get(REJECTED_TAG), json.loads(settings) if settings else None))
+    return out
 
 
 def log_selection_cost(uri: str, run_id: str, spent: int, reused: int, grid: int) -> None:

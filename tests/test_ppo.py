@@ -103,13 +103,21 @@ def test_checkpoint_imports_into_a_bundle(local_ray, tmp_path, capsys, quant):
                      "--episodes", "1", "--out", str(tmp_path / "ptq")]) == 0
 
 
+# Measured on a machine whose torch reports AVX512 (2026-12-05), this test's settings, seeds 0-5: the
+# mean of the last two evaluations is 79.9, 64.7, 73.6, 146.2, 83.0, 73.7 (PPO's outcome at 8k steps
+# depends on the CPU's kernels: where the test was written the final return passed 100 on seed 0, here
+# it is 85.0); with learning switched off (learning rate 1e-12) it stays at 7.0 and 4.2 (seeds 0, 1).
+# The bound sits well below the lowest learned figure and far above the unlearned one.
+LEARNED = 40.0
+
+
 def test_ppo_learns_inverted_pendulum(local_ray):
     cfg = TrainConfig(env_id=ENV, algo="ppo", policy=PolicyConfig(width=64, quant=None), total_steps=8192,
                       eval_every=2048, eval_episodes=5, algo_config=PPOConfig(num_steps=1024, num_minibatches=16))
     result = ppo.train(cfg)
     assert result.actor_updates >= 8 * 10 * 16  # 8 iterations x 10 epochs x 16 minibatches (or a few more)
     returns = [h["eval_return_mean"] for h in result.history]
-    assert returns[-1] > 100 and returns[-1] > 3 * returns[0], returns  # an untrained policy falls in ~10 steps
+    assert np.mean(returns[-2:]) > LEARNED, returns  # an untrained policy falls in ~5 steps
 
 
 def test_another_modules_checkpoint_is_refused(local_ray, tmp_path, capsys):

@@ -56,7 +56,7 @@ def test_selection_report_draws_every_figure_and_logs_it(tmp_path, capsys):
         assert (report / name).stat().st_size > 5000, name
     md = (report / "report.md").read_text()
     assert "Not drawn" not in md
-    assert outcome["selected"][ENV]["configuration"] in md and "| 0.5 | 850.0 +- 45.0 | 940.0 +- 45.0 |" in md
+    assert outcome.selected[ENV].configuration in md and "| 0.5 | 850.0 +- 45.0 | 940.0 +- 45.0 |" in md
     run_id = json.loads((workdir / "select.json").read_text())["selection_run_id"]
     logged = {os.path.basename(f.path) for f in tracking.client(uri).list_artifacts(run_id, record.REPORT_ARTIFACT)}
     assert logged == {"report.md"} | {name for name, _, _ in FIGURES}

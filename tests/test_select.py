@@ -9,12 +9,15 @@ from qsearch.cli import main
 from qsearch.errors import QsearchError
 from qsearch import tracking
 from qsearch import trial_record as record
-from qsearch.select import spec
+from qsearch.select import lazy, replay, spec
+from qsearch.select import selection_record as rec
 from qsearch.select.parity import Rule
 from qsearch.select.results import Stats
 from qsearch.select.selection import select
-from qsearch.select.stages import pick, selection_table, table
-from select_store import ENV, fill, filled_selection, paper_like, selection_file
+from qsearch.select.stages import pick
+from qsearch.select.tables import selection_table
+from qsearch.select.walk import walk
+from select_store import ENV, filled_selection, paper_like, selection_file
 
 FP32 = Stats((990.0, 1000.0, 1010.0), (0, 1, 2))
 
@@ -40,13 +43,11 @@ def test_pick_skips_a_candidate_with_missing_seeds():
     o = pick("core", ENV, [(2, "c2", s(1000, 1000)), (3, "c3", s(1000, 1000, 1000))], FP32, Rule(), 3)
     assert o.chosen.value == 3
     assert not o.rows[0].eligible and o.rows[0].verdict.match
-    assert "2 seeds (too few)" in table([o], Rule())
 
 
 def test_pick_with_no_match_says_so():
     o = pick("core", ENV, [(2, "c2", s(10, 10, 10)), (3, "c3", s(20, 20, 20))], FP32, Rule(), 3)
     assert o.chosen is None
-    assert "no configuration matches FP32" in table([o], Rule())
 
 
 def test_three_stages_on_a_store_that_holds_every_result(tmp_path):
@@ -55,20 +56,21 @@ def test_three_stages_on_a_store_that_holds_every_result(tmp_path):
     outcome = select(path, workdir=workdir, noise=False, stream=out)
     text = out.getvalue()
     assert text.count("to train") == 3 and "0 to train" in text  # every stage answered by the store
-    assert not any(p.is_dir() for p in (workdir / "stages").iterdir())  # no search was started
-    chosen = outcome["selected"][ENV]
-    assert (chosen["core_bits"], chosen["width"], chosen["input_bits"]) == (3, 32, 4)
-    assert chosen["mean"] == pytest.approx(998.0) and chosen["fp32_mean"] == pytest.approx(1000.0)
+    assert not (workdir / "stages").exists()  # no search was started, so no stage space was recorded
+    chosen = outcome.selected[ENV]
+    assert (chosen.core_bits, chosen.width, chosen.input_bits) == (3, 32, 4)
+    assert chosen.stats.mean == pytest.approx(998.0) and chosen.fp32.mean == pytest.approx(1000.0)
     # Stage 2 held the stage-1 width 64 as a candidate, stage 3 the 8-bit input.
-    assert [r["value"] for r in outcome["stages"]["width"][ENV]["rows"]] == [16, 32, 64]
-    assert [r["value"] for r in outcome["stages"]["input"][ENV]["rows"]] == [2, 4, 8]
+    assert [v.value for v in outcome.stage("width").envs[0].values] == [16, 32, 64]
+    assert [v.value for v in outcome.stage("input").envs[0].values] == [2, 4, 8]
     tagged = record.selected_trials(uri)
     assert sorted(t.seed for t in tagged) == [0, 1, 2]
-    assert {t.configuration for t in tagged} == {chosen["configuration"]}
+    assert {t.configuration for t in tagged} == {chosen.configuration}
     table_text = selection_table(outcome)
     assert "998.0 +- 8.2" in table_text and "1000.0 +- 8.2" in table_text and "sigma" in table_text
     saved = json.loads((workdir / "selection.json").read_text())
-    assert saved["selected"][ENV]["configuration"] == chosen["configuration"]
+    assert saved["version"] == rec.RECORD_VERSION and saved["selected"][ENV]["configuration"] == chosen.configuration
+    assert rec.SelectionRecord.from_json(saved) == outcome  # the file holds the whole record
 
 
 def test_a_second_select_trains_nothing_and_retags(tmp_path):
@@ -82,29 +84,23 @@ def test_a_second_select_trains_nothing_and_retags(tmp_path):
     c = tracking.client(uri)
     kinds = [r.data.tags.get(record.KIND_TAG) for r in c.search_runs(tracking.all_experiments(c))]
     assert kinds.count(record.SELECTION) == 2 and kinds.count(record.SEARCH) == 1  # the synthetic one
-    assert outcome["selected"][ENV]["core_bits"] == 3
+    assert outcome.selected[ENV].core_bits == 3
+
+
+def grid(returns):
+    """A walk over every outcome: returns(conf, seed) -> final return, None for a failed trial."""
+    return replay.Grid(lambda space, conf, seed: replay.Outcome(returns(conf, seed)))
 
 
 def test_missing_seeds_move_the_pick(tmp_path):
-    path = selection_file(tmp_path)
-    workdir = tmp_path / "sel"
-    workdir.mkdir()
-    uri = tracking.default_uri(workdir)
-    # Core 3 lost seed 2 everywhere: 2 of 3 seeds is too few, so core 4 is picked; the stage
-    # searches would train the missing seed, so min_seeds lets the test stop short of that.
-    sel = spec.load(path)
-    from select_store import superset
-    skip = {(c.key, 2) for c in superset(sel).configurations if c.policy.quant and c.policy.quant.bits_weight == 3}
-    fill(uri, workdir, path, paper_like, skip=skip)
-    from qsearch.select import stages
-    from qsearch.select.selection import _stage_space
-
-    index = record.Index(record.read_trials(uri))
-    _, core = _stage_space(sel, "core", {}, workdir)
-    assert len(stages.missing(core, index)) == 1  # exactly the one lost seed
-    fp32 = {ENV: stages.fp32_baseline(core, ENV, index, 3)}
-    o = stages.evaluate("core", core, fp32, index, sel.rule, 3)[ENV]
-    assert o.chosen.value == 4
+    # Core 3 lost seed 2 (its trial failed): 2 of 3 seeds is too few, so core 4 is picked.
+    sel = spec.load(selection_file(tmp_path))
+    lost = lambda conf, seed: None if conf.policy.quant and conf.policy.quant.bits_weight == 3 and seed == 2 \
+        else paper_like(conf, seed)  # noqa: E731
+    core = walk(sel, grid(lost), lazy.Strategy(speculation=None)).stage("core").envs[0]
+    assert core.chosen == 4
+    assert [(v.value, v.state) for v in core.values] == [(2, rec.FAILED), (3, rec.FAILED_TO_TRAIN), (4, rec.MATCHED)]
+    assert core.values[1].detail == "2 of 3 seeds finished (needs 3)" and core.values[1].stats.seeds == (0, 1)
 
 
 def test_no_configuration_matching_selects_nothing(tmp_path, capsys):
@@ -117,17 +113,9 @@ def test_no_configuration_matching_selects_nothing(tmp_path, capsys):
 
 
 def test_no_fp32_baseline_is_one_line(tmp_path):
-    from qsearch.select import stages
-    from qsearch.select.selection import _stage_space
-
-    path = selection_file(tmp_path)
-    workdir = tmp_path / "sel"
-    workdir.mkdir()
-    uri = tracking.default_uri(workdir)
-    fill(uri, workdir, path, lambda conf, seed: None if conf.policy.quant is None else 900.0)
-    _, core = _stage_space(spec.load(path), "core", {}, workdir)
+    sel = spec.load(selection_file(tmp_path))
     with pytest.raises(QsearchError, match="no FP32 baseline to compare with: 0 of 3"):
-        stages.fp32_baseline(core, ENV, record.Index(record.read_trials(uri)), 3)
+        walk(sel, grid(lambda conf, seed: None if conf.policy.quant is None else 900.0))
 
 
 @pytest.mark.parametrize("change, message", [
@@ -139,6 +127,8 @@ def test_no_fp32_baseline_is_one_line(tmp_path):
     (lambda d: d["selection"].update(extra=1), "selection.extra: unknown key"),
     (lambda d: d["selection"].pop("widths"), "selection.widths: missing"),
     (lambda d: d.update(search={"searcher": "optuna"}), "search.searcher: selection trains every"),
+    (lambda d: d.update(search={"scheduler": "asha"}), "search.scheduler: a selection stops trials itself"),
+    (lambda d: d.update(search={"grace_steps": 10}), "search.grace_steps: a selection chooses and stops its own"),
 ])
 def test_bad_selection_spaces_are_one_line_exit_2(tmp_path, capsys, change, message):
     import yaml

@@ -108,7 +108,7 @@ def test_strictly_lazy_trains_only_up_to_the_match(tmp_path):
 
 def test_the_lazy_order_and_what_is_not_needed(tmp_path):
     sel = spec.load(selection_file(tmp_path))
-    space = replay.stage_space(sel, "core", {})
+    space = sel.stage_space("core", {})
     lz = lazy.stage_of(sel, "core", space, lazy.Strategy(speculation=1))
     fp32 = next(c.key for c in space.configurations if c.policy.quant is None)
     core = {c.policy.quant.bits_weight: c.key for c in space.configurations if c.policy.quant}
@@ -125,13 +125,13 @@ def test_the_lazy_order_and_what_is_not_needed(tmp_path):
         lz.end(core[2], seed, 1000.0)
     assert lz.not_needed(core[3]) == "not needed: core bits 2 matches FP32"
     assert lz.next_trial() == lazy.FINISHED  # core 4 never starts
-    o = lz.outcomes()[ENV]
-    assert o.chosen.value == 2 and [r.note for r in o.rows][1:] == ["not needed: core bits 2 matches FP32"] * 2
+    assert lz.decision(lz.envs[0]) == (True, 2)
+    assert lz.not_needed(core[4]) == "not needed: core bits 2 matches FP32"
 
 
 def test_adaptive_seeds_decide_a_clear_no_match_on_fewer_seeds_and_a_match_on_all(tmp_path):
     sel = spec.load(selection_file(tmp_path, top={"seeds": [0, 1, 2, 3, 4]}))
-    space = replay.stage_space(sel, "core", {})
+    space = sel.stage_space("core", {})
     lz = lazy.stage_of(sel, "core", space, lazy.Strategy(speculation=0, adaptive_seeds=2))
     fp32 = next(c.key for c in space.configurations if c.policy.quant is None)
     core = {c.policy.quant.bits_weight: c.key for c in space.configurations if c.policy.quant}
@@ -244,7 +244,7 @@ def test_a_real_lazy_selection_never_starts_what_it_skips_and_resumes(tmp_path):
     text = out.getvalue()
     assert "stage core: 8 trials, 4 reused from the tracking store, 0 to train" in text
     assert "stage input: 2 trials, 2 reused from the tracking store, 0 to train" in text
-    assert outcome["selected"][ENV]["core_bits"] == 2 and outcome["selected"][ENV]["width"] == 16
+    assert outcome.selected[ENV].core_bits == 2 and outcome.selected[ENV].width == 16
     runs = _kinds(uri)
     assert sorted(runs) == [f"{ENV}/fp32/h64x2", f"{ENV}/i8w2a2o8/h16x2", f"{ENV}/i8w2a2o8/h64x2"]  # nothing else ran
     assert all(s == [("FINISHED", None, None)] * 2 for s in runs.values())
@@ -284,3 +284,16 @@ def test_early_rejection_stops_trials_killed_with_the_reason_and_a_rerun_trains_
     # Run again: the early rejection recorded in the store stands, nothing is trained.
     assert main(["select", str(path), "--workdir", str(workdir), "--no-noise"]) == 1
     assert "stage core: 4 trials, 2 reused from the tracking store, 0 to train" in capsys.readouterr().out
+    # Other settings (a threshold of 10 half-widths, not 3): the recorded rejections do not stand, so
+    # the value is trained again, and rejected again under the new settings.
+    selection_file(tmp_path, top={"seeds": [0, 1], "steps": 1000, "eval_every": 250}, speculation=0,
+                   early_reject=10, core_bits=[2])
+    assert main(["select", str(path), "--workdir", str(workdir), "--no-noise"]) == 1
+    out = capsys.readouterr().out
+    assert "stage core: 4 trials, 2 reused from the tracking store, at most 2 to train" in out
+    runs = _kinds(uri)["InvertedPendulum-v5/i8w2a2o8/h64x2"]
+    assert len(runs) == 4 and all(s == "KILLED" for s, _, _ in runs)
+    settings = [json.loads(r.data.tags[record.REJECTION_SETTINGS_TAG]) for r in tracking.search_all(
+        tracking.client(uri), tracking.all_experiments(tracking.client(uri)), f"tags.`{record.KIND_TAG}` = 'trial'")
+        if record.REJECTION_SETTINGS_TAG in r.data.tags]
+    assert sorted({s["early_reject"] for s in settings}) == [3.0, 10.0]

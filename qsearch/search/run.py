@@ -12,12 +12,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from qsearch import ray_session, tracking
+from qsearch import ray_session, run_folder, tracking
 from qsearch import trial_record as record
 from qsearch.errors import QsearchError
 from qsearch.search import space as spaces
 
-STATE = "search.json"
 LEARNER_MEMORY = 256 * 2**20  # bytes a PPO trial's learner reserves (its placement group's bundle 0)
 
 
@@ -109,20 +108,23 @@ def _ppo_resources(space: spaces.SearchSpace):
     return tune.PlacementGroupFactory([head] + [{"CPU": 1}] * space.algo_config.env_runners, strategy="PACK")
 
 
-def search(space_path: str | Path, workdir: str | Path | None = None, address: str | None = None,
+def search(space: spaces.SearchSpace | str | Path, workdir: str | Path | None = None, address: str | None = None,
            storage: str | None = None, tracking_uri: str | None = None, resume: bool = False,
            only: list[tuple[str, int]] | None = None, searcher=None, total: int | None = None) -> SearchResult:
-    """only: (configuration key, seed) pairs of a grid space to run instead of the whole grid.
+    """space: a space file, or a validated SearchSpace (a selection's stage; its `path` names its record).
+    only: (configuration key, seed) pairs of a grid space to run instead of the whole grid.
     searcher: a Tune Searcher that suggests the trials instead (its `stopper` stops running ones), of
     at most `total` trials (qsearch/select/searcher.py)."""
-    space = spaces.load(space_path)  # refused here, before Ray starts
-    workdir = Path(workdir or Path("runs") / space.name).resolve()
+    if not isinstance(space, spaces.SearchSpace):
+        space = spaces.load(space)  # refused here, before Ray starts
+    workdir = run_folder.of(space.name, workdir)
     total = total or (len(only) if only else space.trials)
-    state_file = workdir / STATE
+    state_file = workdir / run_folder.SEARCH_STATE
     if resume:
         if not state_file.exists():
-            raise QsearchError(f"{workdir}: no search to resume (no {STATE}); start one without --resume")
-        state = json.loads(state_file.read_text())
+            raise QsearchError(f"{workdir}: no search to resume (no {run_folder.SEARCH_STATE}); "
+                               "start one without --resume")
+        state = run_folder.state(workdir, run_folder.SEARCH)
         if state["space_name"] != space.name:
             raise QsearchError(f"{workdir} holds search {state['space_name']!r}, not {space.name!r}")
         uri = tracking_uri or state["tracking_uri"]
@@ -140,14 +142,12 @@ def search(space_path: str | Path, workdir: str | Path | None = None, address: s
         parent = state["parent_run_id"]
     else:
         parent = record.start_search(uri, experiment_id, space.name, {
-            "space": str(Path(space_path).resolve()), "space_name": space.name, "algo": space.algo,
+            "space": str(Path(space.path).resolve()), "space_name": space.name, "algo": space.algo,
             "steps": space.steps, "seeds": list(space.seeds), "configurations": len(space.configurations),
             "trials": space.trials, "searcher": space.search.searcher, "scheduler": space.search.scheduler})
-        state = {"space_name": space.name, "space": str(Path(space_path).resolve()), "tracking_uri": uri,
+        state = {"space_name": space.name, "space": str(Path(space.path).resolve()), "tracking_uri": uri,
                  "storage": storage_path, "experiment_id": experiment_id, "parent_run_id": parent}
-        tmp = state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        os.replace(tmp, state_file)
+        run_folder.write_json(state_file, state)
 
     from ray import tune
 

@@ -39,10 +39,10 @@ def _line(ax, xs, means, stds, label, marker="o") -> None:
 
 
 def _not_trained(ax, xs) -> None:
-    """Values a lazy selection did not train (a smaller one matched): grey crosses on the axis."""
+    """Values a lazy selection did not evaluate (a smaller one matched): grey crosses on the axis."""
     if xs:
         lo = ax.get_ylim()[0]
-        ax.plot(sorted(xs), [lo] * len(xs), "x", color="grey", clip_on=False, label="not trained (a smaller value matched)")
+        ax.plot(sorted(xs), [lo] * len(xs), "x", color="grey", clip_on=False, label="not evaluated (a smaller value matched)")
 
 
 def _integer_ticks(ax, values) -> None:
@@ -80,7 +80,7 @@ def scope_of(t: Trial) -> list[tuple[str, int]]:
 def bitwidth(trials: list[Trial], fp32: dict[str, Stats], fp32_width: dict[str, int], path: Path,
              skipped: dict | None = None) -> bool:
     """Figure 1: return vs bit width per scope, at the FP32 baseline's width. skipped: env -> core bits a
-    lazy selection did not train."""
+    lazy selection did not evaluate."""
     skipped = skipped or {}
     curves = {}  # env -> scope -> [(bits, stats)]
     for t, s in groups(trials):
@@ -137,7 +137,7 @@ def noise(noise_data: dict, path: Path) -> bool:
 
 def width(trials: list[Trial], fp32: dict[str, Stats], path: Path, skipped: dict | None = None) -> bool:
     """Figure 4: return vs hidden width, one curve per core bit width (input and output at 8 bits).
-    skipped: env -> widths a lazy selection did not train."""
+    skipped: env -> widths a lazy selection did not evaluate."""
     return _sweep(trials, fp32, path, "width", "hidden width",
                   lambda t: (f"core {t.bits('weight')} bits", t.width)
                   if t.bits("in") == t.bits("out") == 8 and t.bits("weight") == t.bits("act") else None,
@@ -146,7 +146,7 @@ def width(trials: list[Trial], fp32: dict[str, Stats], path: Path, skipped: dict
 
 def input_bits(trials: list[Trial], fp32: dict[str, Stats], path: Path, skipped: dict | None = None) -> bool:
     """Figure 5: return vs input bits, one curve per (core bits, width), output at 8 bits.
-    skipped: env -> input bits a lazy selection did not train."""
+    skipped: env -> input bits a lazy selection did not evaluate."""
     return _sweep(trials, fp32, path, "input", "input bits",
                   lambda t: (f"core {t.bits('weight')} bits, width {t.width}", t.bits("in"))
                   if t.bits("out") == 8 and t.bits("weight") == t.bits("act") else None,

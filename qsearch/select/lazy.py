@@ -24,7 +24,8 @@ seeds). FP32 and every value decided as a match always have all their seeds, and
 all of them. Both use the sigma band (Rule.half_width) as the yardstick, whatever the rule.
 
 Everything here is pure: `Stage` is told what ended and asked what to run or stop next. The Tune
-searcher and stopper (qsearch/select/searcher.py) and the benchmark's replay drive the same object.
+searcher and stopper (qsearch/select/searcher.py) and the replay drive the same object, each stage
+of the one walk (qsearch/select/walk.py).
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ from dataclasses import dataclass, field
 
 from qsearch.select.parity import Rule
 from qsearch.select.results import Stats
-from qsearch.select.stages import LABEL, VALUE, StageOutcome, pick, skip
+from qsearch.select.selection_record import RejectionSettings
+from qsearch.select.stages import LABEL, VALUE, pick
 
 EARLY_REJECT_FROM = 0.5  # early rejection looks at checkpoints from half the budget on: earlier curves are noise
 FINISHED = "FINISHED"  # `next_trial`: nothing more to train in this stage
@@ -74,6 +76,8 @@ class ValueState:
     """why it was decided without the full evidence (early rejection, adaptive seeds)"""
     wanted: tuple[int, ...] = ()
     """the seeds it needs now"""
+    rejection: RejectionSettings | None = None
+    """decided by early rejection, under these settings"""
 
 
 @dataclass
@@ -114,8 +118,15 @@ class Stage:
         if curve:
             self.curves[(key, seed)] = dict(curve)
 
+    def rejection_settings(self) -> RejectionSettings | None:
+        """What this stage's early rejections are decided under (None: early rejection is off)."""
+        if self.strategy.early_reject is None:
+            return None
+        return RejectionSettings(float(self.strategy.early_reject), self.rule.describe(), tuple(self.seeds))
+
     def reject(self, key: str, seed: int, detail: str) -> None:
-        """An early rejection recorded in the store by an earlier run: the value stays decided."""
+        """An early rejection recorded in the store by an earlier run under this stage's settings (the
+        caller checks them): the value stays decided."""
         self.rejected[(key, seed)] = detail
         self.end(key, seed, None)
 
@@ -170,7 +181,7 @@ class Stage:
         if self.strategy.early_reject is not None:
             hit = next((self.rejected[(key, s)] for s in everything if (key, s) in self.rejected), None)
             if hit is not None:
-                return ValueState(True, False, f"early rejection at {hit}")
+                return ValueState(True, False, f"early rejection at {hit}", rejection=self.rejection_settings())
         fp32 = self.fp32(env)
         batch = self.strategy.adaptive_seeds or len(everything)
         first = everything[:batch]
@@ -241,20 +252,6 @@ class Stage:
         if todo:
             return todo[0]
         return None if self.running else FINISHED
-
-    def outcomes(self) -> dict[str, StageOutcome]:
-        """Each environment's outcome, as stages.pick gives it, with the lazy notes on its rows."""
-        out = {}
-        for env in self.envs:
-            fp32 = self.fp32(env) or Stats(())
-            decided, chosen = self.decision(env)
-            forced = {v: st.note for v, key in env.values if (st := self.value_state(env, v, key)).note}
-            candidates = [(v, key, self._stats(key, self.seeds)) for v, key in env.values]
-            o = pick(self.stage, env.env_id, candidates, fp32, self.rule, self.min_seeds, forced)
-            skipped = [r.value for r in o.rows if decided and chosen is not None and r.value > chosen
-                       and not self._all_ended(r.configuration, self.seeds)]
-            out[env.env_id] = skip(o, skipped, f"not needed: {LABEL[self.stage]} {chosen} matches FP32")
-        return out
 
     # Helpers
 

@@ -72,6 +72,9 @@ class Verdict:
     """the configuration matches FP32"""
     detail: str
     """the figure the decision rests on, for the stage tables"""
+    margin: float | None = None
+    """that figure against the rule's threshold, >= 0 exactly when it matches: sigma, mean - bound;
+    welch, p - alpha; bootstrap, the upper bound of (mean - FP32 mean). None: no test was made"""
 
 
 def verdict(candidate: Stats, fp32: Stats, rule: Rule) -> Verdict:
@@ -79,7 +82,7 @@ def verdict(candidate: Stats, fp32: Stats, rule: Rule) -> Verdict:
         return Verdict(False, "no results")
     if rule.name == "sigma":
         bound = fp32.mean - rule.half_width(fp32)
-        return Verdict(candidate.mean >= bound, f"bound {bound:.1f}")
+        return Verdict(candidate.mean >= bound, f"bound {bound:.1f}", candidate.mean - bound)
     if candidate.n < 2 or fp32.n < 2:
         return Verdict(False, f"{rule.name} needs 2+ seeds on both sides")
     if rule.name == "welch":
@@ -91,9 +94,9 @@ def _welch(candidate: Stats, fp32: Stats, alpha: float) -> Verdict:
     from scipy import stats
 
     if candidate.std == 0 and fp32.std == 0:  # no spread on either side: no test, the means decide
-        return Verdict(candidate.mean >= fp32.mean, "p n/a (no spread)")
+        return Verdict(candidate.mean >= fp32.mean, "p n/a (no spread)", candidate.mean - fp32.mean)
     p = stats.ttest_ind(candidate.returns, fp32.returns, equal_var=False, alternative="less").pvalue
-    return Verdict(bool(p >= alpha), f"p={p:.3f}")
+    return Verdict(bool(p >= alpha), f"p={p:.3f}", float(p - alpha))
 
 
 def _bootstrap(candidate: Stats, fp32: Stats, alpha: float) -> Verdict:
@@ -102,4 +105,4 @@ def _bootstrap(candidate: Stats, fp32: Stats, alpha: float) -> Verdict:
     diff = (rng.choice(a, (BOOTSTRAP_RESAMPLES, a.size)).mean(1)
             - rng.choice(b, (BOOTSTRAP_RESAMPLES, b.size)).mean(1))
     upper = float(np.quantile(diff, 1 - alpha))
-    return Verdict(upper >= 0, f"upper bound {upper:.1f}")
+    return Verdict(upper >= 0, f"upper bound {upper:.1f}", upper)

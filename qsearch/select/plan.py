@@ -7,11 +7,12 @@ tracking store, what remains at most. Nothing is written: not the selection's fo
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from qsearch import trial_record as record
-from qsearch.select import lazy, spec
+from qsearch import run_folder
+from qsearch.select import spec
+from qsearch.select.store import Store
+from qsearch.select.walk import walk
 
 SPECULATIONS = (None, 0, 1, 2)
 
@@ -33,53 +34,21 @@ def trials(sel: spec.Selection, speculation: int | None, best: bool) -> int:
 def remaining(sel: spec.Selection, uri: str | None) -> tuple[int, int]:
     """(trials in the store that the stages would use, trials left at most), stage by stage: a stage
     the store already decides passes its picks on; after an undecided one, every pick is possible."""
-    from qsearch.select.replay import stage_space
-
-    index = record.Index(record.read_trials(uri) if uri else [])
-    found, left = 0, 0
-    picks: dict = {}
-    fixed: dict = {}  # stage 1's FP32 results, for the later stages
-    seen: set = set()
-    known = True  # every stage so far decided by the store alone
-    for stage in spec.STAGES:
-        if not known:
-            left += len(sel.envs) * len(sel.base.seeds) * per_env(sel)[stage]
-            continue
-        if stage != "core" and not picks:
-            break  # no environment matched in stage 1: selection ends there
-        space = stage_space(sel, stage, picks)
-        lz = lazy.stage_of(sel, stage, space)
-        lz.fixed_fp32.update(fixed)
-        for conf in space.configurations:
-            for seed in space.seeds:
-                params = space.trial_params(conf, seed)
-                t = index.find(params)
-                first_time = record.trial_key(params) not in seen  # else an earlier stage's pick, counted there
-                seen.add(record.trial_key(params))
-                if t is not None:
-                    lz.end(conf.key, seed, t.final_return)
-                found += t is not None and first_time
-                left += t is None and first_time
-        known = lz.next_trial() == lazy.FINISHED
-        fixed = fixed or lz.fp32_results()
-        picks = _picks(lz, space) if known else {}
+    store = Store(uri)
+    walked = walk(sel, store)
+    found = sum(f.new_found for f in store.fed.values())
+    left = sum(f.new_missing for f in store.fed.values())
+    undecided = [s for s in store.fed if s not in {st.stage for st in walked.stages}]
+    if undecided:  # the stages after the one the store cannot decide: their whole worst case
+        later = spec.STAGES[spec.STAGES.index(undecided[0]) + 1:]
+        left += sum(len(sel.envs) * len(sel.base.seeds) * per_env(sel)[stage] for stage in later)
     return found, left
-
-
-def _picks(lz: lazy.Stage, space) -> dict:
-    out = {}
-    for env, o in lz.outcomes().items():
-        if o.chosen is not None:
-            q = next(c for c in space.configurations if c.key == o.chosen.configuration).policy
-            out[env] = (q.quant.bits_weight, q.width)
-    return out
 
 
 def plan(space_path: str | Path, workdir: str | Path | None = None, tracking_uri: str | None = None) -> str:
     sel = spec.load(space_path)
-    folder = Path(workdir or Path("runs") / sel.name)
-    state = folder / "select.json"
-    uri = json.loads(state.read_text())["tracking_uri"] if state.is_file() else tracking_uri
+    folder = Path(workdir or run_folder.default(sel.name))
+    uri = run_folder.tracking_uri(folder) if run_folder.kind(folder) else tracking_uri
     steps = sel.base.steps
     n = per_env(sel)
     lines = [f"Plan of selection {sel.name}: {len(sel.envs)} environments x {len(sel.base.seeds)} seeds, "

@@ -2,9 +2,10 @@
 simulated cluster, and what it would select (bench/selection_cost.py, the tests).
 
 The cluster has `slots` slots; every trial takes one unit of time (FP32 and quantized alike, a
-simplification) and reports every 1% of its budget. A replay drives the same lazy.Stage the Tune
-searcher and stopper drive: a trial starts when a slot is free and the stage wants it, a trial that
-is no longer needed stops at its next report, early rejection looks at the curve's checkpoints.
+simplification) and reports every 1% of its budget. A replay walks the same stages (walk.py) with
+the same lazy.Stage the Tune searcher and stopper drive: a trial starts when a slot is free and the
+stage wants it, a trial that is no longer needed stops at its next report, early rejection looks at
+the curve's checkpoints.
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import heapq
 import math
 from dataclasses import dataclass, field
 
-from qsearch.search import space as spaces
-from qsearch.select import lazy, spec, stages
-from qsearch.select.results import Stats
+from qsearch.search.space import SearchSpace
+from qsearch.select import lazy, spec
+from qsearch.select import selection_record as rec
+from qsearch.select.walk import walk
+from qsearch.trial_record import trial_key
 
 REPORTS = 100  # reports per trial in the simulation (the trainable reports every 1,000 steps)
 
@@ -36,89 +39,90 @@ class Replay:
     trials: int = 0  # trials started
     wall: float = 0.0  # in units of one trial's time
     notes: int = 0  # values decided early (early rejection, adaptive seeds)
+    record: rec.SelectionRecord | None = None
 
 
-def stage_space(sel: spec.Selection, stage: str, picks: dict) -> spaces.SearchSpace:
-    return spaces.parse(sel.stage_data(stage, picks), f"{sel.path} ({stage})")
+class Grid:
+    """Every outcome, fed to each stage whole: the full grid."""
+
+    def __init__(self, outcome):
+        self.outcome = outcome
+
+    def run(self, stage: str, space: SearchSpace, lz: lazy.Stage) -> bool:
+        for conf in space.configurations:
+            for seed in space.seeds:
+                o = self.outcome(space, conf, seed)
+                lz.end(conf.key, seed, o.final, o.curve)
+        return True
+
+    def trial(self, space, conf, seed) -> rec.TrialRef | None:
+        final = self.outcome(space, conf, seed).final
+        return None if final is None else rec.TrialRef(seed, None, final)
+
+
+class Simulation:
+    """Outcomes as a simulated cluster of `slots` slots trains them, stage after stage; a trial
+    trained in an earlier stage (the earlier pick) is reused, as the tracking store does."""
+
+    def __init__(self, outcome, slots: int):
+        self.outcome, self.slots = outcome, slots
+        self.done: dict[str, Outcome] = {}  # trial key -> outcome of a finished trial
+        self.stopped: dict[str, rec.TrialRef] = {}  # trial key -> the trial as it was stopped
+        self.result = Replay()
+
+    def run(self, stage: str, space: SearchSpace, lz: lazy.Stage) -> bool:
+        trials = {(c.key, seed): (c, seed) for c in space.configurations for seed in space.seeds}
+        keys = {t: trial_key(space.trial_params(*trials[t])) for t in trials}
+        for t, k in keys.items():
+            if k in self.done:
+                lz.end(*t, self.done[k].final, self.done[k].curve)
+        results = {t: self.outcome(space, *trials[t]) for t in trials if keys[t] not in self.done}
+        stopped = _simulate(lz, results, self.slots, space.steps, self.result)
+        for t, o in results.items():
+            if lz.ended.get(t) is not None:
+                self.done[keys[t]] = o
+        for t, (why, step) in stopped.items():
+            curve = {s: r for s, r in results[t].curve.items() if s <= step}
+            self.stopped[keys[t]] = rec.TrialRef(t[1], None, None, why, curve)
+        return True
+
+    def trial(self, space, conf, seed) -> rec.TrialRef | None:
+        k = trial_key(space.trial_params(conf, seed))
+        if k in self.done:
+            return rec.TrialRef(seed, None, self.done[k].final)
+        return self.stopped.get(k)
 
 
 def replay(sel: spec.Selection, outcome, strategy: lazy.Strategy, slots: int) -> Replay:
     """outcome(space, configuration, seed) -> Outcome. Stages run one after another, as in select."""
-    out = Replay()
-    done: dict[str, Outcome] = {}  # trial key -> outcome of a trial trained in an earlier stage
-    picks: dict[str, tuple[int, int]] = {}
-    fixed: dict[str, list] = {}
-    for stage in spec.STAGES:
-        if stage != "core" and not picks:
-            break
-        space = stage_space(sel, stage, picks)
-        lz = lazy.stage_of(sel, stage, space, strategy)
-        lz.fixed_fp32.update(fixed)
-        trials = {(c.key, seed): (c, seed) for c in space.configurations for seed in space.seeds}
-        keys = {t: _key(space, *trials[t]) for t in trials}
-        for t, k in keys.items():
-            if k in done:
-                lz.end(*t, done[k].final, done[k].curve)
-        results = {t: outcome(space, *trials[t]) for t in trials if keys[t] not in done}
-        _simulate(lz, results, slots, space.steps, out)
-        for t, o in results.items():
-            if lz.ended.get(t) is not None:
-                done[keys[t]] = o
-        if stage == "core":
-            fixed = lz.fp32_results()
-        for env, o in lz.outcomes().items():
-            out.notes += sum(1 for r in o.rows if r.note and not r.note.startswith("not needed"))
-            _advance(env, o, space, picks, out.picks)
+    sim = Simulation(outcome, slots)
+    record = walk(sel, sim, strategy)
+    out = sim.result
+    out.record = record
+    out.picks = picks(record)
+    out.notes = sum(v.decided_early for s in record.stages for e in s.envs for v in e.values)
     return out
 
 
 def full_grid(sel: spec.Selection, outcome) -> dict:
-    """The full grid's picks, straight from stages.pick over every outcome: the reference."""
-    picks: dict[str, tuple[int, int]] = {}
-    chosen: dict = {}
-    fp32: dict[str, Stats] = {}
-    for stage in spec.STAGES:
-        if stage != "core" and not picks:
-            break
-        space = stage_space(sel, stage, picks)
-        for env in sorted({c.env_id for c in space.configurations}):
-            confs = [c for c in space.configurations if c.env_id == env]
-            got = {c.key: _stats(space, c, outcome) for c in confs}
-            if stage == "core":
-                fp32[env] = next(got[c.key] for c in confs if c.policy.quant is None)
-            cands = [(stages.VALUE[stage](c), c.key, got[c.key]) for c in confs if c.policy.quant is not None]
-            _advance(env, stages.pick(stage, env, cands, fp32[env], sel.rule, sel.min_seeds), space, picks, chosen)
-    return chosen
+    """The full grid's picks: every outcome known, every value decided on all of them."""
+    return picks(walk(sel, Grid(outcome), lazy.Strategy(speculation=None)))
 
 
-def _advance(env, o: stages.StageOutcome, space, picks: dict, chosen: dict) -> None:
-    """Carry a stage's pick for `env` into the next stage, as selection.py does."""
-    if o.chosen is None:
-        picks.pop(env, None)
-        chosen.setdefault(env, None)
-        return
-    q = next(c for c in space.configurations if c.key == o.chosen.configuration).policy
-    picks[env] = (q.quant.bits_weight, q.width)
-    chosen[env] = (q.quant.bits_weight, q.width, q.quant.bits_in)
+def picks(record: rec.SelectionRecord) -> dict:
+    """env -> (core bits, width, input bits) selected; None: nothing matched."""
+    chosen = record.selected
+    return {env: (chosen[env].core_bits, chosen[env].width, chosen[env].input_bits) if env in chosen else None
+            for env in record.envs}
 
 
-def _stats(space, conf, outcome) -> Stats:
-    got = [(seed, outcome(space, conf, seed).final) for seed in space.seeds]
-    got = [(s, r) for s, r in got if r is not None]
-    return Stats(tuple(r for _, r in got), tuple(s for s, _ in got))
-
-
-def _key(space, conf, seed) -> str:
-    from qsearch.trial_record import trial_key
-
-    return trial_key(space.trial_params(conf, seed))
-
-
-def _simulate(lz: lazy.Stage, results: dict, slots: int, steps: int, out: Replay) -> None:
-    """Run one stage on the simulated cluster from time out.wall; adds its steps, trials and time."""
+def _simulate(lz: lazy.Stage, results: dict, slots: int, steps: int, out: Replay) -> dict:
+    """Run one stage on the simulated cluster from time out.wall; adds its steps, trials and time.
+    Returns the trials it stopped: (key, seed) -> (why, step)."""
     t = out.wall
     running: dict = {}  # (key, seed) -> start time
     events: list = []  # (time, order, kind, trial, step)
+    stopped: dict = {}
     order = 0
 
     def push(when, kind, trial, step):
@@ -146,7 +150,11 @@ def _simulate(lz: lazy.Stage, results: dict, slots: int, steps: int, out: Replay
         o = results[trial]
         if kind == "end":
             lz.end(*trial, o.final, o.curve)
-        elif kind == "stop" or lz.result(*trial, step, o.curve[step]) is not None:
+        elif kind == "stop":
+            stopped[trial] = (lz.not_needed(trial[0]), step)
+            lz.end(*trial, None)
+        elif (detail := lz.result(*trial, step, o.curve[step])) is not None:
+            stopped[trial] = (f"early rejection: {detail}", step)
             lz.end(*trial, None)
         else:
             continue
@@ -157,3 +165,4 @@ def _simulate(lz: lazy.Stage, results: dict, slots: int, steps: int, out: Replay
                 at = start + math.ceil((t - start) * REPORTS + 1e-9) / REPORTS
                 push(at, "stop", other, min(steps, round((at - start) * steps)))
     out.wall = t
+    return stopped

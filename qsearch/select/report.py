@@ -8,18 +8,18 @@ search's parent run or the selection's run, under `report/`.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from qsearch import run_folder, tracking
+from qsearch import trial_record as record
 from qsearch.atomic import replaced_folder
 from qsearch.errors import QsearchError
-from qsearch import tracking
-from qsearch import trial_record as record
 from qsearch.search import summary as summaries
-from qsearch.select import figures, results, stages
+from qsearch.select import figures, results, tables
+from qsearch.select import selection_record as rec
 from qsearch.select.results import Stats
 from qsearch.trial_record import Trial
 
@@ -43,7 +43,7 @@ class Data:
     trials: list[Trial]
     fp32: dict[str, Stats] = field(default_factory=dict)
     fp32_width: dict[str, int] = field(default_factory=dict)
-    selection: dict | None = None
+    selection: rec.SelectionRecord | None = None
     noise: dict | None = None
 
 
@@ -65,7 +65,7 @@ def workdir_of(space_path: str | Path | None, workdir: str | Path | None) -> Pat
     name = data.get("name") if isinstance(data, dict) else None
     if not isinstance(name, str):
         raise QsearchError(f"{space_path}: name: missing (required)")
-    folder = Path("runs") / name
+    folder = run_folder.default(name)
     if not folder.is_dir():
         raise QsearchError(f"no search or selection named {name!r}: {folder} does not exist "
                            "(run `qsearch search` or `qsearch select` first, or pass --workdir)")
@@ -73,28 +73,25 @@ def workdir_of(space_path: str | Path | None, workdir: str | Path | None) -> Pat
 
 
 def gather(folder: Path) -> Data:
-    sel_state, search_state = folder / "select.json", folder / "search.json"
-    if sel_state.is_file():
-        state = json.loads(sel_state.read_text())
-        outcome_file = folder / "selection.json"
-        if not outcome_file.is_file() or "selection_run_id" not in state:
-            raise QsearchError(f"{folder}: the selection has not finished (no selection.json); "
+    kind = run_folder.kind(folder)
+    if kind is None:
+        raise QsearchError(f"{folder} holds no search or selection (no select.json or search.json)")
+    state = run_folder.state(folder, kind)
+    if kind == run_folder.SELECTION:
+        record_file = folder / run_folder.SELECTION_RECORD
+        if not record_file.is_file() or "selection_run_id" not in state:
+            raise QsearchError(f"{folder}: the selection has not finished (no {run_folder.SELECTION_RECORD}); "
                                "run `qsearch select` again")
-        outcome = json.loads(outcome_file.read_text())
-        used = {t["run_id"] for st in outcome["stages"].values() for o in st.values() for r in o["rows"]
-                for t in r["trials"]}
-        used |= {t["run_id"] for ts in outcome["fp32"].values() for t in ts}
+        selection = rec.SelectionRecord.from_json(run_folder.read_json(record_file), str(record_file))
+        used = evaluated_run_ids(selection)
         trials = [t for t in record.read_trials(state["tracking_uri"]) if t.run_id in used]
-        noise_file = folder / "noise.json"
-        noise = json.loads(noise_file.read_text())["envs"] if noise_file.is_file() else None
+        noise_file = folder / run_folder.NOISE
+        noise = run_folder.read_json(noise_file)["envs"] if noise_file.is_file() else None
         data = Data(state["space_name"], "selection", state["tracking_uri"], state["selection_run_id"], trials,
-                    selection=outcome, noise=noise)
-    elif search_state.is_file():
-        state = json.loads(search_state.read_text())
+                    selection=selection, noise=noise)
+    else:
         trials = record.read_trials(state["tracking_uri"], [state["experiment_id"]])
         data = Data(state["space_name"], "search", state["tracking_uri"], state["parent_run_id"], trials)
-    else:
-        raise QsearchError(f"{folder} holds no search or selection (no select.json or search.json)")
     if not data.trials:
         raise QsearchError(f"{data.name}: no finished trials in the tracking store {data.uri}")
     for t, s in _fp32_configurations(data.trials):
@@ -105,6 +102,14 @@ def gather(folder: Path) -> Data:
         raise QsearchError(f"{data.name}: no FP32 baseline for {', '.join(without)}: "
                            "a report compares with FP32 (add {fp32: true} to the space's sweep)")
     return data
+
+
+def evaluated_run_ids(selection: rec.SelectionRecord) -> set[str]:
+    """The runs of the values a selection evaluated, and FP32's: a value stopped as not needed was
+    never evaluated, so its finished seeds (if any) are not a point of any figure or table."""
+    ids = {t.run_id for s in selection.stages for e in s.envs for v in e.values if v.state not in rec.UNEVALUATED
+           for t in v.trials}
+    return (ids | {t.run_id for ts in selection.fp32.values() for t in ts}) - {None}
 
 
 def _fp32_configurations(trials):
@@ -123,20 +128,22 @@ def histories(data: Data) -> dict:
         return record.eval_history(c, run_id)
 
     out = {}
-    for env, s in data.selection["selected"].items():
-        label = f"selected: core {s['core_bits']}b, width {s['width']}, input {s['input_bits']}b"
-        out[env] = {label: [history(t["run_id"]) for t in s["trials"]],
-                    "FP32": [history(t["run_id"]) for t in data.selection["fp32"][env]]}
+    for env, s in data.selection.selected.items():
+        label = f"selected: core {s.core_bits}b, width {s.width}, input {s.input_bits}b"
+        out[env] = {label: [history(t.run_id) for t in s.trials],
+                    "FP32": [history(t.run_id) for t in data.selection.fp32[env]]}
     return out
 
 
 def not_trained(data: Data, stage: str) -> dict[str, list[int]]:
-    """env -> the values of `stage` a lazy selection did not train, because a smaller one matched."""
+    """env -> the values of `stage` a lazy selection did not evaluate (not needed, or stopped as not
+    needed), because a smaller one matched."""
+    st = data.selection.stage(stage) if data.selection is not None else None
     out = {}
-    for env, o in (data.selection or {}).get("stages", {}).get(stage, {}).items():
-        skipped = [r["value"] for r in o["rows"] if r.get("note", "").startswith("not needed") and not r["seeds"]]
+    for e in st.envs if st is not None else ():
+        skipped = [v.value for v in e.values if v.state in rec.UNEVALUATED]
         if skipped:
-            out[env] = skipped
+            out[e.env_id] = skipped
     return out
 
 
@@ -160,10 +167,10 @@ def markdown(data: Data, drawn: dict[str, bool]) -> str:
     lines = [f"# qsearch report: {data.kind} `{data.name}`", "",
              f"Tracking store: `{data.uri}`, run `{data.run_id}`.", ""]
     if data.selection is not None:
-        lines += ["## Selection (paper Table 1)", "", "```", stages.selection_table(data.selection), "```", "",
-                  "## Stages", "", "```", "\n\n".join(data.selection["stage_tables"]), "```", ""]
-        if "cost" in data.selection:
-            lines += ["## Cost", "", stages.cost_line(data.selection["cost"]) + ".", ""]
+        sel = data.selection
+        lines += ["## Selection (paper Table 1)", "", "```", tables.selection_table(sel), "```", "",
+                  "## Stages", "", "```", "\n\n".join(tables.stage_table(s, sel.rule) for s in sel.stages), "```", "",
+                  "## Cost", "", tables.cost_line(sel.cost) + ".", ""]
     lines += ["## Configurations", "", "Final return over seeds (population std).", "", "```",
               summaries.table([{"configuration": t.configuration, "seed": t.seed, "status": "done",
                                 "final_return": t.final_return} for t in data.trials]), "```", ""]
@@ -186,7 +193,7 @@ def markdown(data: Data, drawn: dict[str, bool]) -> str:
 def report(space_path: str | Path | None = None, workdir: str | Path | None = None) -> tuple[Path, dict]:
     folder = workdir_of(space_path, workdir)
     data = gather(folder)
-    out = folder / "report"
+    out = folder / run_folder.REPORT
     drawn = write(data, out)
     record.log_report(data.uri, data.run_id, str(out))
     return out, drawn

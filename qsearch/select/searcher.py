@@ -27,7 +27,8 @@ class LazySearcher(Searcher):
         super().__init__()
         self.stage = stage
         self.trials: dict[str, tuple[str, int]] = {}  # Tune trial id -> (configuration key, seed)
-        self.stopped: dict[str, tuple[str, str | None]] = {}  # trial id -> (why, early rejection detail)
+        # trial id -> (why, early rejection detail, the settings it was decided under), for mark_stopped
+        self.stopped: dict[str, tuple[str, str | None, dict | None]] = {}
         self.steps_spent = 0  # environment steps of the trials this search ran, stopped ones to their stop
         self.stopper = LazyStopper(self)
 
@@ -76,7 +77,8 @@ class LazyStopper(Stopper):
             why = None if detail is None else f"early rejection: {detail}"
         if why is None:
             return False
-        self.searcher.stopped[trial_id] = (why, detail)
+        settings = None if detail is None else stage.rejection_settings().to_json()
+        self.searcher.stopped[trial_id] = (why, detail, settings)
         return True
 
     def stop_all(self) -> bool:

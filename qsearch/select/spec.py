@@ -106,6 +106,10 @@ class Selection:
                              for env, (b, w) in sorted(picks.items())]
         return data
 
+    def stage_space(self, stage: str, picks: dict) -> spaces.SearchSpace:
+        """The validated search space of `stage` (see stage_data)."""
+        return spaces.parse(self.stage_data(stage, picks), f"{self.path} ({stage})")
+
 
 def load(path: str | Path) -> Selection:
     return parse(spaces.read_yaml(Path(path)), str(path))
@@ -122,8 +126,7 @@ def parse(data, path: str = "<selection>") -> Selection:
         raise err("sweep", "a selection space has no sweep: the stages generate it from `selection:`")
     sel = _mapping(err, "selection", data.pop("selection"), SELECTION_KEYS)
     base = spaces.parse({**data, "sweep": [{"fp32": True}]}, path)
-    if base.search.searcher != "grid":
-        raise err("search.searcher", "selection trains every configuration x seed: use grid")
+    _own_search(err, data.get("search") or {})
 
     def bits_list(key):
         if key not in sel:
@@ -165,6 +168,21 @@ def parse(data, path: str = "<selection>") -> Selection:
                      speculation=None if speculation == "all" else speculation,
                      early_reject=None if early is None else float(early), adaptive_seeds=adaptive,
                      adaptive_margin=float(margin))
+
+
+def _own_search(err, search: dict) -> None:
+    """A selection's stages choose and stop their own trials (lazy.Stage through its searcher and
+    stopper): another searcher or a scheduler would decide which trials run or stop, and ASHA's stops
+    (FP32's included) depend on which trials happen to run together, so the selection would no
+    longer be the full grid's. Only how many trials run at once is the user's."""
+    for key, value in search.items():
+        if key == "searcher" and value != "grid":
+            raise err("search.searcher", "selection trains every stage with its own lazy searcher: leave it out")
+        if key == "scheduler" and value != "none":
+            raise err("search.scheduler", "a selection stops trials itself (lazy stages, early_reject); a scheduler "
+                                          "would stop trials by timing, FP32's too: leave it out")
+        if key not in ("searcher", "scheduler", "max_concurrent"):
+            raise err(f"search.{key}", "a selection chooses and stops its own trials: only search.max_concurrent applies")
 
 
 def _fraction(err, key, v) -> float:
