@@ -102,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
                    "unless only packed fits --flash-budget; default)")
     x.add_argument("--flash-budget", type=int, metavar="BYTES", help="c: flash the policy may take")
     x.add_argument("--verify", type=int, nargs="?", const=10_000, metavar="N",
-                   help="c: run N observations (default 10,000) on the target and compare with the Python engine")
+                   help="c: run N random observations (default 10,000) and the special ones (rounding ties, "
+                   "+-inf, NaN, far out of range) on the target and compare with the Python engine")
     x.add_argument("--clock-mhz", type=float, metavar="MHZ", help="c: clock for the latency estimate")
 
     q = sub.add_parser("ptq", help="post-training quantization of an FP32 bundle (the PTQ baseline)")

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from qsearch import bundle as bundles
 from qsearch.config import PolicyConfig, QuantBits
 from qsearch.deploy import c_export, mcu
 from qsearch.errors import QsearchError
@@ -53,9 +54,10 @@ def builds(model, tmp_path_factory):
 def test_bit_exact_on_emulated_core(model, builds, target, layout):
     """Float observations through qpolicy_quantize_obs, qpolicy_run and qpolicy_act_q15 on the core:
     the same integers as NumPy, software float on the cores without an FPU (M0, RV32IMC) included."""
-    obs = mcu.verification_observations(model, N_OBS)
+    obs = mcu.verification_observations(model, N_OBS).obs
     assert np.isnan(obs).any() and np.isinf(obs).any()
-    x = model.quantize_obs(obs)
+    with np.errstate(over="ignore"):  # the largest float32 values overflow to infinity
+        x = model.quantize_obs(obs)
     lo, hi = int_range(model.input_bits, True)
     assert x.min() == lo and x.max() == hi  # both ends of the input range are reached
     x_c, o_c, a_c = builds[target, layout][2].batch(model, obs)
@@ -71,8 +73,8 @@ def test_a_difference_is_reported(model, builds):
                                    model.tanh_lut, model.output_scale)
     w = changed.layers[2].weight = changed.layers[2].weight.copy()
     w[0, :] = np.where(w[0, :] > 0, w[0, :] - 1, w[0, :] + 1)
-    obs = mcu.verification_observations(model, 500)
-    with pytest.raises(QsearchError, match=r"differs from the NumPy engine on \d+ of 500 observations; first observation"):
+    obs = mcu.verification_observations(model, 500).obs
+    with pytest.raises(QsearchError, match=rf"differs from the NumPy engine on \d+ of {len(obs)} observations; first observation"):
         mcu.verify(changed, builds["cortex-m4", "int8"][2], obs)
 
 
@@ -95,6 +97,42 @@ def test_report(model, builds):
     assert m4.runtime_code == 0 and m4.quantize_instructions < 1000  # the FPU does the float step
     assert reports["cortex-m0", "int8"].runtime_code > 1000 and reports["rv32imc", "int8"].runtime_code > 1000
     assert "instructions per qpolicy_run" in m4.describe()[1] and "240 MHz" in m4.describe()[1]
+
+
+def test_special_rows_whatever_n(model):
+    """--verify N: N random observations and the special rows, the same set for N = 1 as for more:
+    exact rounding ties of both parities and their neighbours, +inf, -inf and NaN in every position,
+    values far out of range of both signs."""
+    one, many = mcu.verification_observations(model, 1), mcu.verification_observations(model, 300)
+    assert one.random == 1 and many.random == 300 and one.special == many.special
+    assert len(one.obs) == 1 + sum(one.special.values()) and len(many.obs) == 300 + sum(many.special.values())
+    np.testing.assert_array_equal(one.obs[1:], many.obs[300:])
+    d = model.obs_dim
+    lo, hi = int_range(model.input_bits, True)
+    assert one.special == {"ties": hi - lo + 2, "next to ties": 2 * (hi - lo + 2), "+inf": d + 1, "-inf": d + 1,
+                           "NaN": d + 1, "far out of range": 10}
+    rows, at = {}, 1
+    for name, n in one.special.items():
+        rows[name], at = one.obs[at:at + n], at + n
+    y = model.obs_norm(rows["ties"]) / model.input_scale
+    on_tie = y - np.floor(y) == 0.5
+    assert one.exact_ties == on_tie.sum() > len(y)  # more than one exact tie per row, on average
+    assert set(np.floor(y[on_tie]).astype(int) % 2) == {0, 1}  # ties to even and to odd neighbours
+    assert np.floor(y[on_tie]).min() < 0 < np.floor(y[on_tie]).max()
+    for name, kind in (("+inf", np.isposinf), ("-inf", np.isneginf), ("NaN", np.isnan)):
+        hit = kind(rows[name])  # each position alone, then all at once
+        np.testing.assert_array_equal(hit[:d], np.eye(d, dtype=bool))
+        assert hit[d].all()
+    with np.errstate(over="ignore"):
+        x = model.quantize_obs(rows["far out of range"])
+        far_y = np.abs(model.obs_norm(rows["far out of range"]) / model.input_scale)
+    assert (far_y > 2 * hi).all() and (x == lo).any() and (x == hi).any()
+    assert not np.isnan(one.obs[:1]).any() and np.isfinite(one.obs[:1]).all()
+    text = one.describe()
+    assert text.startswith(f"1 random observation and {sum(one.special.values())} special ones: "
+                           f"{hi - lo + 2} rows of rounding ties ({one.exact_ties} entries exactly on a tie), "
+                           f"{2 * (hi - lo + 2)} rows next to them, {d + 1} rows with +inf, {d + 1} with -inf, "
+                           f"{d + 1} with NaN, 10 far out of range")
 
 
 def test_int8_rows_interleaved(rng):
@@ -129,15 +167,21 @@ def test_export_target_verify_and_budget(capsys, tmp_path, bundle_dir):
     code, out, _ = run(capsys, "export", bundle_dir, "--format", "c", "--target", "cortex-m4", "--verify", "2000",
                        "--out", tmp_path / "c")
     assert code == 0, out
-    assert "layout: int8" in out and "instructions per qpolicy_run" in out and "verified on 2,000 observations" in out
+    checks = mcu.verification_observations(bundles.read(bundle_dir).integer, 2000)
+    assert "layout: int8" in out and "instructions per qpolicy_run" in out
+    assert f"verified on the emulated cortex-m4, {checks.describe()}: the same integers" in out
+    assert checks.describe().startswith("2,000 random observations and ")
     assert (tmp_path / "c" / "cortex-m4" / "emulator.elf").exists() and (tmp_path / "c" / "cortex-m4" / "report.json").exists()
     flash = int(out.split("cortex-m4 (int8 weights): flash ")[1].split()[0])
     code, out, _ = run(capsys, "export", bundle_dir, "--format", "c", "--target", "cortex-m4",
                        "--flash-budget", str(flash - 1), "--out", tmp_path / "small")
     assert code == 0 and "layout: packed" in out
     assert "#define QP_LAYOUT_INT8 0" in (tmp_path / "small" / "qpolicy_config.h").read_text()
-    code, out, _ = run(capsys, "export", bundle_dir, "--format", "c", "--verify", "1000", "--out", tmp_path / "host")
-    assert code == 0 and "on this host" in out and not (tmp_path / "host" / "host").exists()
+    code, out, _ = run(capsys, "export", bundle_dir, "--format", "c", "--verify", "1", "--out", tmp_path / "host")
+    checks = mcu.verification_observations(bundles.read(bundle_dir).integer, 1)
+    assert code == 0 and not (tmp_path / "host" / "host").exists()
+    assert f"verified on this host, {checks.describe()}: the same integers as the Python engine" in out
+    assert "1 random observation and " in out and " with NaN, " in out
 
 
 def test_export_errors(capsys, tmp_path, bundle_dir):

@@ -287,6 +287,13 @@ class McuReport:
         ]
 
 
+def random_observations(model: IntegerModel, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Raw float32 observations, normally distributed around the normalization's mean (1.5 of its
+    standard deviations): the typical inputs of a control loop."""
+    norm = rng.normal(0, 1.5, (n, model.obs_dim)).astype(np.float32)
+    return (norm * model.obs_norm.std.astype(np.float32) + model.obs_norm.mean.astype(np.float32)).astype(np.float32)
+
+
 def measure(model: IntegerModel, t: Target, layout: str, build_dir: Path, mhz: float | None = None,
             core: Core | None = None, n_obs: int = 16, seed: int = 0) -> McuReport:
     """Sizes from the built files, stack and instruction counts from the emulated core."""
@@ -313,31 +320,80 @@ def measure(model: IntegerModel, t: Target, layout: str, build_dir: Path, mhz: f
 
 # ---- verification against the NumPy engine ----
 
-def verification_observations(model: IntegerModel, n: int = 10_000, seed: int = 0) -> np.ndarray:
-    """Raw float32 observations: typical ones, ones on and next to the input quantizer's rounding
-    ties, far out-of-range values, infinities and NaN entries."""
-    rng = np.random.default_rng(seed)
-    d, s = model.obs_dim, model.input_scale
+@dataclass(frozen=True)
+class Checks:
+    """What a verification runs: `random` random observations, then special rows of each kind in
+    `special` (name -> rows); `exact_ties` counts the entries that land exactly on a rounding tie."""
+
+    obs: np.ndarray
+    random: int
+    special: dict[str, int]
+    exact_ties: int
+
+    def describe(self) -> str:
+        s = self.special
+        return (f"{self.random:,} random observation{'s' * (self.random != 1)} and {sum(s.values()):,} special ones: {s['ties']} rows of "
+                f"rounding ties ({self.exact_ties} entries exactly on a tie), {s['next to ties']} rows next to "
+                f"them, {s['+inf']} rows with +inf, {s['-inf']} with -inf, {s['NaN']} with NaN, "
+                f"{s['far out of range']} far out of range")
+
+
+def verification_observations(model: IntegerModel, n: int = 10_000, seed: int = 0) -> Checks:
+    """`n` random raw float32 observations, then the special rows, the same whatever `n`: every
+    rounding tie of the input quantizer (y = k + 1/2, both parities, both ends of the range), exactly
+    where a float32 observation reaches it, and the float32 neighbours on both sides; +inf, -inf and
+    NaN, in each position alone and in every position at once; values far out of range, up to the
+    largest float32, of both signs."""
+    d, q = model.obs_dim, np.float32(model.input_scale)
     mean, std = model.obs_norm.mean.astype(np.float32), model.obs_norm.std.astype(np.float32)
-    raw = lambda norm: (np.asarray(norm, np.float32) * std + mean).astype(np.float32)  # noqa: E731
-    typical = raw(rng.normal(0, 1.5, (n // 2, d)))
-    k = rng.integers(-200, 200, (n // 8, d)).astype(np.float32)
-    ties = raw((k + np.float32(0.5)) * s)
-    # the tie's float32 neighbours: after (obs - mean) / std some of these land on the tie exactly
-    near = np.nextafter(ties, np.where(rng.random(ties.shape) < 0.5, np.inf, -np.inf).astype(np.float32))
-    far = raw(rng.standard_cauchy((n // 8, d)) * 1e3)
-    special = raw(rng.normal(0, 1.5, (n // 16, d)))
-    pick = rng.random(special.shape)
-    special[pick < 0.3] = np.nan  # rows with NaN entries, some with infinities beside them
-    special[(pick >= 0.3) & (pick < 0.4)] = np.inf
-    special[(pick >= 0.4) & (pick < 0.5)] = -np.inf
-    obs = np.concatenate([typical, ties, near, far, special, -far])
-    return obs[:n] if len(obs) >= n else np.concatenate([obs, raw(rng.normal(0, 1.5, (n - len(obs), d)))])
+    random = random_observations(model, n, np.random.default_rng(seed))
+    rng = np.random.default_rng([seed, 1])  # a stream of its own: the special rows do not depend on n
+    typical = lambda rows: random_observations(model, rows, rng)  # noqa: E731
+    lo, hi = int_range(model.input_bits, True)
+    # every tie from lo - 1/2 to hi + 1/2; row r holds tie (r + c) mod count in column c
+    tie_y = np.arange(lo - 1, hi + 1, dtype=np.float32) + np.float32(0.5)
+    pick = (np.arange(len(tie_y))[:, None] + np.arange(d)[None, :]) % len(tie_y)
+    ties = _reach(tie_y[pick], mean, std, q)
+    near = np.concatenate([np.nextafter(ties, np.float32(np.inf)), np.nextafter(ties, np.float32(-np.inf))])
+    special = {"ties": ties, "next to ties": near}
+    for name, value in (("+inf", np.inf), ("-inf", -np.inf), ("NaN", np.nan)):
+        rows = typical(d + 1)
+        rows[np.arange(d), np.arange(d)] = value  # one position at a time
+        rows[d] = value  # and all of them
+        special[name] = rows
+    # beyond the clipping range by 4x, 1e3x, 1e6x (normalized), then raw 1e30 and the largest float32,
+    # with alternating signs and their negation
+    span = np.float32((hi + 1) * q)
+    signs = np.where(np.arange(d) % 2 == 0, 1, -1).astype(np.float32)
+    far = [(signs * span * np.float32(k)) * std + mean for k in (4, 1e3, 1e6)]
+    far += [signs * np.float32(1e30), signs * np.finfo(np.float32).max]
+    far = np.asarray(far, np.float32)
+    special["far out of range"] = np.concatenate([far, -far])
+    y = model.obs_norm(ties) / model.input_scale  # as IntegerModel.quantize_obs computes it
+    exact = int(np.count_nonzero(y - np.floor(y) == np.float32(0.5)))
+    obs = np.concatenate([random, *special.values()]).astype(np.float32)
+    return Checks(obs, n, {k: len(v) for k, v in special.items()}, exact)
+
+
+def _reach(y: np.ndarray, mean: np.ndarray, std: np.ndarray, q: np.float32, ulps: int = 16) -> np.ndarray:
+    """Raw float32 observations whose quantizer input ((obs - mean) / std) / q, in float32, is exactly
+    `y` where one within `ulps` float32 steps of the ideal value gives it, else the ideal value."""
+    ideal = ((y * q) * std + mean).astype(np.float32)
+    best = ideal.copy()
+    found = np.zeros(y.shape, bool)
+    up = down = ideal
+    for step in range(ulps + 1):
+        for cand in (up, down):
+            hit = ~found & (((cand - mean) / std) / q == y)
+            best[hit], found[hit] = cand[hit], True
+        up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(-np.inf))
+    return best
 
 
 def compare(model: IntegerModel, obs: np.ndarray, x_c, o_c, a_c, where: str) -> None:
     """One line naming the first observation whose integers differ from the NumPy engine's."""
-    x = model.quantize_obs(obs)
+    with np.errstate(over="ignore"):  # the largest float32 values overflow to infinity, which saturates
+        x = model.quantize_obs(obs)
     o = model.run_int(x)[-1]
     a = model.tanh_lut[o - model.layers[-1].out_min]
     bad = np.flatnonzero(np.any(x_c != x, 1) | np.any(o_c != o, 1) | np.any(a_c != a, 1))
