@@ -97,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
     x.add_argument("--force", action="store_true", help="replace a non-empty --out")
     x.add_argument("--target", default="host", help="c: also build for host, cortex-m0, cortex-m4, cortex-m7 or "
-                   "rv32imc and report flash, RAM and instructions per action (default host)")
+                   "rv32imc and report flash, RAM and instructions per action, from float and from integer observations "
+                   "(default host)")
     x.add_argument("--layout", default="auto", help="c: weights packed (smallest), int8 (fast) or auto (int8 "
                    "unless only packed fits --flash-budget; default)")
     x.add_argument("--flash-budget", type=int, metavar="BYTES", help="c: flash the policy may take")

@@ -2,6 +2,7 @@
 engine, measured (flash, RAM, instructions per action), in both weight layouts; NaN observations in
 both engines; `qsearch export --target` and its errors."""
 import importlib.util
+import json
 import shutil
 
 import numpy as np
@@ -79,9 +80,10 @@ def test_a_difference_is_reported(model, builds):
 
 
 def test_report(model, builds):
-    """Flash from the built files, stack measured in the emulator, instructions per qpolicy_run: the
-    fast layout meets the issue's 2,400 on Cortex-M4 for this configuration, the packed one is slower
-    and smaller; cores without an FPU carry software-float helpers."""
+    """Flash from the built files, stack measured in the emulator, instructions per action from float
+    and from integer observations: the fast layout's network meets the issue's 2,400 on Cortex-M4 for
+    this configuration, the packed one is slower and smaller; cores without an FPU carry software-float
+    helpers, and their input quantization costs more than the FPU's."""
     reports = {key: mcu.measure(model, mcu.TARGETS[key[0]], key[1], b[1], core=b[2]) for key, b in builds.items()}
     for (target, layout), r in reports.items():
         size = c_export.write_c(model, ONES, ZEROS, builds[target, layout][0], layout)
@@ -89,14 +91,39 @@ def test_report(model, builds):
         assert size.weights + size.thresholds <= r.model_const <= size.flash + 64
         assert 500 < r.engine_code < 4000 and r.static_ram == 0
         assert size.ram <= r.stack < size.ram + 256  # activation buffers plus saved registers
-        assert r.latency_us == pytest.approx(r.instructions / mcu.TARGETS[target].mhz)
-        assert r.instructions_max >= r.instructions > 480  # at least one instruction per multiply-accumulate
+        assert r.latency_us == pytest.approx(r.instructions_per_action / mcu.TARGETS[target].mhz)
+        assert r.latency_us_int_obs == pytest.approx(r.instructions_per_action_int_obs / mcu.TARGETS[target].mhz)
+        assert r.instructions_per_action_int_obs_max >= r.instructions_per_action_int_obs > 480  # >= 1 per MAC
+        assert r.instructions_per_action_max >= r.instructions_per_action > r.instructions_per_action_int_obs
+        assert r.observations == 32
     m4, m4_packed = reports["cortex-m4", "int8"], reports["cortex-m4", "packed"]
-    assert m4.instructions <= 2400 < m4_packed.instructions
+    assert m4.instructions_per_action_int_obs <= 2400 < m4_packed.instructions_per_action_int_obs
     assert m4.model_const > m4_packed.model_const
-    assert m4.runtime_code == 0 and m4.quantize_instructions < 1000  # the FPU does the float step
-    assert reports["cortex-m0", "int8"].runtime_code > 1000 and reports["rv32imc", "int8"].runtime_code > 1000
-    assert "instructions per qpolicy_run" in m4.describe()[1] and "240 MHz" in m4.describe()[1]
+    assert m4.runtime_code == 0 and m4.instructions_per_action - m4.instructions_per_action_int_obs < 1000
+    quantize = {key: r.instructions_per_action - r.instructions_per_action_int_obs for key, r in reports.items()}
+    for soft in ("cortex-m0", "rv32imc"):  # software float: the quantization of 11 inputs outweighs the FPU's
+        assert reports[soft, "int8"].runtime_code > 1000
+        assert quantize[soft, "int8"] > 3 * quantize["cortex-m4", "int8"]
+    head, tail = m4.describe()[1:]
+    assert head.startswith(f"cortex-m4: {m4.instructions_per_action:,.0f} instructions per action from a float "
+                           "observation (qpolicy_quantize_obs then qpolicy_run; max") and "240 MHz" in head
+    assert tail.startswith(f"cortex-m4: {m4.instructions_per_action_int_obs:,.0f} instructions per action from an "
+                           "integer observation (qpolicy_run alone; max")
+
+
+def test_float_path_is_one_call(model, builds):
+    """The per-action count from a float observation is one call through both steps: the two steps
+    counted apart, plus the few instructions of the caller, on the same observation."""
+    t = mcu.TARGETS["rv32imc"]
+    core = builds["rv32imc", "int8"][2]
+    obs = mcu.random_observations(model, 1, np.random.default_rng(5))[0]
+    x_at, o_at, obs_at = t.io_base, t.io_base + 4096, t.io_base + 8192
+    core.uc.mem_write(obs_at, obs.tobytes())
+    both = core.call("mcu_action_from_float", obs_at, x_at, o_at, count=True)
+    quantize = core.call("qpolicy_quantize_obs", obs_at, x_at, count=True)
+    run = core.call("qpolicy_run", x_at, o_at, count=True)
+    assert 0 < both - (quantize + run) < 32
+    assert quantize > run  # software float: the 11 inputs' quantization costs more than the network
 
 
 def test_special_rows_whatever_n(model):
@@ -168,9 +195,12 @@ def test_export_target_verify_and_budget(capsys, tmp_path, bundle_dir):
                        "--out", tmp_path / "c")
     assert code == 0, out
     checks = mcu.verification_observations(bundles.read(bundle_dir).integer, 2000)
-    assert "layout: int8" in out and "instructions per qpolicy_run" in out
+    assert "layout: int8" in out and "instructions per action from a float observation" in out
     assert f"verified on the emulated cortex-m4, {checks.describe()}: the same integers" in out
     assert checks.describe().startswith("2,000 random observations and ")
+    report = json.loads((tmp_path / "c" / "cortex-m4" / "report.json").read_text())
+    assert report["instructions_per_action"] > report["instructions_per_action_int_obs"] > 0
+    assert report["latency_us"] > report["latency_us_int_obs"] > 0
     assert (tmp_path / "c" / "cortex-m4" / "emulator.elf").exists() and (tmp_path / "c" / "cortex-m4" / "report.json").exists()
     flash = int(out.split("cortex-m4 (int8 weights): flash ")[1].split()[0])
     code, out, _ = run(capsys, "export", bundle_dir, "--format", "c", "--target", "cortex-m4",

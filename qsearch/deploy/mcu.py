@@ -7,10 +7,12 @@ pyelftools reads the built image. They are the optional extra `qsearch[mcu]` (`m
 
 A build is three files in a folder: qpolicy.o (the engine and model, compiled as firmware would),
 harness.o (deploy/c/mcu_harness.c) and emulator.elf (both, linked at the target's addresses). The
-emulator calls the engine's functions directly, returning to `mcu_halt`, and counts the instructions
-of one `qpolicy_run` (integer observation in, output integers out) with a code hook. Latency is an
-estimate, instructions / clock: it ignores flash wait states, pipeline stalls and multi-cycle
-instructions (loads, taken branches, multiplies on small cores).
+emulator calls the engine's functions directly, returning to `mcu_halt`, and counts instructions
+with a code hook: per action from a float observation (`qpolicy_quantize_obs` then `qpolicy_run`, one
+call, as a control loop makes it: the headline, since on cores without an FPU the quantization can
+cost more than the network) and from an integer observation (`qpolicy_run` alone). Latency is an estimate,
+instructions / clock: it ignores flash wait states, pipeline stalls and multi-cycle instructions
+(loads, taken branches, multiplies on small cores).
 """
 from __future__ import annotations
 
@@ -258,9 +260,14 @@ class McuReport:
     runtime_code: int  # bytes of runtime helpers linked in for the engine (software float etc.)
     static_ram: int  # .data + .bss of the engine
     stack: int  # measured high-water mark of the deepest API call, bytes
-    instructions: float  # per qpolicy_run, mean over the measured observations
-    instructions_max: int
-    quantize_instructions: int  # one qpolicy_quantize_obs (the float step)
+    # the headline, what a control loop pays: float observation in (qpolicy_quantize_obs then qpolicy_run,
+    # counted as one call, mcu_harness.c's mcu_action_from_float), mean over the measured observations
+    instructions_per_action: float
+    instructions_per_action_max: int
+    # integer observation in (sensors that deliver integers): qpolicy_run alone, on the same observations
+    instructions_per_action_int_obs: float
+    instructions_per_action_int_obs_max: int
+    observations: int  # how many observations the means are over
     mhz: float
 
     @property
@@ -273,17 +280,25 @@ class McuReport:
 
     @property
     def latency_us(self) -> float:
-        return self.instructions / self.mhz
+        """Per action from a float observation (the headline), estimated at one instruction per cycle."""
+        return self.instructions_per_action / self.mhz
+
+    @property
+    def latency_us_int_obs(self) -> float:
+        return self.instructions_per_action_int_obs / self.mhz
 
     def describe(self) -> list[str]:
         return [
             f"{self.target} ({self.layout} weights): flash {self.flash} bytes (engine code {self.engine_code}, "
             f"model constants {self.model_const}, runtime helpers {self.runtime_code}, data {self.static_ram}); "
             f"RAM {self.ram} bytes (stack high-water mark {self.stack}, static {self.static_ram})",
-            f"{self.target}: {self.instructions:,.0f} instructions per qpolicy_run (max {self.instructions_max:,}), "
-            f"{self.quantize_instructions:,} for qpolicy_quantize_obs; about {self.latency_us:.1f} us per action at "
-            f"{self.mhz:g} MHz (estimate at one instruction per cycle: ignores flash wait states, pipeline stalls "
-            "and multi-cycle instructions)",
+            f"{self.target}: {self.instructions_per_action:,.0f} instructions per action from a float observation "
+            f"(qpolicy_quantize_obs then qpolicy_run; max {self.instructions_per_action_max:,}), about "
+            f"{self.latency_us:.1f} us at {self.mhz:g} MHz",
+            f"{self.target}: {self.instructions_per_action_int_obs:,.0f} instructions per action from an integer "
+            f"observation (qpolicy_run alone; max {self.instructions_per_action_int_obs_max:,}), about "
+            f"{self.latency_us_int_obs:.1f} us; means over {self.observations} observations, latency estimated at "
+            "one instruction per cycle (ignores flash wait states, pipeline stalls and multi-cycle instructions)",
         ]
 
 
@@ -295,27 +310,26 @@ def random_observations(model: IntegerModel, n: int, rng: np.random.Generator) -
 
 
 def measure(model: IntegerModel, t: Target, layout: str, build_dir: Path, mhz: float | None = None,
-            core: Core | None = None, n_obs: int = 16, seed: int = 0) -> McuReport:
-    """Sizes from the built files, stack and instruction counts from the emulated core."""
+            core: Core | None = None, n_obs: int = 32, seed: int = 0) -> McuReport:
+    """Sizes from the built files, stack and instruction counts from the emulated core: per action from
+    each of `n_obs` random float observations, and from its integer observation."""
     obj, elf = build_dir / "qpolicy.o", build_dir / "emulator.elf"
     core = core or Core(t, elf)
     own = _section_sizes(obj)
     engine_functions = set(_functions(obj)) | set(_functions(build_dir / "harness.o"))
     runtime = sum(size for name, size in _functions(elf).items() if name not in engine_functions)
-    rng = np.random.default_rng(seed)
-    lo, hi = int_range(model.input_bits, True)
     x_at, o_at, obs_at = t.io_base, t.io_base + 4096, t.io_base + 8192
-    counts = []
-    for x in rng.integers(lo, hi + 1, (n_obs, model.obs_dim)):
-        core.uc.mem_write(x_at, x.astype(np.int8).tobytes())
-        counts.append(core.call("qpolicy_run", x_at, o_at, count=True))
-    obs = rng.normal(0, 2, model.obs_dim).astype(np.float32) * model.obs_norm.std + model.obs_norm.mean
-    core.uc.mem_write(obs_at, obs.astype(np.float32).tobytes())
-    quantize = core.call("qpolicy_quantize_obs", obs_at, x_at, count=True)
+    from_float, from_int = [], []
+    for obs in random_observations(model, n_obs, np.random.default_rng(seed)):
+        core.uc.mem_write(obs_at, obs.tobytes())
+        from_float.append(core.call("mcu_action_from_float", obs_at, x_at, o_at, count=True))
+        # the integer observation it gave, still at x_at: the network alone on the same input
+        from_int.append(core.call("qpolicy_run", x_at, o_at, count=True))
     stack = max(core.stack_used("qpolicy_quantize_obs", obs_at, x_at), core.stack_used("qpolicy_act_q15", x_at, o_at),
                 core.stack_used("qpolicy_action_float", o_at, obs_at))
     return McuReport(t.name, layout, own["code"], own["const"], runtime, own["data"] + own["bss"], stack,
-                     float(np.mean(counts)), int(max(counts)), quantize, float(mhz or t.mhz))
+                     float(np.mean(from_float)), int(max(from_float)), float(np.mean(from_int)), int(max(from_int)),
+                     n_obs, float(mhz or t.mhz))
 
 
 # ---- verification against the NumPy engine ----
@@ -332,10 +346,10 @@ class Checks:
 
     def describe(self) -> str:
         s = self.special
-        return (f"{self.random:,} random observation{'s' * (self.random != 1)} and {sum(s.values()):,} special ones: {s['ties']} rows of "
-                f"rounding ties ({self.exact_ties} entries exactly on a tie), {s['next to ties']} rows next to "
-                f"them, {s['+inf']} rows with +inf, {s['-inf']} with -inf, {s['NaN']} with NaN, "
-                f"{s['far out of range']} far out of range")
+        return (f"{self.random:,} random observation{'s' * (self.random != 1)} and {sum(s.values()):,} special "
+                f"ones: {s['ties']} rows of rounding ties ({self.exact_ties} entries exactly on a tie), "
+                f"{s['next to ties']} rows next to them, {s['+inf']} rows with +inf, {s['-inf']} with -inf, "
+                f"{s['NaN']} with NaN, {s['far out of range']} far out of range")
 
 
 def verification_observations(model: IntegerModel, n: int = 10_000, seed: int = 0) -> Checks:
@@ -382,7 +396,7 @@ def _reach(y: np.ndarray, mean: np.ndarray, std: np.ndarray, q: np.float32, ulps
     best = ideal.copy()
     found = np.zeros(y.shape, bool)
     up = down = ideal
-    for step in range(ulps + 1):
+    for _ in range(ulps + 1):
         for cand in (up, down):
             hit = ~found & (((cand - mean) / std) / q == y)
             best[hit], found[hit] = cand[hit], True
@@ -420,6 +434,10 @@ def verify(model: IntegerModel, core: Core, obs: np.ndarray) -> None:
 
 def write_report(report: McuReport, path: Path) -> None:
     d = asdict(report) | {"flash": report.flash, "ram": report.ram, "latency_us": report.latency_us,
-                          "latency_note": "instructions / clock: ignores wait states and pipeline stalls"}
+                          "latency_us_int_obs": report.latency_us_int_obs,
+                          "latency_note": "instructions / clock: ignores wait states and pipeline stalls",
+                          "instructions_note": "instructions_per_action: from a float observation, "
+                          "qpolicy_quantize_obs then qpolicy_run (what a control loop pays); "
+                          "instructions_per_action_int_obs: from an integer observation, qpolicy_run alone"}
     path.write_text(json.dumps(d, indent=2) + "\n")
 
