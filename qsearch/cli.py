@@ -97,12 +97,14 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
     x.add_argument("--force", action="store_true", help="replace a non-empty --out")
     x.add_argument("--target", default="host", help="c: also build for host, cortex-m0, cortex-m4, cortex-m7 or "
-                   "rv32imc and report flash, RAM and instructions per action (default host)")
+                   "rv32imc and report flash, RAM and instructions per action, from float and from integer observations "
+                   "(default host)")
     x.add_argument("--layout", default="auto", help="c: weights packed (smallest), int8 (fast) or auto (int8 "
                    "unless only packed fits --flash-budget; default)")
     x.add_argument("--flash-budget", type=int, metavar="BYTES", help="c: flash the policy may take")
     x.add_argument("--verify", type=int, nargs="?", const=10_000, metavar="N",
-                   help="c: run N observations (default 10,000) on the target and compare with the Python engine")
+                   help="c: run N random observations (default 10,000) and the special ones (rounding ties, "
+                   "+-inf, NaN, far out of range) on the target and compare with the Python engine")
     x.add_argument("--clock-mhz", type=float, metavar="MHZ", help="c: clock for the latency estimate")
 
     q = sub.add_parser("ptq", help="post-training quantization of an FP32 bundle (the PTQ baseline)")

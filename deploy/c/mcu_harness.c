@@ -30,6 +30,15 @@ void mcu_batch(const float *obs, uint32_t n, uint8_t *out)
     }
 }
 
+/* One action from a float observation, as a control loop takes it: the input quantization, then the
+ * network. The emulator counts this call for the instructions per action (the few instructions of
+ * this caller included, as a control loop has its own). */
+void mcu_action_from_float(const float *obs, int8_t *x, int8_t *o)
+{
+    qpolicy_quantize_obs(obs, x);
+    qpolicy_run(x, o);
+}
+
 /* Every call returns here: the emulator stops when it reaches this address. */
 void mcu_halt(void)
 {

@@ -138,15 +138,14 @@ def _c(b: bundles.Bundle, tmp: Path, opts: COptions) -> list[str]:
                            f"{'; '.join(tried)})")
     lines = [f"layout: {layout} weights", *size.describe(), *(report.describe() if report else [])]
     if opts.verify:
-        obs = mcu.verification_observations(b.integer, opts.verify)
+        checks = mcu.verification_observations(b.integer, opts.verify)
         if t is None:
             with tempfile.TemporaryDirectory() as work:
-                mcu.verify_host(b.integer, tmp, Path(work), obs)
+                mcu.verify_host(b.integer, tmp, Path(work), checks.obs)
         else:
-            mcu.verify(b.integer, mcu.Core(t, tmp / t.name / "emulator.elf"), obs)
-        lines.append(f"verified on {opts.verify:,} observations (rounding ties, out-of-range values, infinities, "
-                     f"NaN) on {'this host' if t is None else 'the emulated ' + t.name}: the same integers as the "
-                     "Python engine")
+            mcu.verify(b.integer, mcu.Core(t, tmp / t.name / "emulator.elf"), checks.obs)
+        lines.append(f"verified on {'this host' if t is None else 'the emulated ' + t.name}, {checks.describe()}: "
+                     "the same integers as the Python engine")
     return lines
 
 

@@ -7,10 +7,12 @@ pyelftools reads the built image. They are the optional extra `qsearch[mcu]` (`m
 
 A build is three files in a folder: qpolicy.o (the engine and model, compiled as firmware would),
 harness.o (deploy/c/mcu_harness.c) and emulator.elf (both, linked at the target's addresses). The
-emulator calls the engine's functions directly, returning to `mcu_halt`, and counts the instructions
-of one `qpolicy_run` (integer observation in, output integers out) with a code hook. Latency is an
-estimate, instructions / clock: it ignores flash wait states, pipeline stalls and multi-cycle
-instructions (loads, taken branches, multiplies on small cores).
+emulator calls the engine's functions directly, returning to `mcu_halt`, and counts instructions
+with a code hook: per action from a float observation (`qpolicy_quantize_obs` then `qpolicy_run`, one
+call, as a control loop makes it: the headline, since on cores without an FPU the quantization can
+cost more than the network) and from an integer observation (`qpolicy_run` alone). Latency is an estimate,
+instructions / clock: it ignores flash wait states, pipeline stalls and multi-cycle instructions
+(loads, taken branches, multiplies on small cores).
 """
 from __future__ import annotations
 
@@ -258,9 +260,14 @@ class McuReport:
     runtime_code: int  # bytes of runtime helpers linked in for the engine (software float etc.)
     static_ram: int  # .data + .bss of the engine
     stack: int  # measured high-water mark of the deepest API call, bytes
-    instructions: float  # per qpolicy_run, mean over the measured observations
-    instructions_max: int
-    quantize_instructions: int  # one qpolicy_quantize_obs (the float step)
+    # the headline, what a control loop pays: float observation in (qpolicy_quantize_obs then qpolicy_run,
+    # counted as one call, mcu_harness.c's mcu_action_from_float), mean over the measured observations
+    instructions_per_action: float
+    instructions_per_action_max: int
+    # integer observation in (sensors that deliver integers): qpolicy_run alone, on the same observations
+    instructions_per_action_int_obs: float
+    instructions_per_action_int_obs_max: int
+    observations: int  # how many observations the means are over
     mhz: float
 
     @property
@@ -273,71 +280,134 @@ class McuReport:
 
     @property
     def latency_us(self) -> float:
-        return self.instructions / self.mhz
+        """Per action from a float observation (the headline), estimated at one instruction per cycle."""
+        return self.instructions_per_action / self.mhz
+
+    @property
+    def latency_us_int_obs(self) -> float:
+        return self.instructions_per_action_int_obs / self.mhz
 
     def describe(self) -> list[str]:
         return [
             f"{self.target} ({self.layout} weights): flash {self.flash} bytes (engine code {self.engine_code}, "
             f"model constants {self.model_const}, runtime helpers {self.runtime_code}, data {self.static_ram}); "
             f"RAM {self.ram} bytes (stack high-water mark {self.stack}, static {self.static_ram})",
-            f"{self.target}: {self.instructions:,.0f} instructions per qpolicy_run (max {self.instructions_max:,}), "
-            f"{self.quantize_instructions:,} for qpolicy_quantize_obs; about {self.latency_us:.1f} us per action at "
-            f"{self.mhz:g} MHz (estimate at one instruction per cycle: ignores flash wait states, pipeline stalls "
-            "and multi-cycle instructions)",
+            f"{self.target}: {self.instructions_per_action:,.0f} instructions per action from a float observation "
+            f"(qpolicy_quantize_obs then qpolicy_run; max {self.instructions_per_action_max:,}), about "
+            f"{self.latency_us:.1f} us at {self.mhz:g} MHz",
+            f"{self.target}: {self.instructions_per_action_int_obs:,.0f} instructions per action from an integer "
+            f"observation (qpolicy_run alone; max {self.instructions_per_action_int_obs_max:,}), about "
+            f"{self.latency_us_int_obs:.1f} us; means over {self.observations} observations, latency estimated at "
+            "one instruction per cycle (ignores flash wait states, pipeline stalls and multi-cycle instructions)",
         ]
 
 
+def random_observations(model: IntegerModel, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Raw float32 observations, normally distributed around the normalization's mean (1.5 of its
+    standard deviations): the typical inputs of a control loop."""
+    norm = rng.normal(0, 1.5, (n, model.obs_dim)).astype(np.float32)
+    return (norm * model.obs_norm.std.astype(np.float32) + model.obs_norm.mean.astype(np.float32)).astype(np.float32)
+
+
 def measure(model: IntegerModel, t: Target, layout: str, build_dir: Path, mhz: float | None = None,
-            core: Core | None = None, n_obs: int = 16, seed: int = 0) -> McuReport:
-    """Sizes from the built files, stack and instruction counts from the emulated core."""
+            core: Core | None = None, n_obs: int = 32, seed: int = 0) -> McuReport:
+    """Sizes from the built files, stack and instruction counts from the emulated core: per action from
+    each of `n_obs` random float observations, and from its integer observation."""
     obj, elf = build_dir / "qpolicy.o", build_dir / "emulator.elf"
     core = core or Core(t, elf)
     own = _section_sizes(obj)
     engine_functions = set(_functions(obj)) | set(_functions(build_dir / "harness.o"))
     runtime = sum(size for name, size in _functions(elf).items() if name not in engine_functions)
-    rng = np.random.default_rng(seed)
-    lo, hi = int_range(model.input_bits, True)
     x_at, o_at, obs_at = t.io_base, t.io_base + 4096, t.io_base + 8192
-    counts = []
-    for x in rng.integers(lo, hi + 1, (n_obs, model.obs_dim)):
-        core.uc.mem_write(x_at, x.astype(np.int8).tobytes())
-        counts.append(core.call("qpolicy_run", x_at, o_at, count=True))
-    obs = rng.normal(0, 2, model.obs_dim).astype(np.float32) * model.obs_norm.std + model.obs_norm.mean
-    core.uc.mem_write(obs_at, obs.astype(np.float32).tobytes())
-    quantize = core.call("qpolicy_quantize_obs", obs_at, x_at, count=True)
+    from_float, from_int = [], []
+    for obs in random_observations(model, n_obs, np.random.default_rng(seed)):
+        core.uc.mem_write(obs_at, obs.tobytes())
+        from_float.append(core.call("mcu_action_from_float", obs_at, x_at, o_at, count=True))
+        # the integer observation it gave, still at x_at: the network alone on the same input
+        from_int.append(core.call("qpolicy_run", x_at, o_at, count=True))
     stack = max(core.stack_used("qpolicy_quantize_obs", obs_at, x_at), core.stack_used("qpolicy_act_q15", x_at, o_at),
                 core.stack_used("qpolicy_action_float", o_at, obs_at))
     return McuReport(t.name, layout, own["code"], own["const"], runtime, own["data"] + own["bss"], stack,
-                     float(np.mean(counts)), int(max(counts)), quantize, float(mhz or t.mhz))
+                     float(np.mean(from_float)), int(max(from_float)), float(np.mean(from_int)), int(max(from_int)),
+                     n_obs, float(mhz or t.mhz))
 
 
 # ---- verification against the NumPy engine ----
 
-def verification_observations(model: IntegerModel, n: int = 10_000, seed: int = 0) -> np.ndarray:
-    """Raw float32 observations: typical ones, ones on and next to the input quantizer's rounding
-    ties, far out-of-range values, infinities and NaN entries."""
-    rng = np.random.default_rng(seed)
-    d, s = model.obs_dim, model.input_scale
+@dataclass(frozen=True)
+class Checks:
+    """What a verification runs: `random` random observations, then special rows of each kind in
+    `special` (name -> rows); `exact_ties` counts the entries that land exactly on a rounding tie."""
+
+    obs: np.ndarray
+    random: int
+    special: dict[str, int]
+    exact_ties: int
+
+    def describe(self) -> str:
+        s = self.special
+        return (f"{self.random:,} random observation{'s' * (self.random != 1)} and {sum(s.values()):,} special "
+                f"ones: {s['ties']} rows of rounding ties ({self.exact_ties} entries exactly on a tie), "
+                f"{s['next to ties']} rows next to them, {s['+inf']} rows with +inf, {s['-inf']} with -inf, "
+                f"{s['NaN']} with NaN, {s['far out of range']} far out of range")
+
+
+def verification_observations(model: IntegerModel, n: int = 10_000, seed: int = 0) -> Checks:
+    """`n` random raw float32 observations, then the special rows, the same whatever `n`: every
+    rounding tie of the input quantizer (y = k + 1/2, both parities, both ends of the range), exactly
+    where a float32 observation reaches it, and the float32 neighbours on both sides; +inf, -inf and
+    NaN, in each position alone and in every position at once; values far out of range, up to the
+    largest float32, of both signs."""
+    d, q = model.obs_dim, np.float32(model.input_scale)
     mean, std = model.obs_norm.mean.astype(np.float32), model.obs_norm.std.astype(np.float32)
-    raw = lambda norm: (np.asarray(norm, np.float32) * std + mean).astype(np.float32)  # noqa: E731
-    typical = raw(rng.normal(0, 1.5, (n // 2, d)))
-    k = rng.integers(-200, 200, (n // 8, d)).astype(np.float32)
-    ties = raw((k + np.float32(0.5)) * s)
-    # the tie's float32 neighbours: after (obs - mean) / std some of these land on the tie exactly
-    near = np.nextafter(ties, np.where(rng.random(ties.shape) < 0.5, np.inf, -np.inf).astype(np.float32))
-    far = raw(rng.standard_cauchy((n // 8, d)) * 1e3)
-    special = raw(rng.normal(0, 1.5, (n // 16, d)))
-    pick = rng.random(special.shape)
-    special[pick < 0.3] = np.nan  # rows with NaN entries, some with infinities beside them
-    special[(pick >= 0.3) & (pick < 0.4)] = np.inf
-    special[(pick >= 0.4) & (pick < 0.5)] = -np.inf
-    obs = np.concatenate([typical, ties, near, far, special, -far])
-    return obs[:n] if len(obs) >= n else np.concatenate([obs, raw(rng.normal(0, 1.5, (n - len(obs), d)))])
+    random = random_observations(model, n, np.random.default_rng(seed))
+    rng = np.random.default_rng([seed, 1])  # a stream of its own: the special rows do not depend on n
+    typical = lambda rows: random_observations(model, rows, rng)  # noqa: E731
+    lo, hi = int_range(model.input_bits, True)
+    # every tie from lo - 1/2 to hi + 1/2; row r holds tie (r + c) mod count in column c
+    tie_y = np.arange(lo - 1, hi + 1, dtype=np.float32) + np.float32(0.5)
+    pick = (np.arange(len(tie_y))[:, None] + np.arange(d)[None, :]) % len(tie_y)
+    ties = _reach(tie_y[pick], mean, std, q)
+    near = np.concatenate([np.nextafter(ties, np.float32(np.inf)), np.nextafter(ties, np.float32(-np.inf))])
+    special = {"ties": ties, "next to ties": near}
+    for name, value in (("+inf", np.inf), ("-inf", -np.inf), ("NaN", np.nan)):
+        rows = typical(d + 1)
+        rows[np.arange(d), np.arange(d)] = value  # one position at a time
+        rows[d] = value  # and all of them
+        special[name] = rows
+    # beyond the clipping range by 4x, 1e3x, 1e6x (normalized), then raw 1e30 and the largest float32,
+    # with alternating signs and their negation
+    span = np.float32((hi + 1) * q)
+    signs = np.where(np.arange(d) % 2 == 0, 1, -1).astype(np.float32)
+    far = [(signs * span * np.float32(k)) * std + mean for k in (4, 1e3, 1e6)]
+    far += [signs * np.float32(1e30), signs * np.finfo(np.float32).max]
+    far = np.asarray(far, np.float32)
+    special["far out of range"] = np.concatenate([far, -far])
+    y = model.obs_norm(ties) / model.input_scale  # as IntegerModel.quantize_obs computes it
+    exact = int(np.count_nonzero(y - np.floor(y) == np.float32(0.5)))
+    obs = np.concatenate([random, *special.values()]).astype(np.float32)
+    return Checks(obs, n, {k: len(v) for k, v in special.items()}, exact)
+
+
+def _reach(y: np.ndarray, mean: np.ndarray, std: np.ndarray, q: np.float32, ulps: int = 16) -> np.ndarray:
+    """Raw float32 observations whose quantizer input ((obs - mean) / std) / q, in float32, is exactly
+    `y` where one within `ulps` float32 steps of the ideal value gives it, else the ideal value."""
+    ideal = ((y * q) * std + mean).astype(np.float32)
+    best = ideal.copy()
+    found = np.zeros(y.shape, bool)
+    up = down = ideal
+    for _ in range(ulps + 1):
+        for cand in (up, down):
+            hit = ~found & (((cand - mean) / std) / q == y)
+            best[hit], found[hit] = cand[hit], True
+        up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(-np.inf))
+    return best
 
 
 def compare(model: IntegerModel, obs: np.ndarray, x_c, o_c, a_c, where: str) -> None:
     """One line naming the first observation whose integers differ from the NumPy engine's."""
-    x = model.quantize_obs(obs)
+    with np.errstate(over="ignore"):  # the largest float32 values overflow to infinity, which saturates
+        x = model.quantize_obs(obs)
     o = model.run_int(x)[-1]
     a = model.tanh_lut[o - model.layers[-1].out_min]
     bad = np.flatnonzero(np.any(x_c != x, 1) | np.any(o_c != o, 1) | np.any(a_c != a, 1))
@@ -364,6 +434,10 @@ def verify(model: IntegerModel, core: Core, obs: np.ndarray) -> None:
 
 def write_report(report: McuReport, path: Path) -> None:
     d = asdict(report) | {"flash": report.flash, "ram": report.ram, "latency_us": report.latency_us,
-                          "latency_note": "instructions / clock: ignores wait states and pipeline stalls"}
+                          "latency_us_int_obs": report.latency_us_int_obs,
+                          "latency_note": "instructions / clock: ignores wait states and pipeline stalls",
+                          "instructions_note": "instructions_per_action: from a float observation, "
+                          "qpolicy_quantize_obs then qpolicy_run (what a control loop pays); "
+                          "instructions_per_action_int_obs: from an integer observation, qpolicy_run alone"}
     path.write_text(json.dumps(d, indent=2) + "\n")
 
