@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from qsearch import ray_session, tracking
-from qsearch.config import (ALGO_CONFIGS, ALGOS, FIXED_BITS, SCOPES, PolicyConfig, PPOConfig, QuantBits, TrainConfig,
-                            default)
+from qsearch.config import (ALGO_CONFIGS, ALGOS, FIXED_BITS, SCOPES, FieldError, PolicyConfig, PPOConfig, QuantBits,
+                            TrainConfig, check_value, default)
 from qsearch.errors import QsearchError
 from qsearch.hw.config import HwConfig, field_doc
 
@@ -190,27 +190,34 @@ def _quant_bits(a) -> QuantBits | None:
     return QuantBits(**{f"bits_{k}": v for k, v in given.items()})
 
 
+# `qsearch train`'s flags whose names differ from their config field's
+FLAG_NAMES = {"env_id": "--env", "total_steps": "--steps", "eval_episodes": "--episodes"}
+
+
+def _flag(field: str) -> str:
+    return FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
+
+
 def _train(a) -> int:
     from qsearch import pipeline
     from qsearch.progress import TrainProgress
     from qsearch.rl.envs import log_mujoco_to
 
     algo_config = ALGO_CONFIGS[a.algo]()
-    if a.env_runners is not None:
-        if a.algo != "ppo":
-            raise QsearchError("--env-runners applies to --algo ppo only")
-        algo_config = dataclasses.replace(algo_config, env_runners=a.env_runners)
-    if a.learning_starts is not None:
-        if a.algo == "ppo":
-            raise QsearchError("--learning-starts does not apply to ppo (it learns from its first batch)")
-        if a.learning_starts < 0:
-            raise QsearchError(f"--learning-starts must be >= 0, got {a.learning_starts}")
-        algo_config = dataclasses.replace(algo_config, learning_starts=a.learning_starts)
-    cfg = TrainConfig(
-        env_id=a.env, algo=a.algo, policy=PolicyConfig(width=a.width, depth=a.depth, quant=_quant_bits(a)),
-        total_steps=a.steps, seed=a.seed, eval_every=a.eval_every, eval_episodes=a.episodes,
-        algo_config=algo_config,
-    )
+    if a.env_runners is not None and a.algo != "ppo":
+        raise QsearchError("--env-runners applies to --algo ppo only")
+    if a.learning_starts is not None and a.algo == "ppo":
+        raise QsearchError("--learning-starts does not apply to ppo (it learns from its first batch)")
+    given = {"env_runners": a.env_runners, "learning_starts": a.learning_starts}
+    try:  # the configs check every value; a refused one is named by its flag
+        algo_config = dataclasses.replace(algo_config, **{k: v for k, v in given.items() if v is not None})
+        cfg = TrainConfig(
+            env_id=a.env, algo=a.algo, policy=PolicyConfig(width=a.width, depth=a.depth, quant=_quant_bits(a)),
+            total_steps=a.steps, seed=a.seed, eval_every=a.eval_every, eval_episodes=a.episodes,
+            algo_config=algo_config,
+        )
+    except FieldError as e:
+        raise QsearchError(f"{_flag(e.field)} {e.reason}") from None
     pipeline.check(cfg, a.out, a.force)
     log_mujoco_to(Path(a.out).resolve().parent)
     with TrainProgress(cfg.total_steps) as bar:
@@ -329,6 +336,11 @@ def _export(a) -> int:
 def _ptq(a) -> int:
     from qsearch.deploy.ptq import ptq
 
+    for flag, bits in (("--bits-core", a.bits_core), ("--bits-in", a.bits_in)):
+        try:
+            check_value("bits", bits)
+        except FieldError as e:
+            raise QsearchError(f"{flag} {e.reason}") from None
     b = ptq(a.bundle, a.out, a.bits_core, a.bits_in, a.calib_episodes, episodes=a.episodes, force=a.force,
             tracking_uri=a.tracking_uri)
     print(f"wrote {a.out} (PTQ of {a.bundle} on {b.evaluation['ptq']['calib_observations']} observations)")

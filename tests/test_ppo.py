@@ -151,5 +151,5 @@ def test_search_refuses_bad_ppo_settings(tmp_path, capsys, over, message):
 def test_space_gives_ppo_one_env_runner_per_cpu(tmp_path):
     s = spaces.load(ppo_space(tmp_path, resources={"cpu": 3}))
     assert s.train_config(s.configurations[0], 0).algo_config.env_runners == 3
-    with pytest.raises(QsearchError, match="env-runners"):
+    with pytest.raises(QsearchError, match="env_runners must be a positive integer"):
         PPOConfig(env_runners=0)
