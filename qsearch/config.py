@@ -7,7 +7,11 @@ line and the YAML loaders build the configs and only add where a refused value c
 or the key path (`FieldError`)."""
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import textwrap
 from dataclasses import dataclass, field
 
 from qsearch.errors import QsearchError
@@ -251,9 +255,32 @@ ALGO_CONFIGS = {"sac": SACConfig, "ddpg": DDPGConfig, "td3": TD3Config, "ppo": P
 
 
 def default(cls, name: str):
-    """The default of field `name` of dataclass `cls` (for the CLI and the YAML loaders)."""
+    """The default of field `name` of dataclass `cls` (for the CLI and the YAML loaders); MISSING if none."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+
+
+def field_doc(cls, name: str) -> str:
+    """The docstring under field `name` of dataclass `cls` (the string literal that follows its annotation,
+    in `cls` or a dataclass it extends): the command line's help for it."""
+    try:
+        return _field_docs(cls)[name]
+    except KeyError:
+        raise KeyError(f"{cls.__name__}.{name} has no docstring") from None
+
+
+@functools.cache
+def _field_docs(cls) -> dict[str, str]:
+    docs = {}
+    for klass in reversed(cls.__mro__):  # a subclass's docstring wins
+        if not dataclasses.is_dataclass(klass):
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        for stmt, after in zip(body, body[1:]):
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[stmt.target.id] = after.value.value
+    return docs
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ def test_another_modules_checkpoint_is_refused(local_ray, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--algo", "ppo", "--env-runners", "0"], "env-runners must be a positive integer"),
     (["--algo", "sac", "--env-runners", "2"], "--env-runners applies to --algo ppo only"),
-    (["--algo", "ppo", "--learning-starts", "10"], "does not apply to ppo"),
+    (["--algo", "ppo", "--learning-starts", "10"], "--learning-starts applies to --algo sac, ddpg, td3 only, not ppo"),
 ])
 def test_train_refuses_bad_ppo_options(tmp_path, capsys, args, message):
     assert main(["train", "--env", ENV, "--steps", "100", "--out", str(tmp_path / "b"), *args]) == 2
