@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--out", default="hw_builds/bench_paper")
     a = ap.parse_args()
     t0 = time.perf_counter()
-    from qsearch.hw import report, sweep
+    from qsearch.hw import hw_report, sweep
     from qsearch.hw.config import HwConfig
     from qsearch.hw.policies import paper_policies
 
@@ -44,7 +44,7 @@ def main() -> None:
         sweep.remove(work)
     t_sweep = time.perf_counter()
     chosen = sweep.best(rows)
-    report.write(rows, chosen, cfg, Path(a.out))
+    hw_report.write(rows, chosen, cfg, Path(a.out))
     t_end = time.perf_counter()
 
     print(f"{len(policies)} policies x {len(cfg.hw.targets)} targets = {len(rows)} Ray tasks on {os.cpu_count()} cores; "

@@ -40,7 +40,7 @@ from qsearch.hw.open_steps import LUT_PER_WEIGHT, vectors  # noqa: E402
 from qsearch.hw.policies import paper_policies, padded  # noqa: E402
 from qsearch.hw.rtl import tools  # noqa: E402
 from qsearch.hw.rtl.arch import PARALLEL, choose  # noqa: E402
-from qsearch.hw.rtl.synthesize import synthesize  # noqa: E402
+from qsearch.hw.rtl.yosys import synthesize  # noqa: E402
 from qsearch.quant import integer  # noqa: E402
 from qsearch.obs_norm import ObsNorm  # noqa: E402
 

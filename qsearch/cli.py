@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from qsearch import ray_session, tracking
-from qsearch.config import (ALGO_CONFIGS, ALGOS, FIXED_BITS, SCOPES, PolicyConfig, PPOConfig, QuantBits, TrainConfig,
-                            default)
+from qsearch.config import (ALGO_CONFIGS, ALGOS, FIXED_BITS, SCOPES, FieldError, PolicyConfig, QuantBits, TrainConfig,
+                            check_value, default, field_doc, scalar_kind)
 from qsearch.errors import QsearchError
-from qsearch.hw.config import HwConfig, field_doc
+from qsearch.hw.config import HwConfig
 
 
 SIMULATES = ("train", "eval", "search", "select", "ptq", "demo", "import")  # the commands that run MuJoCo
@@ -31,29 +31,21 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser = functools.partial(sub.add_parser, parents=[common])
 
-    t = sub.add_parser("train", help="train, evaluate and write a policy bundle")
-    t.add_argument("--env", required=True, help="gymnasium id with a continuous action space, e.g. Hopper-v5")
-    t.add_argument("--algo", choices=ALGOS, default=default(TrainConfig, "algo"))
-    t.add_argument("--fp32", action="store_true", help="the full-precision baseline (no quantization)")
-    for part in ("in", "weight", "act", "out"):
-        t.add_argument(f"--bits-{part}", type=int, metavar="B", help=f"bits of the {part} quantizer (default {FIXED_BITS})")
-    t.add_argument("--scope", choices=SCOPES, help=f"quantize one scope to --bits, the rest at {FIXED_BITS} bits")
-    t.add_argument("--bits", type=int, metavar="B", help="bit width for --scope")
-    t.add_argument("--width", type=int, default=default(PolicyConfig, "width"),
-                   help=f"hidden layer width (default {default(PolicyConfig, 'width')})")
-    t.add_argument("--depth", type=int, default=default(PolicyConfig, "depth"),
-                   help=f"hidden layers (default {default(PolicyConfig, 'depth')})")
-    t.add_argument("--steps", type=int, required=True, help="environment steps of training")
-    t.add_argument("--seed", type=int, default=default(TrainConfig, "seed"))
-    t.add_argument("--learning-starts", type=int, metavar="N", help="override the algorithm's default (not ppo)")
-    t.add_argument("--env-runners", type=int, metavar="N",
-                   help=f"ppo: parallel RLlib environment runners (default {default(PPOConfig, 'env_runners')})")
-    t.add_argument("--eval-every", type=int, default=default(TrainConfig, "eval_every"), metavar="N",
-                   help=f"steps between evaluations (default {default(TrainConfig, 'eval_every'):,})")
-    t.add_argument("--episodes", type=int, default=default(TrainConfig, "eval_episodes"),
-                   help=f"evaluation episodes, during and after training (default {default(TrainConfig, 'eval_episodes')})")
+    t = sub.add_parser("train", help="train, evaluate and write a policy bundle",
+                       description="Train, evaluate and write a policy bundle. The flags are the fields of "
+                                   "qsearch/config.py's configs, their help the fields' docstrings.")
     t.add_argument("--out", required=True, help="bundle folder to write")
     t.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    _config_flags(t.add_argument_group("run (TrainConfig)"), TrainConfig)
+    pol = t.add_argument_group("policy (PolicyConfig, QuantBits)")
+    _config_flags(pol, PolicyConfig)
+    pol.add_argument("--fp32", action="store_true", help="the full-precision baseline (no quantization)")
+    _config_flags(pol, QuantBits, given_only=True)
+    pol.add_argument("--scope", choices=SCOPES, help=f"quantize one scope to --bits, the rest at {FIXED_BITS} bits")
+    pol.add_argument("--bits", type=int, metavar="N", help="bit width for --scope")
+    algo = t.add_argument_group("algorithm (SACConfig, DDPGConfig, TD3Config, PPOConfig)",
+                                "each for the algorithms it names; unset: --algo's default")
+    _config_flags(algo, ALGO_CONFIGS, given_only=True)
 
     e = sub.add_parser("eval", help="evaluate a bundle")
     e.add_argument("bundle", help="bundle folder or MLflow run id")
@@ -160,12 +152,80 @@ def _hw_options(p: argparse.ArgumentParser) -> None:
 def _hw_help(name: str) -> str:
     value = default(HwConfig, name)
     if value is None:  # the docstring says what unset means
-        return field_doc(name)
+        return field_doc(HwConfig, name)
+    return f"{field_doc(HwConfig, name)} (default {_shown(value)})"
+
+
+def _shown(value) -> str:
+    """A default as the help shows it: 10,000, 0.0003, on, xc7a15tfgg484-1, 1e2 1e3."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:g}"
     if isinstance(value, tuple):
-        shown = " ".join(f"{t:.0e}".replace("e+0", "e") for t in value)
-    else:
-        shown = f"{value:g}" if isinstance(value, float) else value
-    return f"{field_doc(name)} (default {shown})"
+        return " ".join(f"{t:.0e}".replace("e+0", "e") for t in value)
+    return str(value)
+
+
+# `qsearch train`'s flags are generated from the configs' fields (_config_flags): a new field is a new flag,
+# with its docstring as help. This table keeps today's names where they differ from the field's, and
+# says what a field's type cannot.
+TRAIN_FLAGS = {
+    "env_id": {"flag": "--env", "required": True},
+    "total_steps": {"flag": "--steps", "required": True},  # TrainConfig's default is the paper's 1e6 steps
+    "eval_episodes": {"flag": "--episodes"},
+    "algo": {"choices": ALGOS},
+}
+
+
+def _flag(field: str) -> str:
+    return TRAIN_FLAGS.get(field, {}).get("flag", "--" + field.replace("_", "-"))
+
+
+def _dest(field: str) -> str:
+    return _flag(field)[2:].replace("-", "_")
+
+
+def _config_flags(group, classes, given_only: bool = False) -> None:
+    """A flag for each int, float, bool and str field of a dataclass, or of several ({label: class}: a
+    field several have, such as the algorithms' gamma, is one flag), its help the field's docstring
+    and default. given_only: the flag is None unless given, so that the config's own default applies
+    (an algorithm's, which differ; 8 bits); else the flag's default is the field's."""
+    if not isinstance(classes, dict):
+        classes = {"": classes}  # one class: no label
+    fields = {}  # name -> Field, in the classes' order
+    for cls in classes.values():
+        fields.update({f.name: f for f in dataclasses.fields(cls) if scalar_kind(f) and f.name not in fields})
+    for name, f in fields.items():
+        kw = {k: v for k, v in TRAIN_FLAGS.get(name, {}).items() if k != "flag"}
+        kind = scalar_kind(f)
+        if kind == "bool":
+            kw["action"] = argparse.BooleanOptionalAction  # --autotune / --no-autotune
+        else:
+            kw["type"] = {"int": int, "float": float, "str": str}[kind]
+            if kind != "str":
+                kw["metavar"] = "N" if kind == "int" else "X"
+        if not given_only and not kw.get("required"):
+            kw["default"] = default(next(iter(classes.values())), name)
+        group.add_argument(_flag(name), help=_field_help(name, classes, shown=not kw.get("required")), **kw)
+
+
+def _field_help(name: str, classes: dict, shown: bool = True) -> str:
+    """The field's docstring and default (shown). Where classes (the algorithms) differ in either, each
+    one's, labelled: `sac: ... (default 5,000); ddpg, td3: ... (default 25,000)`."""
+    helps = {}  # help -> labels
+    for label, cls in classes.items():
+        if name in {f.name for f in dataclasses.fields(cls)}:
+            value = default(cls, name)
+            text = field_doc(cls, name)
+            if shown and value is not dataclasses.MISSING:
+                text += f" (default {_shown(value)})"
+            helps.setdefault(text.replace("%", "%%"), []).append(label)  # argparse formats help with %
+    if len(helps) == 1 and len(next(iter(helps.values()))) == len(classes):
+        return next(iter(helps))  # every class alike
+    return "; ".join(f"{', '.join(labels)}: {text}" for text, labels in helps.items())
 
 
 def _run_options(p: argparse.ArgumentParser, what: str) -> None:
@@ -177,8 +237,7 @@ def _run_options(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _quant_bits(a) -> QuantBits | None:
-    explicit = {k: getattr(a, f"bits_{k}") for k in ("in", "weight", "act", "out")}
-    given = {k: v for k, v in explicit.items() if v is not None}
+    given = _given(a, QuantBits)
     if a.fp32:
         if given or a.scope or a.bits is not None:
             raise QsearchError("--fp32 cannot be combined with bit widths")
@@ -189,7 +248,36 @@ def _quant_bits(a) -> QuantBits | None:
         if not (a.scope and a.bits is not None):
             raise QsearchError("--scope and --bits go together")
         return QuantBits.from_scope(a.scope, a.bits)
-    return QuantBits(**{f"bits_{k}": v for k, v in given.items()})
+    return QuantBits(**given)
+
+
+def _given(a, cls) -> dict:
+    """The values of `cls`'s flags that are set (a None leaves the config's default)."""
+    values = {f.name: getattr(a, _dest(f.name)) for f in dataclasses.fields(cls) if scalar_kind(f)}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _train_config(a) -> TrainConfig:
+    """The run `qsearch train`'s flags describe. The configs check every value; a refused one is named by
+    its flag (`--learning-starts must be >= 0, got -1`)."""
+    for name, algos in _algo_fields().items():
+        if a.algo not in algos and getattr(a, _dest(name)) is not None:
+            raise QsearchError(f"{_flag(name)} applies to --algo {', '.join(algos)} only, not {a.algo}")
+    algo_cls = ALGO_CONFIGS[a.algo]
+    try:
+        policy = PolicyConfig(**_given(a, PolicyConfig), quant=_quant_bits(a))
+        return TrainConfig(**_given(a, TrainConfig), policy=policy, algo_config=algo_cls(**_given(a, algo_cls)))
+    except FieldError as e:
+        raise QsearchError(f"{_flag(e.field)} {e.reason}") from None
+
+
+def _algo_fields() -> dict[str, list[str]]:
+    """Each algorithm field's name -> the algorithms that have it."""
+    owners = {}
+    for algo, cls in ALGO_CONFIGS.items():
+        for f in dataclasses.fields(cls):
+            owners.setdefault(f.name, []).append(algo)
+    return owners
 
 
 def _train(a) -> int:
@@ -197,26 +285,11 @@ def _train(a) -> int:
     from qsearch.progress import TrainProgress
     from qsearch.rl.envs import log_mujoco_to
 
-    algo_config = ALGO_CONFIGS[a.algo]()
-    if a.env_runners is not None:
-        if a.algo != "ppo":
-            raise QsearchError("--env-runners applies to --algo ppo only")
-        algo_config = dataclasses.replace(algo_config, env_runners=a.env_runners)
-    if a.learning_starts is not None:
-        if a.algo == "ppo":
-            raise QsearchError("--learning-starts does not apply to ppo (it learns from its first batch)")
-        if a.learning_starts < 0:
-            raise QsearchError(f"--learning-starts must be >= 0, got {a.learning_starts}")
-        algo_config = dataclasses.replace(algo_config, learning_starts=a.learning_starts)
-    cfg = TrainConfig(
-        env_id=a.env, algo=a.algo, policy=PolicyConfig(width=a.width, depth=a.depth, quant=_quant_bits(a)),
-        total_steps=a.steps, seed=a.seed, eval_every=a.eval_every, eval_episodes=a.episodes,
-        algo_config=algo_config,
-    )
+    cfg = _train_config(a)
     pipeline.check(cfg, a.out, a.force)
     log_mujoco_to(Path(a.out).resolve().parent)
     with TrainProgress(cfg.total_steps) as bar:
-        b = pipeline.run(cfg, a.out, episodes=a.episodes, progress=bar.update, force=a.force)
+        b = pipeline.run(cfg, a.out, episodes=cfg.eval_episodes, progress=bar.update, force=a.force)
     print(f"wrote {a.out}")
     _print_evaluation(b.evaluation)
     return 0
@@ -331,6 +404,11 @@ def _export(a) -> int:
 def _ptq(a) -> int:
     from qsearch.deploy.ptq import ptq
 
+    for flag, bits in (("--bits-core", a.bits_core), ("--bits-in", a.bits_in)):
+        try:
+            check_value("bits", bits)
+        except FieldError as e:
+            raise QsearchError(f"{flag} {e.reason}") from None
     b = ptq(a.bundle, a.out, a.bits_core, a.bits_in, a.calib_episodes, episodes=a.episodes, force=a.force,
             tracking_uri=a.tracking_uri)
     print(f"wrote {a.out} (PTQ of {a.bundle} on {b.evaluation['ptq']['calib_observations']} observations)")

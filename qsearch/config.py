@@ -1,9 +1,17 @@
 """Typed configurations, validated once at the edge. The one place for defaults (paper, Appendix A):
 every field is documented once, in the docstring under it, and the command line and the YAML loaders
-read their defaults from here (`default`)."""
+read their defaults from here (`default`).
+
+Every bound is checked here too, once, in each config's __post_init__ (`check_fields`): the command
+line and the YAML loaders build the configs and only add where a refused value came from, the flag
+or the key path (`FieldError`)."""
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import textwrap
 from dataclasses import dataclass, field
 
 from qsearch.errors import QsearchError
@@ -14,9 +22,64 @@ ALGOS = ("sac", "ddpg", "td3", "ppo")
 FIXED_BITS = 8  # the paper keeps every non-swept part of the network at 8 bits
 
 
-def _check_bits(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not MIN_BITS <= value <= MAX_BITS:
-        raise QsearchError(f"{name} must be an integer from {MIN_BITS} to {MAX_BITS}, got {value!r}")
+class FieldError(QsearchError):
+    """A config field's value out of bounds. The message is `<field> <reason>`; a front end replaces the
+    field by where the value came from: `--learning-starts must be >= 0, got -1` on the command line,
+    `file.yaml: algo_config.learning_starts: must be >= 0, got -1` in a YAML file."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field} {reason}")
+        self.field, self.reason = field, reason
+
+
+# An integer field must be positive unless it is named here: (lowest, highest or None). By name, so
+# that a name means the same in every config (learning_starts in SAC's and DDPG's).
+BITS = (MIN_BITS, MAX_BITS)
+INT_BOUNDS = {"seed": (0, None), "learning_starts": (0, None), "bits": BITS,
+              "bits_in": BITS, "bits_weight": BITS, "bits_act": BITS, "bits_out": BITS}
+
+
+def check_int(name: str, value, lo: int | None = 1, hi: int | None = None) -> int:
+    """`value` if it is an integer from `lo` to `hi` (None: unbounded), else a FieldError for `name`."""
+    if not isinstance(value, int) or isinstance(value, bool):  # YAML's true is no integer
+        raise FieldError(name, f"must be an integer, got {value!r}")
+    if lo is not None and value < lo:
+        at_least = {0: "must be >= 0", 1: "must be a positive integer"}.get(lo, f"must be at least {lo}")
+        raise FieldError(name, f"{at_least}, got {value}")
+    if hi is not None and value > hi:
+        raise FieldError(name, f"must be at most {hi}, got {value}")
+    return value
+
+
+def check_value(name: str, value, kind: str = "int"):
+    """`value` for a config field `name` of type `kind` (int, float, bool or str), or a FieldError: the
+    check behind every config's __post_init__ and the YAML loaders' checks of single values (a sweep's
+    widths). An int given for a float field becomes a float."""
+    if kind == "int":
+        return check_int(name, value, *INT_BOUNDS.get(name, (1, None)))
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FieldError(name, f"must be a number, got {value!r}")
+        return float(value)
+    if kind == "bool" and not isinstance(value, bool):
+        raise FieldError(name, f"must be true or false, got {value!r}")
+    if kind == "str" and not isinstance(value, str):
+        raise FieldError(name, f"must be a string, got {value!r}")
+    return value
+
+
+def scalar_kind(f: dataclasses.Field) -> str | None:
+    """int, float, bool or str for a field of one of these types; None for a nested config or a union."""
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", None)  # a string under `annotations`
+    return kind if kind in ("int", "float", "bool", "str") else None
+
+
+def check_fields(cfg) -> None:
+    """Checks every int, float, bool and str field of the dataclass `cfg` (check_value); its __post_init__
+    calls it, so every way of building a config (command line, YAML, a bundle, a test) is checked."""
+    for f in dataclasses.fields(cfg):
+        if (kind := scalar_kind(f)) is not None:
+            object.__setattr__(cfg, f.name, check_value(f.name, getattr(cfg, f.name), kind))
 
 
 @dataclass(frozen=True)
@@ -33,13 +96,12 @@ class QuantBits:
     """bits of the pre-tanh output (signed)"""
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):
-            _check_bits(f.name.replace("_", "-"), getattr(self, f.name))
+        check_fields(self)
 
     @classmethod
     def from_scope(cls, scope: str, bits: int) -> "QuantBits":
         """The paper's scopes: one bit width for one part, everything else at 8 bits."""
-        _check_bits("bits", bits)
+        check_value("bits", bits)
         if scope == "all":
             return cls(bits, bits, bits, bits)
         if scope == "input":
@@ -63,10 +125,7 @@ class PolicyConfig:
     """bit widths; None is the FP32 baseline"""
 
     def __post_init__(self):
-        if not isinstance(self.width, int) or self.width < 1:
-            raise QsearchError(f"width must be a positive integer, got {self.width!r}")
-        if not isinstance(self.depth, int) or self.depth < 1:
-            raise QsearchError(f"depth must be a positive integer, got {self.depth!r}")
+        check_fields(self)
 
     @property
     def fp32(self) -> bool:
@@ -104,6 +163,9 @@ class SACConfig:
     sigma_width: int = 64
     """hidden units of the FP32 log-std branch, used only in training (paper Section 2.2)"""
 
+    def __post_init__(self):
+        check_fields(self)
+
 
 @dataclass(frozen=True)
 class DDPGConfig:
@@ -127,6 +189,9 @@ class DDPGConfig:
     """critic updates per actor update (paper: 2)"""
     critic_width: int = 256
     """units per hidden layer of the FP32 critics (paper: 256)"""
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -181,19 +246,41 @@ class PPOConfig:
     """parallel RLlib environment runners, one CPU each (a search sets it from resources.cpu)"""
 
     def __post_init__(self):
-        if not isinstance(self.env_runners, int) or self.env_runners < 1:
-            raise QsearchError(f"env-runners must be a positive integer, got {self.env_runners!r}")
+        check_fields(self)
         if self.num_steps < self.num_minibatches:
-            raise QsearchError(f"num_steps ({self.num_steps}) must be at least num_minibatches ({self.num_minibatches})")
+            raise FieldError("num_steps", f"must be at least num_minibatches ({self.num_minibatches}), got {self.num_steps}")
 
 
 ALGO_CONFIGS = {"sac": SACConfig, "ddpg": DDPGConfig, "td3": TD3Config, "ppo": PPOConfig}
 
 
 def default(cls, name: str):
-    """The default of field `name` of dataclass `cls` (for the CLI and the YAML loaders)."""
+    """The default of field `name` of dataclass `cls` (for the CLI and the YAML loaders); MISSING if none."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+
+
+def field_doc(cls, name: str) -> str:
+    """The docstring under field `name` of dataclass `cls` (the string literal that follows its annotation,
+    in `cls` or a dataclass it extends): the command line's help for it."""
+    try:
+        return _field_docs(cls)[name]
+    except KeyError:
+        raise KeyError(f"{cls.__name__}.{name} has no docstring") from None
+
+
+@functools.cache
+def _field_docs(cls) -> dict[str, str]:
+    docs = {}
+    for klass in reversed(cls.__mro__):  # a subclass's docstring wins
+        if not dataclasses.is_dataclass(klass):
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        for stmt, after in zip(body, body[1:]):
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[stmt.target.id] = after.value.value
+    return docs
 
 
 @dataclass(frozen=True)
@@ -218,12 +305,9 @@ class TrainConfig:
     """the algorithm's hyperparameters; None: its defaults"""
 
     def __post_init__(self):
+        check_fields(self)
         if self.algo not in ALGOS:
-            raise QsearchError(f"unknown algorithm {self.algo!r}; choose one of {', '.join(ALGOS)}")
-        if not isinstance(self.total_steps, int) or self.total_steps < 1:
-            raise QsearchError(f"steps must be a positive integer, got {self.total_steps!r}")
-        if self.eval_every < 1 or self.eval_episodes < 1:
-            raise QsearchError("eval-every and eval-episodes must be positive")
+            raise FieldError("algo", f"unknown algorithm {self.algo!r}; choose one of {', '.join(ALGOS)}")
         if self.algo_config is None:
             object.__setattr__(self, "algo_config", ALGO_CONFIGS[self.algo]())
         elif type(self.algo_config) is not ALGO_CONFIGS[self.algo]:

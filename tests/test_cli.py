@@ -15,14 +15,16 @@ TRAIN = ["train", "--algo", "sac", "--width", "8", "--steps", "300"]
 @pytest.mark.parametrize("args,message", [
     (["--env", "NoSuchEnv-v9"], "unknown environment id 'NoSuchEnv-v9'"),
     (["--env", "CartPole-v1"], "continuous Box action space"),
-    (["--env", "Hopper-v5", "--bits-in", "9"], "bits-in must be an integer from 2 to 8"),
-    (["--env", "Hopper-v5", "--scope", "core", "--bits", "1"], "bits must be an integer from 2 to 8"),
+    (["--env", "Hopper-v5", "--bits-in", "9"], "--bits-in must be at most 8, got 9"),
+    (["--env", "Hopper-v5", "--scope", "core", "--bits", "1"], "--bits must be at least 2, got 1"),
     (["--env", "Hopper-v5", "--scope", "middle", "--bits", "3"], "invalid choice: 'middle'"),
     (["--env", "Hopper-v5", "--fp32", "--bits-act", "3"], "--fp32 cannot be combined"),
     (["--env", "Hopper-v5", "--scope", "core"], "--scope and --bits go together"),
-    (["--env", "Hopper-v5", "--width", "0"], "width must be a positive integer"),
-    (["--env", "Hopper-v5", "--steps", "0"], "steps must be a positive integer"),
+    (["--env", "Hopper-v5", "--width", "0"], "--width must be a positive integer"),
+    (["--env", "Hopper-v5", "--steps", "0"], "--steps must be a positive integer"),
     (["--env", "Hopper-v5", "--steps", "many"], "invalid int value: 'many'"),
+    (["--env", "Hopper-v5", "--learning-starts", "-1"], "--learning-starts must be >= 0, got -1"),
+    (["--env", "Hopper-v5", "--seed", "-1"], "--seed must be >= 0, got -1"),
 ])
 def test_train_bad_input(capsys, tmp_path, args, message):
     out = tmp_path / "out"

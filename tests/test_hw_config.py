@@ -4,8 +4,9 @@ import dataclasses
 import pytest
 
 from qsearch.cli import _parser
+from qsearch.config import field_doc
 from qsearch.errors import QsearchError
-from qsearch.hw.config import HwConfig, field_doc
+from qsearch.hw.config import HwConfig
 from qsearch.hw.device import device
 
 A15T = HwConfig().device
@@ -13,7 +14,7 @@ A15T = HwConfig().device
 
 def test_every_field_has_a_one_line_docstring():
     for f in dataclasses.fields(HwConfig):
-        doc = field_doc(f.name)
+        doc = field_doc(HwConfig, f.name)
         assert doc.strip() and "\n" not in doc, f.name
 
 
@@ -25,7 +26,7 @@ def test_the_paper_defaults_and_the_cli_reads_them():
     assert (a.part, a.clock_ns, a.pad, a.mvau_wwidth_max) == (cfg.part, cfg.clock_ns, cfg.pad, cfg.mvau_wwidth_max)
     hw = _parser()._subparsers._group_actions[0].choices["hw"]
     helps = {o: a.help for a in hw._actions for o in a.option_strings}
-    assert helps["--clock-ns"] == f"{field_doc('clock_ns')} (default 10)"
+    assert helps["--clock-ns"] == f"{field_doc(HwConfig, 'clock_ns')} (default 10)"
     assert helps["--targets"].endswith("(default 1e2 1e3 1e4 1e5 1e6 1e7 1e8)")
 
 

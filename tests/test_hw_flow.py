@@ -14,7 +14,7 @@ from qsearch.hw.config import HwConfig
 from qsearch.hw.policies import observations, random_actor
 from qsearch.hw.qonnx_export import export_actor
 from qsearch.hw.step_registry import STEPS
-from qsearch.hw.synth import synthesize, vivado_home
+from qsearch.hw.vivado import synthesize, vivado_home
 from policies import make_bundle
 
 CFG = HwConfig()

@@ -14,7 +14,7 @@ from qsearch.hw import flows
 from qsearch.hw.config import HwConfig
 from qsearch.hw.device import Device
 from qsearch.hw.rtl import arch as arches
-from qsearch.hw.rtl.synthesize import check_device
+from qsearch.hw.rtl.yosys import check_device
 from qsearch.hw.sweep import integer_models
 from qsearch.hw.policies import HwPolicy
 

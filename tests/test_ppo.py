@@ -174,7 +174,7 @@ def test_a_checkpoint_pickle_that_would_run_code_is_refused(genuine_checkpoint, 
 @pytest.mark.parametrize("args, message", [
     (["--algo", "ppo", "--env-runners", "0"], "env-runners must be a positive integer"),
     (["--algo", "sac", "--env-runners", "2"], "--env-runners applies to --algo ppo only"),
-    (["--algo", "ppo", "--learning-starts", "10"], "does not apply to ppo"),
+    (["--algo", "ppo", "--learning-starts", "10"], "--learning-starts applies to --algo sac, ddpg, td3 only, not ppo"),
 ])
 def test_train_refuses_bad_ppo_options(tmp_path, capsys, args, message):
     assert main(["train", "--env", ENV, "--steps", "100", "--out", str(tmp_path / "b"), *args]) == 2
@@ -201,5 +201,5 @@ def test_search_refuses_bad_ppo_settings(tmp_path, capsys, over, message):
 def test_space_gives_ppo_one_env_runner_per_cpu(tmp_path):
     s = spaces.load(ppo_space(tmp_path, resources={"cpu": 3}))
     assert s.train_config(s.configurations[0], 0).algo_config.env_runners == 3
-    with pytest.raises(QsearchError, match="env-runners"):
+    with pytest.raises(QsearchError, match="env_runners must be a positive integer"):
         PPOConfig(env_runners=0)

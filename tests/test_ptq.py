@@ -55,7 +55,7 @@ def test_ptq_bundle_evaluates_and_tracks_fp32(capsys, tmp_path, fp32_dir):
 def test_ptq_errors(capsys, tmp_path, fp32_dir):
     out = tmp_path / "out"
     for args, message in [
-        (["--bits-core", "9", "--bits-in", "8"], "bits-weight must be an integer from 2 to 8"),
+        (["--bits-core", "9", "--bits-in", "8"], "--bits-core must be at most 8"),
         (["--bits-core", "4", "--bits-in", "4", "--calib-episodes", "0"], "--calib-episodes"),
     ]:
         code, _, err = run(capsys, "ptq", fp32_dir, *args, "--out", out)

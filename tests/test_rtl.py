@@ -22,7 +22,7 @@ from qsearch.hw.rtl import testbench as tbs
 from qsearch.hw.rtl import vectors
 from qsearch.hw.rtl.arch import PARALLEL, folded
 from qsearch.hw.rtl.generate import generate
-from qsearch.hw.rtl.synthesize import overused, report, synthesize
+from qsearch.hw.rtl.yosys import overused, report, synthesize
 from qsearch.quant import integer
 from qsearch.quant.integer import IntegerModel, IntLayer
 from qsearch.obs_norm import ObsNorm
@@ -130,7 +130,7 @@ def test_two_bit_core_folded_rtl(tmp_path):
 
 def test_fit_check(parallel_run):
     r, folder = parallel_run
-    from qsearch.hw.rtl.synthesize import resources
+    from qsearch.hw.rtl.yosys import resources
 
     res = resources(folder)
     assert overused(res, device("xc7a12tcpg238-1")) == []

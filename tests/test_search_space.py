@@ -48,6 +48,8 @@ def test_good_space(tmp_path):
     (with_(seeds=[0, "one"]), "seeds[1]", "must be an integer"),
     (with_(policy={"width": 8.5}), "policy.width", "must be an integer"),
     (with_(algo_config={"q_lr": "fast"}), "algo_config.q_lr", "must be a number"),
+    (with_(algo_config={"learning_starts": -1}), "algo_config.learning_starts", "must be >= 0, got -1"),
+    (with_(sweep=[{"fp32": True, "width": [8, 0]}]), "sweep[0].width[1]", "must be a positive integer, got 0"),
     (with_(sweep=[{"scope": "core", "bits": [2, 9]}]), "sweep[0].bits[1]", "must be at most 8"),
     (with_(sweep=[{"bits_in": 1}]), "sweep[0].bits_in", "must be at least 2"),
     (with_(envs=["Hopper-v99"]), "envs[0]", "unknown environment id 'Hopper-v99'"),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qsearch.errors import QsearchError
-from qsearch.hw import flows, power, report, sweep
+from qsearch.hw import flows, hw_report, power, sweep
 from qsearch.hw.config import HwConfig
 from qsearch.hw.policies import HwPolicy, paper_policies, reference_actor
 
@@ -82,7 +82,7 @@ def run_hw(ref: str | None, cfg: sweep.SweepConfig, out: Path | None = None, ref
            flow: str = flows.DEFAULT) -> HwResult:
     names = flows.resolve(flow, cfg.hw)  # an unknown flow, or a part it cannot target: refused before any work
     if synth:
-        from qsearch.hw.synth import vivado_home
+        from qsearch.hw.vivado import vivado_home
 
         if "finn" not in names:
             raise QsearchError("--synth synthesizes FINN's designs with Vivado: use it with --flow finn or both")
@@ -109,8 +109,8 @@ def run_hw(ref: str | None, cfg: sweep.SweepConfig, out: Path | None = None, ref
     chosen = sweep.best(rows)  # refuses a policy that fits at no target, before anything is written
     if synth:
         rows, chosen = _synthesized(policies, chosen, cfg.hw, out, rows)
-    report.write(rows, chosen, cfg, out)
-    result = HwResult(rows, chosen, out, report.table(rows, chosen), report.notes(cfg.hw, names))
+    hw_report.write(rows, chosen, cfg, out)
+    result = HwResult(rows, chosen, out, hw_report.table(rows, chosen), hw_report.notes(cfg.hw, names))
     result.logged_runs = _log(found, chosen, out)
     return result
 
@@ -118,7 +118,7 @@ def run_hw(ref: str | None, cfg: sweep.SweepConfig, out: Path | None = None, ref
 def _synthesized(policies, chosen, cfg: HwConfig, out, rows):
     """Build folders for FINN's chosen designs, synthesized by Vivado; their rows replace the estimates."""
     from qsearch.hw.build_folder import write_build_folder
-    from qsearch.hw.synth import synthesize
+    from qsearch.hw.vivado import synthesize
 
     dirs = {}
     for p in policies:

@@ -3,14 +3,11 @@
 `HwConfig` is what every hardware step (qsearch/hw/finn_steps.py, open_steps.py) is given, in the manner of FINN's
 DataflowBuildConfig. It is built once, from `qsearch hw`'s options or a caller's arguments, and refuses
 bad values there (a QsearchError), before any work. The one-line docstring under each field is its
-documentation: `qsearch hw --help` shows it (`field_doc`) next to the field's default.
+documentation: `qsearch hw --help` shows it (qsearch.config.field_doc) next to the field's default.
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
-import functools
-import inspect
 from dataclasses import dataclass, field
 
 from qsearch.errors import QsearchError
@@ -67,15 +64,3 @@ class HwConfig:
         """The run-wide settings as the reports record them: no per-target field, no resolved device."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in ("target_fps", "folding", "device")}
-
-
-@functools.cache
-def field_doc(name: str) -> str:
-    """The docstring under HwConfig's field `name` (the string literal that follows its annotation)."""
-    body = ast.parse(inspect.getsource(HwConfig)).body[0].body
-    for stmt, after in zip(body, body[1:]):
-        if isinstance(stmt, ast.AnnAssign) and stmt.target.id == name:
-            if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
-                return after.value.value
-            break
-    raise KeyError(f"HwConfig.{name} has no docstring")

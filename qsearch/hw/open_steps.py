@@ -5,7 +5,7 @@ The flow starts from the policy's integer model (qsearch/quant/integer.py), not 
 the RTL is generated from the same integers the integer engine computes with, so the two can be
 compared bit for bit. The figures are yosys' cell counts BEFORE place-and-route; timing is not closed
 (no open tool places and routes a 7-series part): the logic depth in LUT levels is the only timing
-signal. Power is not estimated (see qsearch/hw/rtl/synthesize.py).
+signal. Power is not estimated (see qsearch/hw/rtl/yosys.py).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from qsearch.errors import QsearchError
 from qsearch.hw.config import HwConfig
 from qsearch.hw.estimate import Estimate, LayerEstimate
 from qsearch.hw.rtl import arch as arches
-from qsearch.hw.rtl.synthesize import check_part, synthesize
+from qsearch.hw.rtl.yosys import check_part, synthesize
 from qsearch.hw.step_registry import step
 from qsearch.quant.integer import IntegerModel
 

@@ -16,7 +16,8 @@ one seed. Example (see search_spaces/quickstart.yaml):
       - {fp32: true}
       - {scope: core, bits: [2, 4]}
 
-Every error is one line naming the file, the key and the reason (QsearchError).
+Every error is one line naming the file, the key and the reason (QsearchError; the checks are
+qsearch/search/validate.py's, and a config field's bounds are its config's).
 """
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ from pathlib import Path
 import yaml
 
 from qsearch import trial_record
-from qsearch.config import (ALGO_CONFIGS, ALGOS, MAX_BITS, MIN_BITS, SCOPES, PolicyConfig, QuantBits, TrainConfig,
-                            default)
+from qsearch.config import ALGO_CONFIGS, ALGOS, SCOPES, PolicyConfig, QuantBits, TrainConfig, default
 from qsearch.errors import QsearchError
+from qsearch.search.validate import Err, bit_width, config_of, field_value, integer, mapping, one_or_more
 
 SEARCHERS = ("grid", "optuna")
 SCHEDULERS = ("none", "asha")
@@ -142,43 +143,6 @@ REQUIRED = ("name", "envs", "steps", "seeds", "sweep")
 GROUP_KEYS = {"envs", "algo_config", "fp32", "scope", "bits", "width", "depth", *BIT_AXES}
 
 
-class _Err:
-    """Builds the one-line error: file, key, reason."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def __call__(self, key: str, reason: str) -> QsearchError:
-        return QsearchError(f"{self.path}: {key}: {reason}")
-
-
-def _int(err, key, v, lo=None, hi=None):
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise err(key, f"must be an integer, got {v!r}")
-    if lo is not None and v < lo:
-        raise err(key, f"must be at least {lo}, got {v}")
-    if hi is not None and v > hi:
-        raise err(key, f"must be at most {hi}, got {v}")
-    return v
-
-
-def _list(err, key, v, item):
-    """A scalar or a non-empty list of scalars, each checked by item(key, value)."""
-    values = v if isinstance(v, list) else [v]
-    if not values:
-        raise err(key, "must not be an empty list")
-    return [item(f"{key}[{i}]" if isinstance(v, list) else key, x) for i, x in enumerate(values)]
-
-
-def _mapping(err, key, v, allowed):
-    if not isinstance(v, dict):
-        raise err(key, f"must be a mapping, got {type(v).__name__}")
-    for k in v:
-        if k not in allowed:
-            raise err(f"{key}.{k}" if key else str(k), f"unknown key; allowed: {', '.join(sorted(allowed))}")
-    return v
-
-
 def _env(err, key, v):
     from qsearch.rl.envs import check_env
 
@@ -206,10 +170,10 @@ def load(path: str | Path) -> SearchSpace:
 
 
 def parse(data, path: str = "<space>") -> SearchSpace:
-    err = _Err(path)
+    err = Err(path)
     if isinstance(data, dict) and "selection" in data:
         raise err("selection", "this is a selection space, not a search space (run it with `qsearch select`)")
-    _mapping(err, "", data, TOP_KEYS)
+    mapping(err, "", data, TOP_KEYS)
     for k in REQUIRED:
         if k not in data:
             raise err(k, "missing (required)")
@@ -221,18 +185,20 @@ def parse(data, path: str = "<space>") -> SearchSpace:
     if algo not in ALGOS:
         raise err("algo", f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
     algo_config = _algo_config(err, algo, data.get("algo_config", {}))
-    steps = _int(err, "steps", data["steps"], lo=1)
-    seeds = tuple(_list(err, "seeds", data["seeds"], lambda k, v: _int(err, k, v, lo=0)))
+    steps = field_value(err, "steps", "total_steps", data["steps"])
+    seeds = tuple(one_or_more(err, "seeds", data["seeds"], lambda k, v: field_value(err, k, "seed", v)))
     if len(set(seeds)) != len(seeds):
         raise err("seeds", "repeats a seed")
-    eval_every = _int(err, "eval_every", data.get("eval_every", min(default(TrainConfig, "eval_every"), steps)), lo=1)
-    eval_episodes = _int(err, "eval_episodes", data.get("eval_episodes", default(TrainConfig, "eval_episodes")), lo=1)
-    final_episodes = _int(err, "final_episodes", data.get("final_episodes", eval_episodes), lo=1)
-    envs = _list(err, "envs", data["envs"], lambda k, v: _env(err, k, v))
+    eval_every = field_value(err, "eval_every", "eval_every",
+                             data.get("eval_every", min(default(TrainConfig, "eval_every"), steps)))
+    eval_episodes = field_value(err, "eval_episodes", "eval_episodes",
+                                data.get("eval_episodes", default(TrainConfig, "eval_episodes")))
+    final_episodes = integer(err, "final_episodes", data.get("final_episodes", eval_episodes), lo=1)
+    envs = one_or_more(err, "envs", data["envs"], lambda k, v: _env(err, k, v))
 
-    pol = _mapping(err, "policy", data.get("policy", {}), {"width", "depth"})
-    base_width = _int(err, "policy.width", pol.get("width", default(PolicyConfig, "width")), lo=1)
-    base_depth = _int(err, "policy.depth", pol.get("depth", default(PolicyConfig, "depth")), lo=1)
+    pol = mapping(err, "policy", data.get("policy", {}), {"width", "depth"})
+    base_width = field_value(err, "policy.width", "width", pol.get("width", default(PolicyConfig, "width")))
+    base_depth = field_value(err, "policy.depth", "depth", pol.get("depth", default(PolicyConfig, "depth")))
 
     sweep = data["sweep"]
     if not isinstance(sweep, list) or not sweep:
@@ -244,10 +210,10 @@ def parse(data, path: str = "<space>") -> SearchSpace:
                 configurations.append(c)
 
     search = _search(err, data.get("search", {}), steps)
-    res = _mapping(err, "resources", data.get("resources", {}), {"cpu", "gpu"})
+    res = mapping(err, "resources", data.get("resources", {}), {"cpu", "gpu"})
     resources = Resources(cpu=_positive(err, "resources.cpu", res.get("cpu", default(Resources, "cpu"))),
                           gpu=_positive(err, "resources.gpu", res.get("gpu", default(Resources, "gpu")), zero=True))
-    retries = _int(err, "retries", data.get("retries", default(SearchSpace, "retries")), lo=0)
+    retries = integer(err, "retries", data.get("retries", default(SearchSpace, "retries")), lo=0)
     if algo == "ppo":  # one env runner per CPU of the trial
         if not resources.cpu.is_integer():
             raise err("resources.cpu", f"a PPO trial runs one env runner per CPU: must be a whole number, got {resources.cpu}")
@@ -264,44 +230,23 @@ def _positive(err, key, v, zero=False):
 
 
 def _algo_config(err, algo, overrides, key="algo_config"):
+    """The algorithm's config with the file's overrides; the config checks each value."""
     cls = ALGO_CONFIGS[algo]
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    _mapping(err, key, overrides, set(fields))
+    mapping(err, key, overrides, {f.name for f in dataclasses.fields(cls)})
     if algo == "ppo" and "env_runners" in overrides:
         raise err(f"{key}.env_runners", "is set by resources.cpu: a PPO trial runs one env runner per CPU")
-    base, overrides = cls(), dict(overrides)
-    for k, v in overrides.items():
-        default = getattr(base, k)
-        at = f"{key}.{k}"
-        if isinstance(default, bool):
-            if not isinstance(v, bool):
-                raise err(at, f"must be true or false, got {v!r}")
-        elif isinstance(default, int):
-            _int(err, at, v, lo=0 if k == "learning_starts" else 1)
-        elif isinstance(default, float):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise err(at, f"must be a number, got {v!r}")
-            overrides[k] = float(v)
-    try:
-        return cls(**overrides)
-    except QsearchError as e:  # a check across fields (PPOConfig's)
-        raise err(key, str(e)) from None
-
-
-def _bits(err, key, v):
-    return _int(err, key, v, lo=MIN_BITS, hi=MAX_BITS)
+    return config_of(err, key, cls, overrides)
 
 
 def _group(err, key, group, envs, width, depth, algo):
-    _mapping(err, key, group, GROUP_KEYS)
+    mapping(err, key, group, GROUP_KEYS)
     # Per-group hyperparameters (e.g. a learning rate for one task); validated like the top level.
-    overrides = group.get("algo_config", {})
-    _algo_config(err, algo, overrides, f"{key}.algo_config")
-    overrides = tuple(sorted((k, float(v) if isinstance(getattr(ALGO_CONFIGS[algo](), k), float) else v)
-                             for k, v in overrides.items()))
-    g_envs = _list(err, f"{key}.envs", group["envs"], lambda k, v: _env(err, k, v)) if "envs" in group else envs
-    widths = _list(err, f"{key}.width", group.get("width", width), lambda k, v: _int(err, k, v, lo=1))
-    depths = _list(err, f"{key}.depth", group.get("depth", depth), lambda k, v: _int(err, k, v, lo=1))
+    given = group.get("algo_config", {})
+    checked = _algo_config(err, algo, given, f"{key}.algo_config")
+    overrides = tuple(sorted((k, getattr(checked, k)) for k in given))  # as the config holds them (1 -> 1.0)
+    g_envs = one_or_more(err, f"{key}.envs", group["envs"], lambda k, v: _env(err, k, v)) if "envs" in group else envs
+    widths = one_or_more(err, f"{key}.width", group.get("width", width), lambda k, v: field_value(err, k, "width", v))
+    depths = one_or_more(err, f"{key}.depth", group.get("depth", depth), lambda k, v: field_value(err, k, "depth", v))
     bit_keys = [k for k in ("scope", "bits", *BIT_AXES) if k in group]
     fp32 = group.get("fp32", False)
     if not isinstance(fp32, bool):
@@ -316,13 +261,13 @@ def _group(err, key, group, envs, width, depth, algo):
         others = [k for k in BIT_AXES if k in group]
         if others:
             raise err(f"{key}.{others[0]}", "use either scope/bits or bits_* axes in one group, not both")
-        scopes = _list(err, f"{key}.scope", group["scope"], lambda k, v: _scope(err, k, v))
-        bits = _list(err, f"{key}.bits", group["bits"], lambda k, v: _bits(err, k, v))
+        scopes = one_or_more(err, f"{key}.scope", group["scope"], lambda k, v: _scope(err, k, v))
+        bits = one_or_more(err, f"{key}.bits", group["bits"], lambda k, v: bit_width(err, k, v))
         quants = [QuantBits.from_scope(s, b) for s, b in itertools.product(scopes, bits)]
     else:
         if "bits_core" in group and ("bits_weight" in group or "bits_act" in group):
             raise err(f"{key}.bits_core", "sets bits_weight and bits_act: give one or the other")
-        axes = {k: _list(err, f"{key}.{k}", group.get(k, 8), lambda kk, v: _bits(err, kk, v))
+        axes = {k: one_or_more(err, f"{key}.{k}", group.get(k, 8), lambda kk, v: bit_width(err, kk, v))
                 for k in ("bits_in", "bits_weight", "bits_act", "bits_out", "bits_core") if k != "bits_core" or k in group}
         core = axes.pop("bits_core", None)
         quants = []
@@ -345,7 +290,7 @@ def _scope(err, key, v):
 
 def _search(err, s, steps) -> SearchConfig:
     fields = {f.name for f in dataclasses.fields(SearchConfig)}
-    _mapping(err, "search", s, fields)
+    mapping(err, "search", s, fields)
     d = SearchConfig()
     searcher = s.get("searcher", d.searcher)
     if searcher not in SEARCHERS:
@@ -353,18 +298,18 @@ def _search(err, s, steps) -> SearchConfig:
     scheduler = s.get("scheduler", d.scheduler)
     if scheduler not in SCHEDULERS:
         raise err("search.scheduler", f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
-    objectives = tuple(_list(err, "search.objectives", s.get("objectives", list(d.objectives)),
+    objectives = tuple(one_or_more(err, "search.objectives", s.get("objectives", list(d.objectives)),
                              lambda k, v: _objective(err, k, v)))
     if objectives[0] != "return" or len(set(objectives)) != len(objectives):
         raise err("search.objectives", "must be [return] or [return, cost]")
     if len(objectives) > 1 and searcher != "optuna":
         raise err("search.objectives", "several objectives need searcher: optuna")
-    grace = _int(err, "search.grace_steps", s.get("grace_steps", min(d.grace_steps, steps)), lo=1, hi=steps)
+    grace = integer(err, "search.grace_steps", s.get("grace_steps", min(d.grace_steps, steps)), lo=1, hi=steps)
     return SearchConfig(
-        searcher=searcher, num_samples=_int(err, "search.num_samples", s.get("num_samples", d.num_samples), lo=1),
+        searcher=searcher, num_samples=integer(err, "search.num_samples", s.get("num_samples", d.num_samples), lo=1),
         objectives=objectives, scheduler=scheduler, grace_steps=grace,
-        reduction_factor=_int(err, "search.reduction_factor", s.get("reduction_factor", d.reduction_factor), lo=2),
-        max_concurrent=_int(err, "search.max_concurrent", s.get("max_concurrent", d.max_concurrent), lo=0))
+        reduction_factor=integer(err, "search.reduction_factor", s.get("reduction_factor", d.reduction_factor), lo=2),
+        max_concurrent=integer(err, "search.max_concurrent", s.get("max_concurrent", d.max_concurrent), lo=0))
 
 
 def _objective(err, key, v):

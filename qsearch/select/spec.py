@@ -40,7 +40,8 @@ from pathlib import Path
 
 from qsearch.config import default
 from qsearch.search import space as spaces
-from qsearch.search.space import _bits, _Err, _int, _list, _mapping  # the search spaces' own checks
+from qsearch.search.validate import (  # the YAML checks (public), under the names this module used
+    Err as _Err, bit_width as _bits, integer as _int, mapping as _mapping, one_or_more as _list)
 from qsearch.select.parity import RULES, Rule
 
 STAGES = ("core", "width", "input")

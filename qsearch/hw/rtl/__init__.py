@@ -6,6 +6,6 @@
   testbench.py   a self-checking Verilog testbench reading those vectors
   tools.py       running verilator and yosys (the registry builds) in a design folder
   simulate.py    the testbench in verilator: the RTL, or the netlist with yosys' Xilinx cell models
-  synthesize.py  yosys' synth_xilinx: resources, fit, latency, throughput, logic depth (`synthesize`)
+  yosys.py       yosys' synth_xilinx: resources, fit, latency, throughput, logic depth (`synthesize`)
   export.py      `qsearch export --format verilog`: RTL, testbench, vectors, README
 """

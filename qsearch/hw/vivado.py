@@ -1,5 +1,6 @@
 """Full synthesis with Vivado: FINN's out-of-context synthesis of a build folder, as a Ray task that
-asks for a `vivado` resource so a cluster runs it on a node with Vivado. Without Vivado it refuses."""
+asks for a `vivado` resource so a cluster runs it on a node with Vivado. Without Vivado it refuses.
+(The open flow's synthesis of qsearch's own RTL, with yosys, is qsearch/hw/rtl/yosys.py.)"""
 from __future__ import annotations
 
 import json

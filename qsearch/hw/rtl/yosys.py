@@ -10,6 +10,7 @@ and routes a 7-series part. The only timing signal is the logic depth of the lon
 register-to-register path, in cells and in LUT levels. Power is not estimated: the project's power model
 (qsearch/hw/power.py) fits FINN's estimates to the paper's Table 3 with a LUT term of 0, and no
 per-LUT/per-FF figure measured on these designs exists, so none is made up here.
+(Vivado's synthesis of FINN's designs, `qsearch hw --synth`, is qsearch/hw/vivado.py.)
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from qsearch.quant.integer import IntegerModel
 
 NETLIST = "netlist.v"
 CELLS_SIM = "cells_sim.v"
-POWER = "not estimated (no per-LUT/per-FF power figure for these designs; see qsearch/hw/rtl/synthesize.py)"
+POWER = "not estimated (no per-LUT/per-FF power figure for these designs; see qsearch/hw/rtl/yosys.py)"
 CAVEAT = "yosys synth_xilinx cell counts before place-and-route; timing not closed"
 
 

@@ -1,6 +1,6 @@
 """The hardware report: a Table-3-like table (text, CSV, Markdown) and a figure of latency and LUTs
 against the throughput target, for one flow or both side by side. Written to a temporary folder and
-renamed into place."""
+renamed into place. (The selection's report, Table 1 and its figures, is qsearch/select/report.py.)"""
 from __future__ import annotations
 
 import csv
