@@ -40,8 +40,7 @@ from pathlib import Path
 
 from qsearch.config import default
 from qsearch.search import space as spaces
-from qsearch.search.validate import (  # the YAML checks (public), under the names this module used
-    Err as _Err, bit_width as _bits, integer as _int, mapping as _mapping, one_or_more as _list)
+from qsearch.search.validate import Err, bit_width, integer, mapping, one_or_more
 from qsearch.select.parity import RULES, Rule
 
 STAGES = ("core", "width", "input")
@@ -117,7 +116,7 @@ def load(path: str | Path) -> Selection:
 
 
 def parse(data, path: str = "<selection>") -> Selection:
-    err = _Err(path)
+    err = Err(path)
     if not isinstance(data, dict):
         raise err("", f"must be a mapping, got {type(data).__name__}")
     data = dict(data)
@@ -125,29 +124,29 @@ def parse(data, path: str = "<selection>") -> Selection:
         raise err("selection", "missing: this is a search space, not a selection space (run it with `qsearch search`)")
     if "sweep" in data:
         raise err("sweep", "a selection space has no sweep: the stages generate it from `selection:`")
-    sel = _mapping(err, "selection", data.pop("selection"), SELECTION_KEYS)
+    sel = mapping(err, "selection", data.pop("selection"), SELECTION_KEYS)
     base = spaces.parse({**data, "sweep": [{"fp32": True}]}, path)
     _own_search(err, data.get("search") or {})
 
     def bits_list(key):
         if key not in sel:
             raise err(f"selection.{key}", "missing (required)")
-        return tuple(sorted(set(_list(err, f"selection.{key}", sel[key], lambda k, v: _bits(err, k, v)))))
+        return tuple(sorted(set(one_or_more(err, f"selection.{key}", sel[key], lambda k, v: bit_width(err, k, v)))))
 
     core_bits, input_bits = bits_list("core_bits"), bits_list("input_bits")
     if "widths" not in sel:
         raise err("selection.widths", "missing (required)")
-    widths = tuple(sorted(set(_list(err, "selection.widths", sel["widths"], lambda k, v: _int(err, k, v, lo=1)))))
+    widths = tuple(sorted(set(one_or_more(err, "selection.widths", sel["widths"], lambda k, v: integer(err, k, v, lo=1)))))
     rule_name = sel.get("rule", default(Selection, "rule").name)
     if rule_name not in RULES:
         raise err("selection.rule", f"unknown rule {rule_name!r}; choose one of {', '.join(RULES)}")
     alpha = sel.get("alpha", default(Selection, "rule").alpha)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise err("selection.alpha", f"must be a number strictly between 0 and 1, got {alpha!r}")
-    min_seeds = _int(err, "selection.min_seeds", sel.get("min_seeds", len(base.seeds)), lo=1, hi=len(base.seeds))
-    sigmas = tuple(_list(err, "selection.noise_sigmas", sel.get("noise_sigmas", list(default(Selection, "noise_sigmas"))),
+    min_seeds = integer(err, "selection.min_seeds", sel.get("min_seeds", len(base.seeds)), lo=1, hi=len(base.seeds))
+    sigmas = tuple(one_or_more(err, "selection.noise_sigmas", sel.get("noise_sigmas", list(default(Selection, "noise_sigmas"))),
                          lambda k, v: _sigma(err, k, v)))
-    episodes = _int(err, "selection.noise_episodes", sel.get("noise_episodes", default(Selection, "noise_episodes")), lo=1)
+    episodes = integer(err, "selection.noise_episodes", sel.get("noise_episodes", default(Selection, "noise_episodes")), lo=1)
     min_band = _fraction(err, "selection.min_band", sel.get("min_band", default(Selection, "rule").min_band))
     if min_band and rule_name != "sigma":
         raise err("selection.min_band", f"floors the sigma rule's band; the {rule_name} rule has no band")
@@ -159,7 +158,7 @@ def parse(data, path: str = "<selection>") -> Selection:
         raise err("selection.early_reject", f"must be a positive number of band half-widths (or null: off), got {early!r}")
     adaptive = sel.get("adaptive_seeds", default(Selection, "adaptive_seeds"))
     if adaptive is not None:
-        adaptive = _int(err, "selection.adaptive_seeds", adaptive, lo=1, hi=len(base.seeds))
+        adaptive = integer(err, "selection.adaptive_seeds", adaptive, lo=1, hi=len(base.seeds))
     margin = sel.get("adaptive_margin", default(Selection, "adaptive_margin"))
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
         raise err("selection.adaptive_margin", f"must be a non-negative number, got {margin!r}")
