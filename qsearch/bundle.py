@@ -1,7 +1,8 @@
 """The policy bundle: the one hand-off format between qsearch's stages.
 
 A folder holding:
-  bundle.json     format marker, the training configuration, the environment's shapes and action scaling
+  bundle.json     format marker, the training configuration, the environment's shapes and action scaling,
+                  and the machine that wrote it (CPU, torch's kernel level, library versions: qsearch/machine.py)
   actor.pt        the actor's state_dict (load with torch.load(..., weights_only=True))
   norm.npz        the frozen observation normalization (obs_mean, obs_std, float32)
   integer.npz     the integer model (quantized policies only; see qsearch/quant/integer.py)
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qsearch import __version__
+from qsearch import __version__, machine
 from qsearch.config import TrainConfig
 from qsearch.errors import QsearchError
 from qsearch.obs_norm import ObsNorm
@@ -75,6 +76,7 @@ def write(bundle: Bundle, out: Path, force: bool = False) -> Path:
             "action_scale": [float(v) for v in bundle.action_scale],
             "action_bias": [float(v) for v in bundle.action_bias],
             "quantized": bundle.actor.quantized,
+            "machine": machine.describe(),
         }
         (tmp / MARKER).write_text(json.dumps(meta, indent=2) + "\n")
         torch.save(bundle.actor.state_dict(), tmp / "actor.pt")

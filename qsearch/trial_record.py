@@ -8,7 +8,7 @@ reads is named here, and nowhere else:
                 metrics  progress over environment steps (PROGRESS_METRICS), then the summary
                          (`trial_summary`: FINAL_RETURN, ...) at the last step
                 tags     KIND_TAG=trial, PARENT_TAG, TRIAL_ID_TAG (Tune's id), KEY_TAG (`trial_key`),
-                         VERSION_TAG; STOPPED_TAG / ERROR_TAG when it did not finish, and STOP_REASON_TAG
+                         VERSION_TAG, MACHINE_TAGS (CPU, torch's kernel level, library versions); STOPPED_TAG / ERROR_TAG when it did not finish, and STOP_REASON_TAG
                          (+ REJECTED_TAG, REJECTION_SETTINGS_TAG) when a lazy selection stopped it; SELECTED_TAG when a
                          selection picked it; HW_SOURCE_TAG and hw_* metrics after `qsearch hw`
                 artifacts bundle/ (the policy bundle), hw/ (the hardware report), policy/ (a registered
@@ -31,7 +31,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from qsearch import tracking
+from qsearch import machine, tracking
 from qsearch.config import TrainConfig
 from qsearch.errors import QsearchError
 
@@ -51,6 +51,8 @@ ERROR_TAG = "qsearch.error"  # the exception of a failed trial (status FAILED)
 STOP_REASON_TAG = "qsearch.stop_reason"  # why a lazy selection stopped it: not needed, or early rejection
 REJECTED_TAG = "qsearch.early_rejection"  # the checkpoint that rejected it: its value stays "no match"
 REJECTION_SETTINGS_TAG = "qsearch.early_rejection_settings"  # JSON: what it was decided under (reused only under the same)
+MACHINE_TAGS = {"cpu": "qsearch.machine.cpu", "cpu_capability": "qsearch.machine.cpu_capability",
+                "python": "qsearch.machine.python", "versions": "qsearch.machine.versions"}  # where it ran
 HW_SOURCE_TAG = "qsearch.hw.source"  # where the hw_* figures come from (FINN estimate, synthesis)
 
 # Metrics
@@ -206,9 +208,12 @@ def start_trial(uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
     retry, or a driver killed mid-search) is marked KILLED, so the finished children are exactly
     the finished trials. Returns (client, run id)."""
     c = close_stale(uri, experiment_id, trial_id, "KILLED")
+    where = machine.describe()
     run = c.create_run(experiment_id, run_name=name, tags={
         PARENT_TAG: parent_run_id, TRIAL_ID_TAG: trial_id, KIND_TAG: TRIAL, KEY_TAG: trial_key(params),
-        VERSION_TAG: str(RECORD_VERSION)})
+        VERSION_TAG: str(RECORD_VERSION),
+        **{tag: where[k] if isinstance(where[k], str) else json.dumps(where[k], sort_keys=True)
+           for k, tag in MACHINE_TAGS.items()}})
     tracking.log_params(c, run.info.run_id, params)
     return c, run.info.run_id
 

@@ -19,6 +19,8 @@ def test_round_trip(tmp_path, rng, quantized):
     out = bundles.write(b, tmp_path / "bundle")
     loaded = bundles.read(out)
     assert loaded.config == b.config and loaded.evaluation == b.evaluation and loaded.history == b.history
+    made = json.loads((out / "bundle.json").read_text())["machine"]  # where it was made
+    assert made["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and made["versions"]["torch"]
     state = torch.load(out / "actor.pt", weights_only=True)  # plain tensors, no pickled objects
     assert state.keys() == b.actor.state_dict().keys()
     x = rng.normal(0, 2, (256, 11)).astype(np.float32)

@@ -1,7 +1,10 @@
 """The trial record in a real MLflow store: every field round-trips, identity keys survive a new
 parameter, a store written before the record was versioned is still read, a newer one is refused,
 reads page through the store, and a missing store is never created by a read."""
+import json
+
 import pytest
+import torch
 
 from qsearch import tracking
 from qsearch import trial_record as record
@@ -63,6 +66,10 @@ def test_a_trial_round_trips(store, tmp_path):
     assert r.data.tags[record.KEY_TAG] == t.key == record.trial_key(params)
     assert r.data.tags[record.VERSION_TAG] == str(record.RECORD_VERSION)
     assert r.data.tags[record.PARENT_TAG] == parent and r.data.tags[record.KIND_TAG] == record.TRIAL
+    # where it ran: a result that differs between machines can be told apart from a mistake
+    assert r.data.tags[record.MACHINE_TAGS["cpu_capability"]] == torch.backends.cpu.get_cpu_capability()
+    assert r.data.tags[record.MACHINE_TAGS["cpu"]]
+    assert json.loads(r.data.tags[record.MACHINE_TAGS["versions"]])["torch"] == torch.__version__
     assert r.data.metrics["cost"] == 128 and r.info.status == "FINISHED"
     assert record.eval_history(c, run) == {2000: 475.0}
     assert [f.path for f in c.list_artifacts(run, record.BUNDLE_ARTIFACT)] == ["bundle/bundle.json"]
