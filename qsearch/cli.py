@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from qsearch import ray_session, tracking
-from qsearch.config import (ALGO_CONFIGS, ALGOS, FIXED_BITS, SCOPES, FieldError, PolicyConfig, QuantBits, TrainConfig,
-                            check_value, default, field_doc, scalar_kind)
+from qsearch.config import (ALGO_CONFIGS, ALGOS, CALIB_STATISTICS, FIXED_BITS, SCOPES, CalibrationConfig, FieldError,
+                            PolicyConfig, QuantBits, TrainConfig, check_value, default, field_doc, scalar_kind)
 from qsearch.errors import QsearchError
 from qsearch.hw.config import HwConfig
 
@@ -103,7 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("bundle", help="FP32 bundle folder or MLflow run id")
     q.add_argument("--bits-core", type=int, required=True, metavar="B", help="bits of the weights and hidden activations")
     q.add_argument("--bits-in", type=int, required=True, metavar="B", help="bits of the input (output stays at 8)")
-    q.add_argument("--calib-episodes", type=int, default=10, metavar="N", help="rollouts that calibrate the scales")
+    q.add_argument("--calib-episodes", type=int, default=default(CalibrationConfig, "episodes"), metavar="N",
+                   help=_field_help("episodes", {"": CalibrationConfig}))
+    q.add_argument("--calib-noise", type=float, default=default(CalibrationConfig, "action_noise"), metavar="STD",
+                   help=_field_help("action_noise", {"": CalibrationConfig}))
+    q.add_argument("--calib-stat", default=default(CalibrationConfig, "statistic"), choices=CALIB_STATISTICS,
+                   help=_field_help("statistic", {"": CalibrationConfig}))
     q.add_argument("--episodes", type=int, default=default(TrainConfig, "eval_episodes"), help="evaluation episodes")
     q.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write")
     q.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
@@ -409,9 +414,11 @@ def _ptq(a) -> int:
             check_value("bits", bits)
         except FieldError as e:
             raise QsearchError(f"{flag} {e.reason}") from None
-    b = ptq(a.bundle, a.out, a.bits_core, a.bits_in, a.calib_episodes, episodes=a.episodes, force=a.force,
+    calib = CalibrationConfig(a.calib_episodes, a.calib_noise, a.calib_stat)
+    b = ptq(a.bundle, a.out, a.bits_core, a.bits_in, calib, episodes=a.episodes, force=a.force,
             tracking_uri=a.tracking_uri)
-    print(f"wrote {a.out} (PTQ of {a.bundle} on {b.evaluation['ptq']['calib_observations']} observations)")
+    print(f"wrote {a.out} (PTQ of {a.bundle}, calibrated on {b.evaluation['ptq']['calib_observations']} observations: "
+          f"{calib.episodes} rollouts, action noise {calib.action_noise:g}, statistic {calib.statistic})")
     _print_evaluation(b.evaluation)
     return 0
 

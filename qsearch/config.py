@@ -251,6 +251,32 @@ class PPOConfig:
             raise FieldError("num_steps", f"must be at least num_minibatches ({self.num_minibatches}), got {self.num_steps}")
 
 
+CALIB_STATISTICS = ("max", "percentile")
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Where post-training quantization's activation ranges come from (`qsearch ptq --calib-*`;
+    why these defaults: qsearch/deploy/ptq.py)."""
+
+    episodes: int = 10
+    """rollouts of the FP32 policy, seeded with its training seed (apart from the evaluation seeds)"""
+    action_noise: float = 0.1
+    """std of Gaussian noise added to the rollouts' actions in [-1, 1] (TD3's exploration noise), so that
+    the data covers the perturbed states a deployed policy meets and must recover from; 0: deterministic"""
+    statistic: str = "max"
+    """max: each quantizer's range is the largest |value| over the whole set; percentile: brevitas'
+    99.999th percentile (QAT's warm-up statistic), over the whole set as one batch"""
+
+    def __post_init__(self):
+        if not isinstance(self.episodes, int) or self.episodes < 1:
+            raise QsearchError(f"--calib-episodes must be at least 1, got {self.episodes}")
+        if not self.action_noise >= 0:
+            raise QsearchError(f"--calib-noise must be >= 0, got {self.action_noise}")
+        if self.statistic not in CALIB_STATISTICS:
+            raise QsearchError(f"--calib-stat must be one of {', '.join(CALIB_STATISTICS)}, got {self.statistic!r}")
+
+
 ALGO_CONFIGS = {"sac": SACConfig, "ddpg": DDPGConfig, "td3": TD3Config, "ppo": PPOConfig}
 
 
