@@ -47,7 +47,8 @@ from qsearch.select.parity import RULES, Rule
 STAGES = ("core", "width", "input")
 NOISE_MODELS = ("final", "stages")
 SELECTION_KEYS = {"core_bits", "widths", "input_bits", "rule", "alpha", "min_seeds", "noise_sigmas",
-                  "noise_episodes", "noise_models", "min_band", "speculation", "early_reject", "adaptive_seeds", "adaptive_margin"}
+                  "noise_episodes", "noise_models", "min_band", "speculation", "early_reject", "adaptive_seeds",
+                  "adaptive_margin"}
 
 
 @dataclass(frozen=True)
