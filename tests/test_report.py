@@ -13,7 +13,7 @@ from qsearch.search import space as spaces
 from qsearch import tracking
 from qsearch import trial_record as record
 from qsearch.select import figures
-from qsearch.select.report import FIGURES
+from qsearch.select.report import FIGURES, gather, noise_curves
 from qsearch.select.results import Stats
 from qsearch.trial_record import Trial
 from qsearch.select.selection import noise_models as selection_noise_models, select
@@ -72,6 +72,11 @@ def test_selection_report_draws_every_figure_and_logs_it(tmp_path, capsys):
         "| FP32, width 64", "| core 3b, width 64, input 8b (core stage's pick)",
         "| core 3b, width 32, input 8b (width stage's pick)", "| core 3b, width 32, input 4b (selected)"]
     assert rows[-1].endswith("| 940.0 +- 16.3 |")
+    # A noise.json from before curves recorded their configuration is named from the selection record.
+    (workdir / "noise.json").write_text(json.dumps({"episodes": 10, "envs": {ENV: {
+        key: {k: v for k, v in curves[key].items() if k not in ("configuration", "stages")}
+        for key in ("selected", "fp32")}}}))
+    assert list(noise_curves(gather(workdir))[ENV]) == ["FP32, width 64", "core 3b, width 32, input 4b (selected)"]
     run_id = json.loads((workdir / "select.json").read_text())["selection_run_id"]
     logged = {os.path.basename(f.path) for f in tracking.client(uri).list_artifacts(run_id, record.REPORT_ARTIFACT)}
     assert logged == {"report.md"} | {name for name, _, _ in FIGURES}
