@@ -4,14 +4,19 @@ import io
 import json
 import os
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from qsearch.cli import main
 from qsearch.search import space as spaces
 from qsearch import tracking
 from qsearch import trial_record as record
-from qsearch.select.report import FIGURES
-from qsearch.select.selection import select
+from qsearch.select import figures
+from qsearch.select.report import FIGURES, gather, noise_curves
+from qsearch.select.results import Stats
+from qsearch.trial_record import Trial
+from qsearch.select.selection import noise_models as selection_noise_models, select
 from select_store import ENV, fill_space, filled_selection, selection_file
 
 
@@ -43,11 +48,16 @@ def scope_returns(conf, seed):
 def test_selection_report_draws_every_figure_and_logs_it(tmp_path, capsys):
     path, workdir, uri = filled_selection(tmp_path)
     outcome = select(path, workdir=workdir, noise=False, stream=io.StringIO())
-    # noise.json as `select` writes it (its Ray evaluation is covered in test_demo.py).
+    # noise.json as `select` writes it with noise_models: stages (its Ray evaluation is covered in test_demo.py).
     sig = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
-    (workdir / "noise.json").write_text(json.dumps({"episodes": 10, "envs": {ENV: {
-        kind: {"sigma": sig, "seeds": [0, 1, 2], "per_model": [], "mean": [m - k * 100 * s for s in sig],
-               "std": [20 + 50 * s for s in sig]} for kind, m, k in (("selected", 990, 1), ("fp32", 1000, 3))}}}))
+    curves = {}
+    for key, m, k in (("fp32", 1000, 3), ("core", 995, 2), ("width", 992, 1.5), ("selected", 990, 1)):
+        per_model = [[m - k * 100 * s + d for s in sig] for d in (-20, 0, 20)]
+        picked = selection_noise_models(outcome, "stages")[ENV][key]
+        curves[key] = {"configuration": picked["configuration"], "stages": picked["stages"], "sigma": sig,
+                       "seeds": [0, 1, 2], "per_model": per_model, "mean": [m - k * 100 * s for s in sig],
+                       "std": [16.3] * len(sig)}
+    (workdir / "noise.json").write_text(json.dumps({"episodes": 10, "models": "stages", "envs": {ENV: curves}}))
 
     assert main(["report", "--workdir", str(workdir)]) == 0
     assert "fig3_noise.png: drawn" in capsys.readouterr().out
@@ -56,7 +66,17 @@ def test_selection_report_draws_every_figure_and_logs_it(tmp_path, capsys):
         assert (report / name).stat().st_size > 5000, name
     md = (report / "report.md").read_text()
     assert "Not drawn" not in md
-    assert outcome.selected[ENV].configuration in md and "| 0.5 | 850.0 +- 45.0 | 940.0 +- 45.0 |" in md
+    assert outcome.selected[ENV].configuration in md
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "+-" in line]
+    assert [r.split(" | ")[0] for r in rows] == [  # named by configuration, FP32 first, the selected one last
+        "| FP32, width 64", "| core 3b, width 64, input 8b (core stage's pick)",
+        "| core 3b, width 32, input 8b (width stage's pick)", "| core 3b, width 32, input 4b (selected)"]
+    assert rows[-1].endswith("| 940.0 +- 16.3 |")
+    # A noise.json from before curves recorded their configuration is named from the selection record.
+    (workdir / "noise.json").write_text(json.dumps({"episodes": 10, "envs": {ENV: {
+        key: {k: v for k, v in curves[key].items() if k not in ("configuration", "stages")}
+        for key in ("selected", "fp32")}}}))
+    assert list(noise_curves(gather(workdir))[ENV]) == ["FP32, width 64", "core 3b, width 32, input 4b (selected)"]
     run_id = json.loads((workdir / "select.json").read_text())["selection_run_id"]
     logged = {os.path.basename(f.path) for f in tracking.client(uri).list_artifacts(run_id, record.REPORT_ARTIFACT)}
     assert logged == {"report.md"} | {name for name, _, _ in FIGURES}
@@ -112,3 +132,126 @@ def test_unknown_search_name(tmp_path, capsys, monkeypatch):
     (tmp_path / "runs" / "never_run").mkdir(parents=True)
     assert main(["report", str(space)]) == 2
     assert "holds no search or selection" in capsys.readouterr().err
+
+
+# ---- The figure rules, on the numbers of docs/results/reduced_budget.md --------------------------
+
+IDP, HOPPER = "InvertedDoublePendulum-v5", "Hopper-v5"
+IDP_FP32 = Stats((9359.8, 9358.3, 9356.2), (0, 1, 2))
+HOPPER_FP32 = Stats((733.0, 785.9), (0, 1))
+IDP_WIDTH = {16: (472.6, 2983.0, 2461.7), 32: (9353.9, 9347.6, 8865.1), 256: (9356.7, 9357.5, 9354.6)}
+IDP_INPUT = {2: (542.6, 526.6, 731.6), 3: (3940.9, 5585.6, 4337.8), 4: (9349.5, 9346.3, 9349.7),
+             6: (9353.6, 9352.1, 9352.7), 8: (9356.7, 9357.5, 9354.6)}
+HOPPER_INPUT = {2: (1026.6, 1099.6), 6: (232.5, 699.2), 8: (3112.8, 2471.2)}
+IDP_NOISE = [9358, 1350, 214, 145, 108, 99]  # FP32's means over sigma 0 .. 0.5
+HOPPER_NOISE = [757, 775, 657, 584, 473, 333]
+
+
+def trial(env, width, returns_by_x, x_is):
+    """Trials along one axis: x_is "in" (input bits, core 2), "width" (core 2, 8-bit input) or "core"
+    (core bits, 8-bit input), output 8 bits."""
+    out = []
+    for x, returns in returns_by_x.items():
+        i, w, c = {"in": (x, width, 2), "width": (8, x, 2), "core": (8, width, x)}[x_is]
+        for seed, r in enumerate(returns):
+            params = {"env_id": env, "configuration": f"{env}/i{i}w{c}a{c}o8/h{w}x2", "seed": str(seed),
+                      "fp32": "False", "width": str(w), "bits_in": str(i), "bits_weight": str(c), "bits_act": str(c),
+                      "bits_out": "8"}
+            out.append(Trial(f"{env}-{i}-{c}-{w}-{seed}", params, r))
+    return out
+
+
+def series(returns_by_x, label="s"):
+    return figures.Series(label, tuple(returns_by_x), tuple(returns_by_x.values()))
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures a figure function draws, kept open to read (legends, scales, panels), not saved."""
+    figs = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path, title: figs.append((fig, title)) or True)
+    yield figs
+    for fig, _ in figs:
+        plt.close(fig)
+
+
+def test_a_single_point_is_no_curve_and_no_panel(tmp_path, drawn):
+    assert not figures.is_curve([2]) and not figures.is_curve([2, 2]) and figures.is_curve([2, 8])
+    # Hopper's stage 1 trained one core bit width: Figure 1 would be one point under a title about scopes.
+    core2 = trial(HOPPER, 256, {2: HOPPER_INPUT[8]}, "core")
+    assert not figures.bitwidth(core2, {HOPPER: HOPPER_FP32}, {HOPPER: 256}, tmp_path / "f1.png")
+    # With a second environment that has a curve, only that one gets a panel.
+    idp = trial(IDP, 256, {2: (9356.7, 9357.5, 9354.6), 3: (9358.5, 9357.9, 9357.6)}, "core")
+    assert figures.bitwidth(core2 + idp, {HOPPER: HOPPER_FP32, IDP: IDP_FP32}, {HOPPER: 256, IDP: 256},
+                            tmp_path / "f.png")
+    (fig, _), = drawn
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == [IDP]
+
+
+def test_few_seeds_are_points_without_lines(tmp_path, drawn):
+    assert [figures.use_points(n) for n in (1, 2, 3, 4, 5, 10)] == [True] * 4 + [False] * 2
+    assert figures.input_bits(trial(HOPPER, 256, HOPPER_INPUT, "in"), {HOPPER: HOPPER_FP32}, {HOPPER: 256},
+                              tmp_path / "f5.png")
+    (fig, title), = drawn
+    ax = fig.axes[0]
+    series_lines = [ln for ln in ax.get_lines() if ln.get_label().startswith("core")]
+    assert [ln.get_linestyle() for ln in series_lines] == ["None"]  # the means are bars, not joined
+    assert len(ax.collections[-1].get_offsets()) == 2  # one dot per seed at the last input bits
+    assert "core 2b, width 256 (2 seeds)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "dots: seeds" in title
+    ten = {b: tuple(float(r + s) for s in range(10)) for b, r in ((2, 500), (4, 900))}
+    assert not figures.use_points(series(ten).n)
+
+
+def test_the_fp32_band_gets_a_zoom_where_it_is_a_line(tmp_path, drawn):
+    # IDP: FP32 9,358.1 +- 1.5 on a 500-9,400 axis is 0.03% of it; Hopper: 759 +- 26 on 230-3,100 is 2%.
+    assert figures.needs_zoom([series(IDP_WIDTH)], IDP_FP32)
+    assert not figures.needs_zoom([series(HOPPER_INPUT)], HOPPER_FP32)
+    assert figures.band_visible((0, 1), (0, 100)) and not figures.band_visible((0, 0.9), (0, 100))
+    # The zoom holds the means within ten stds (input 4, 6, 8 bits), not 2 and 3 bits, and the band is a
+    # tenth of it or more.
+    lo, hi = figures.zoom_ylim(IDP_FP32, series(IDP_INPUT).means)
+    deltas = series(IDP_INPUT).means - IDP_FP32.mean
+    assert [lo <= d <= hi for d in deltas] == [False, False, True, True, True]
+    assert 2 * IDP_FP32.std / (hi - lo) >= 0.1
+    # FP32 with no spread (every seed at the ceiling) still gets a zoom with a scale.
+    lo, hi = figures.zoom_ylim(Stats((1000.0, 1000.0)), [999.5, 400.0])
+    assert lo < -0.5 < hi and lo > -600
+
+    assert figures.width(trial(IDP, 256, IDP_WIDTH, "width"), {IDP: IDP_FP32}, {IDP: 256}, tmp_path / "f4.png")
+    (fig, _), = drawn
+    main_ax, zoom = fig.axes
+    assert zoom.get_ylabel() == "return - FP32 mean"
+    lo, hi = zoom.get_ylim()
+    assert lo <= -IDP_FP32.std and IDP_FP32.std <= hi
+    assert any(ln.get_marker() == "v" for ln in zoom.get_lines())  # width 16 and 32 lie below the zoom
+
+
+def test_noise_curves_keep_every_sigma_readable():
+    assert figures.noise_axis(IDP_NOISE) == ("log", None)
+    assert figures.noise_axis(HOPPER_NOISE) == ("linear", None)
+    assert figures.noise_axis([-150, -400, -1200]) == ("linear", None)
+    assert figures.noise_axis([-150, -4000, -12000]) == ("symlog", 100.0)
+    assert figures.noise_axis([2500, 30, -5]) == ("symlog", 1.0)
+
+
+def test_noise_legends_name_configurations_and_the_axis_follows_the_rule(tmp_path, drawn):
+    sig = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+
+    def curve(means):
+        return {"sigma": sig, "per_model": [[m * f for m in means] for f in (0.97, 1.0, 1.03)]}
+    data = {IDP: {"FP32, width 256": curve(IDP_NOISE),
+                  "core 2b, width 256, input 8b (core and width stages' pick)": curve([9058, 1257, 215, 159, 110, 100]),
+                  "core 2b, width 256, input 4b (selected)": curve([9052, 876, 227, 132, 117, 82])}}
+    assert figures.noise(data, tmp_path / "f3.png")
+    (fig, _), = drawn
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"{label} (3 seeds)" for label in data[IDP]]
+
+
+def test_dodge_keeps_point_series_apart_around_the_value():
+    a, b = figures.dodge([2, 4, 8], 0, 2), figures.dodge([2, 4, 8], 1, 2)
+    assert (a < [2, 4, 8]).all() and (b > [2, 4, 8]).all() and np.allclose((a + b) / 2, [2, 4, 8])
+    a, b = figures.dodge([16, 32, 256], 0, 2, log2=True), figures.dodge([16, 32, 256], 1, 2, log2=True)
+    assert np.allclose(np.sqrt(a * b), [16, 32, 256])

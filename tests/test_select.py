@@ -13,7 +13,7 @@ from qsearch.select import lazy, replay, spec
 from qsearch.select import selection_record as rec
 from qsearch.select.parity import Rule
 from qsearch.select.results import Stats
-from qsearch.select.selection import select
+from qsearch.select.selection import noise_models, select
 from qsearch.select.stages import pick
 from qsearch.select.tables import selection_table
 from qsearch.select.walk import walk
@@ -126,6 +126,7 @@ def test_no_fp32_baseline_is_one_line(tmp_path):
     (lambda d: d["selection"].update(min_seeds=4), "selection.min_seeds: must be at most 3"),
     (lambda d: d["selection"].update(extra=1), "selection.extra: unknown key"),
     (lambda d: d["selection"].pop("widths"), "selection.widths: missing"),
+    (lambda d: d["selection"].update(noise_models="all"), "selection.noise_models: must be one of final, stages"),
     (lambda d: d.update(search={"searcher": "optuna"}), "search.searcher: selection trains every"),
     (lambda d: d.update(search={"scheduler": "asha"}), "search.scheduler: a selection stops trials itself"),
     (lambda d: d.update(search={"grace_steps": 10}), "search.grace_steps: a selection chooses and stops its own"),
@@ -164,3 +165,32 @@ def test_min_band_from_the_command_line_passes_a_ceiling(tmp_path, capsys):
     assert main(["select", str(path), "--workdir", str(workdir), "--min-band", "1.5"]) == 2
     err = capsys.readouterr().err
     assert "min_band must lie in [0, 1)" in err and err.count("\n") == 1
+
+
+def test_the_noise_study_evaluates_the_final_pick_or_every_stages_pick(tmp_path):
+    """paper_like picks core 3 (width 64, input 8), then width 32, then input 4: `stages` evaluates
+    all three picks besides FP32, each under its configuration, the selected one last."""
+    path, workdir, _ = filled_selection(tmp_path)
+    assert spec.load(path).noise_models == "final"
+    result = select(path, workdir=workdir, noise=False, stream=io.StringIO())
+    final, stages = noise_models(result, "final")[ENV], noise_models(result, "stages")[ENV]
+    assert list(final) == ["fp32", "selected"] and list(stages) == ["fp32", "core", "width", "selected"]
+    assert [result.describe(m["configuration"]) for m in list(stages.values())[1:]] == [
+        "core 3b, width 64, input 8b", "core 3b, width 32, input 8b", "core 3b, width 32, input 4b"]
+    assert stages["selected"]["stages"] == ["input"] and final["selected"] == stages["selected"]
+    assert [t.seed for t in stages["core"]["trials"]] == [0, 1, 2] and len(stages["fp32"]["trials"]) == 3
+
+
+def test_a_configuration_two_stages_picked_is_evaluated_once(tmp_path):
+    """No narrower width and no fewer input bits match: every stage picks core 3 at width 64 with 8-bit input."""
+    def wide(conf, seed):
+        q, p = conf.policy.quant, conf.policy
+        if q is not None and (p.width < 64 or q.bits_in < 8):
+            return 500.0
+        return paper_like(conf, seed)
+    sel = spec.load(selection_file(tmp_path, noise_models="stages"))
+    assert sel.noise_models == "stages"
+    result = walk(sel, grid(wide), lazy.Strategy(speculation=None))
+    models = noise_models(result, "stages")[ENV]
+    assert list(models) == ["fp32", "selected"] and models["selected"]["stages"] == ["core", "width", "input"]
+    assert [p.stages for p in result.picks(ENV)] == [("core", "width", "input")]

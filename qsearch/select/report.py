@@ -25,7 +25,7 @@ from qsearch.trial_record import Trial
 
 FIGURES = (  # file, title, what it needs
     ("fig1_bitwidth.png", "Return vs bit width per scope (paper Figure 1)",
-     "quantized configurations at the FP32 width"),
+     "two or more bit widths of one scope at the FP32 width"),
     ("fig2_training.png", "Training curves, selected vs FP32 (paper Figure 2)", "a selection (qsearch select)"),
     ("fig3_noise.png", "Return vs observation noise (paper Figure 3)", "a selection's noise robustness results"),
     ("fig4_width.png", "Return vs hidden width (paper Figure 4)", "two or more widths at the same bits"),
@@ -129,9 +129,36 @@ def histories(data: Data) -> dict:
 
     out = {}
     for env, s in data.selection.selected.items():
-        label = f"selected: core {s.core_bits}b, width {s.width}, input {s.input_bits}b"
-        out[env] = {label: [history(t.run_id) for t in s.trials],
-                    "FP32": [history(t.run_id) for t in data.selection.fp32[env]]}
+        label = f"{rec.describe(s.core_bits, s.width, s.input_bits, s.output_bits)} (selected)"
+        out[env] = {f"FP32, width {data.fp32_width[env]}": [history(t.run_id) for t in data.selection.fp32[env]],
+                    label: [history(t.run_id) for t in s.trials]}
+    return out
+
+
+def noise_curves(data: Data) -> dict[str, dict[str, dict]]:
+    """env -> label -> curve of noise.json, each curve named by its configuration (the figure's legend
+    and the table's rows use the same names), FP32 first and the selected configuration last. A
+    noise.json written before it recorded configurations holds "fp32" and "selected": named from the
+    selection record."""
+    out = {}
+    for env, curves in (data.noise or {}).items():
+        sel = data.selection.selected.get(env) if data.selection is not None else None
+        named = {}
+        for key, c in curves.items():
+            if key == "fp32":
+                label = f"FP32, width {data.fp32_width[env]}"
+            elif key == "selected" and sel is not None:
+                label = f"{rec.describe(sel.core_bits, sel.width, sel.input_bits, sel.output_bits)} (selected)"
+            elif c.get("configuration") and data.selection is not None:
+                stages = c.get("stages") or [key]
+                whose = f"{stages[0]} stage's" if len(stages) == 1 else f"{' and '.join(stages)} stages'"
+                label = f"{data.selection.describe(c['configuration'])} ({whose} pick)"
+            else:
+                label = key
+            named[label] = c
+        # noise.json's own order is this one; an older file's may not be.
+        order = sorted(named, key=lambda lab: (not lab.startswith("FP32"), lab.endswith("(selected)")))
+        out[env] = {lab: named[lab] for lab in order}
     return out
 
 
@@ -154,10 +181,11 @@ def write(data: Data, out: Path) -> dict[str, bool]:
             "fig1_bitwidth.png": figures.bitwidth(data.trials, data.fp32, data.fp32_width, tmp / "fig1_bitwidth.png",
                                                   not_trained(data, "core")),
             "fig2_training.png": figures.training(histories(data), tmp / "fig2_training.png"),
-            "fig3_noise.png": figures.noise(data.noise or {}, tmp / "fig3_noise.png"),
-            "fig4_width.png": figures.width(data.trials, data.fp32, tmp / "fig4_width.png", not_trained(data, "width")),
-            "fig5_input_bits.png": figures.input_bits(data.trials, data.fp32, tmp / "fig5_input_bits.png",
-                                                      not_trained(data, "input")),
+            "fig3_noise.png": figures.noise(noise_curves(data), tmp / "fig3_noise.png"),
+            "fig4_width.png": figures.width(data.trials, data.fp32, data.fp32_width, tmp / "fig4_width.png",
+                                            not_trained(data, "width")),
+            "fig5_input_bits.png": figures.input_bits(data.trials, data.fp32, data.fp32_width,
+                                                      tmp / "fig5_input_bits.png", not_trained(data, "input")),
         }
         (tmp / "report.md").write_text(markdown(data, drawn))
     return drawn
@@ -174,15 +202,17 @@ def markdown(data: Data, drawn: dict[str, bool]) -> str:
     lines += ["## Configurations", "", "Final return over seeds (population std).", "", "```",
               summaries.table([{"configuration": t.configuration, "seed": t.seed, "status": "done",
                                 "final_return": t.final_return} for t in data.trials]), "```", ""]
-    if data.noise:
-        lines += ["## Noise robustness", "", "Mean +- std over models of each model's mean return.", ""]
-        for env, by_label in sorted(data.noise.items()):
-            labels = sorted(by_label)
-            sigmas = by_label[labels[0]]["sigma"]
-            lines += [f"### {env}", "", "| sigma | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-            for i, s in enumerate(sigmas):
-                cells = [f"{by_label[lab]['mean'][i]:.1f} +- {by_label[lab]['std'][i]:.1f}" for lab in labels]
-                lines.append(f"| {s:g} | " + " | ".join(cells) + " |")
+    noise = noise_curves(data)
+    if noise:
+        lines += ["## Noise robustness", "",
+                  "Mean +- std over models (one per seed) of each model's mean return, at each noise sigma.", ""]
+        for env, by_label in sorted(noise.items()):
+            sigmas = next(iter(by_label.values()))["sigma"]
+            lines += [f"### {env}", "", "| configuration | " + " | ".join(f"sigma {s:g}" for s in sigmas) + " |",
+                      "|---" + "|---:" * len(sigmas) + "|"]
+            for label, c in by_label.items():
+                cells = [f"{m:.1f} +- {sd:.1f}" for m, sd in zip(c["mean"], c["std"])]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
             lines.append("")
     lines += ["## Figures", ""]
     for name, title, needs in FIGURES:

@@ -128,7 +128,7 @@ def select(space_path: str | Path, workdir: str | Path | None = None, tracking_u
         record.set_selected(uri, sel.envs, [t.run_id for s in result.selected.values() for t in s.trials], sel.name)
         if noise and result.selected:
             print(f"[{time.strftime('%H:%M:%S')}] noise robustness: sigma {list(sel.noise_sigmas)}, "
-                  f"{sel.noise_episodes} episodes per model", file=out, flush=True)
+                  f"{sel.noise_episodes} episodes per model, models: {sel.noise_models}", file=out, flush=True)
             _noise(sel, result, uri, address, workdir)
         run_folder.write_json(workdir / run_folder.SELECTION_RECORD, result.to_json())
         run_folder.write_text(workdir / run_folder.SELECTION_TABLES, tables.markdown(result))
@@ -165,16 +165,34 @@ def _state(workdir: Path, sel, space_path, tracking_uri) -> str:
     return uri
 
 
+def noise_models(result: rec.SelectionRecord, which: str) -> dict[str, dict[str, dict]]:
+    """env -> key -> {configuration, stages, trials}: the models the noise study evaluates, in this
+    order: FP32 ("fp32"); with which == "stages", each stage's pick other than the selected
+    configuration, keyed by the first stage that picked it; the selected configuration ("selected").
+    The report names each curve by its configuration (figure legends and table rows)."""
+    out = {}
+    for env, s in result.selected.items():
+        models = {"fp32": {"configuration": None, "stages": [], "trials": result.fp32[env]}}
+        for p in result.picks(env) if which == "stages" else ():
+            if p.configuration != s.configuration:
+                models[p.stages[0]] = {"configuration": p.configuration, "stages": list(p.stages), "trials": p.trials}
+        stages = next(p.stages for p in result.picks(env) if p.configuration == s.configuration)
+        models["selected"] = {"configuration": s.configuration, "stages": list(stages), "trials": s.trials}
+        out[env] = models
+    return out
+
+
 def _noise(sel, result: rec.SelectionRecord, uri: str, address, workdir: Path) -> None:
     from qsearch.select import noise
 
-    models = {}
-    for env, s in result.selected.items():
-        models[f"{env}|selected"] = [(locate.locate_bundle(t.run_id, uri), t.seed) for t in s.trials]
-        models[f"{env}|fp32"] = [(locate.locate_bundle(t.run_id, uri), t.seed) for t in result.fp32[env]]
+    chosen = noise_models(result, sel.noise_models)
+    models = {f"{env}|{key}": [(locate.locate_bundle(t.run_id, uri), t.seed) for t in m["trials"]]
+              for env, ms in chosen.items() for key, m in ms.items()}
     curves = noise.curves(models, list(sel.noise_sigmas), sel.noise_episodes, workdir, address)
     data = {}
-    for label, curve in curves.items():
-        env, kind = label.split("|")
-        data.setdefault(env, {})[kind] = curve
-    run_folder.write_json(workdir / run_folder.NOISE, {"episodes": sel.noise_episodes, "envs": data})
+    for env, ms in chosen.items():  # in noise_models' order: FP32, the stages' picks, the selected one
+        for key, m in ms.items():
+            data.setdefault(env, {})[key] = {"configuration": m["configuration"], "stages": m["stages"],
+                                             **curves[f"{env}|{key}"]}
+    run_folder.write_json(workdir / run_folder.NOISE, {"episodes": sel.noise_episodes, "models": sel.noise_models,
+                                                       "envs": data})

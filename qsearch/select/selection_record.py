@@ -199,6 +199,25 @@ class Selected:
 
 
 @dataclass(frozen=True)
+class Pick:
+    """A configuration some stages picked for one environment."""
+
+    configuration: str
+    stages: tuple[str, ...]
+    """the stages that picked it, in order (stage 2 keeps stage 1's width when no narrower one
+    matches, so one configuration can be several stages' pick)"""
+    trials: tuple[TrialRef, ...]
+    """its finished trials"""
+
+
+def describe(core_bits: int, width: int, input_bits: int, output_bits: int = 8) -> str:
+    """A configuration as figures' legends and tables name it: 'core 2b, width 32, input 4b'
+    (the output bits only when they are not the selection's 8)."""
+    out = f"core {core_bits}b, width {width}, input {input_bits}b"
+    return out if output_bits == 8 else f"{out}, output {output_bits}b"
+
+
+@dataclass(frozen=True)
 class SelectionRecord:
     name: str
     rule: str
@@ -230,6 +249,25 @@ class SelectionRecord:
                 out[env] = Selected(env, v.configuration, core, width, inp, outb, v.stats, last.fp32,
                                     tuple(t for t in v.trials if t.final_return is not None))
         return out
+
+    def picks(self, env: str) -> list[Pick]:
+        """Each stage's pick for env, in stage order, one entry per configuration; the last is the
+        selected one when env has a selection."""
+        out: dict[str, Pick] = {}
+        for s in self.stages:
+            for e in s.envs:
+                v = e.pick if e.env_id == env else None
+                if v is None:
+                    continue
+                p = out.get(v.configuration)
+                out[v.configuration] = Pick(v.configuration, (p.stages if p else ()) + (s.stage,),
+                                            tuple(t for t in v.trials if t.final_return is not None))
+        # An entry moves to the end when a later stage picks it again, so the selected one comes last.
+        return sorted(out.values(), key=lambda p: [s.stage for s in self.stages].index(p.stages[-1]))
+
+    def describe(self, configuration: str) -> str:
+        """A candidate configuration's name in legends and tables (see `describe`)."""
+        return describe(*self.configurations[configuration])
 
     @property
     def unmatched(self) -> dict[str, str]:

@@ -21,6 +21,7 @@ It is a search space file (qsearch/search/space.py) without `sweep:` and with a 
       adaptive_margin: 1            # "clearly no match": this many band half-widths below the bound
       noise_sigmas: [0, 0.1, 0.2, 0.3, 0.4, 0.5]   # paper Section 3.3
       noise_episodes: 10
+      noise_models: final           # final: FP32 and the selected configuration; stages: each stage's pick too
 
 Stage 2 always also holds the stage-1 width and stage 3 the 8-bit input: those configurations are
 the previous stage's pick (already trained, so reused), so a stage can never end up worse than the
@@ -44,8 +45,10 @@ from qsearch.search.validate import Err, bit_width, integer, mapping, one_or_mor
 from qsearch.select.parity import RULES, Rule
 
 STAGES = ("core", "width", "input")
+NOISE_MODELS = ("final", "stages")
 SELECTION_KEYS = {"core_bits", "widths", "input_bits", "rule", "alpha", "min_seeds", "noise_sigmas",
-                  "noise_episodes", "min_band", "speculation", "early_reject", "adaptive_seeds", "adaptive_margin"}
+                  "noise_episodes", "noise_models", "min_band", "speculation", "early_reject", "adaptive_seeds",
+                  "adaptive_margin"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ class Selection:
     """noise levels on the normalized observation (paper Section 3.3)"""
     noise_episodes: int = 10
     """episodes per model and noise level"""
+    noise_models: str = "final"
+    """which models the noise study evaluates: `final`, FP32 and the selected configuration; `stages`, each
+    stage's pick as well (each configuration once, labelled by its bits and width), so a report can show
+    what each stage's choice costs in robustness (up to three times the evaluations of `final`)"""
     speculation: int | None = 1
     """values trained ahead of the smallest undecided one (0: strictly lazy; None, `all` in the file: the grid)"""
     early_reject: float | None = None
@@ -147,6 +154,9 @@ def parse(data, path: str = "<selection>") -> Selection:
     sigmas = tuple(one_or_more(err, "selection.noise_sigmas", sel.get("noise_sigmas", list(default(Selection, "noise_sigmas"))),
                          lambda k, v: _sigma(err, k, v)))
     episodes = integer(err, "selection.noise_episodes", sel.get("noise_episodes", default(Selection, "noise_episodes")), lo=1)
+    noise_models = sel.get("noise_models", default(Selection, "noise_models"))
+    if noise_models not in NOISE_MODELS:
+        raise err("selection.noise_models", f"must be one of {', '.join(NOISE_MODELS)}, got {noise_models!r}")
     min_band = _fraction(err, "selection.min_band", sel.get("min_band", default(Selection, "rule").min_band))
     if min_band and rule_name != "sigma":
         raise err("selection.min_band", f"floors the sigma rule's band; the {rule_name} rule has no band")
@@ -164,7 +174,7 @@ def parse(data, path: str = "<selection>") -> Selection:
         raise err("selection.adaptive_margin", f"must be a non-negative number, got {margin!r}")
     return Selection(name=base.name, path=path, data=data, base=base, core_bits=core_bits, widths=widths,
                      input_bits=input_bits, rule=Rule(rule_name, float(alpha), min_band), min_seeds=min_seeds,
-                     noise_sigmas=sigmas, noise_episodes=episodes,
+                     noise_sigmas=sigmas, noise_episodes=episodes, noise_models=noise_models,
                      speculation=None if speculation == "all" else speculation,
                      early_reject=None if early is None else float(early), adaptive_seeds=adaptive,
                      adaptive_margin=float(margin))
