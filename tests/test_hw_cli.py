@@ -31,9 +31,13 @@ def test_hw_on_a_run_logs_the_report(capsys, tmp_path, bundle_dir, monkeypatch):
     assert [r["fits"] for r in rows] == ["True", "True", "False"]  # 1e8 actions/s needs more LUT than the part has
     assert [r["chosen"] for r in rows] == ["False", "True", "False"]
     assert float(rows[1]["actions_per_s"]) >= 1e6 and float(rows[1]["lut"]) > float(rows[0]["lut"])
-    assert float(rows[1]["energy_j"]) == pytest.approx(float(rows[1]["power_w"]) / float(rows[1]["actions_per_s"]))
+    assert float(rows[1]["energy_j_fit"]) == pytest.approx(float(rows[1]["power_w_fit"]) / float(rows[1]["actions_per_s"]))
+    assert all(r["power_source"].startswith("fit to the paper's Table 3") for r in rows)
+    # every power and energy figure is marked as the fit, in the table itself and in a note
+    assert "power W (fit)" in out and "J/action (fit)" in out and "not counts or measurements" in out
     logged = client.get_run(run_id).data.metrics
     assert logged["hw_lut"] == pytest.approx(float(rows[1]["lut"])) and logged["hw_target_fps"] == 1e6
+    assert logged["hw_power_w_fit"] == pytest.approx(float(rows[1]["power_w_fit"]))
     assert "hw/hw.csv" in [f.path for f in client.list_artifacts(run_id, "hw")]
     # a search folder names its selected runs' bundles, each with the run to log to
     from qsearch.hw.command import sources

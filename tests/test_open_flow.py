@@ -52,7 +52,7 @@ def test_open_flow_end_to_end(capsys, tmp_path, tiny_bundle, local_ray):
     assert sorted(p.name for p in out_dir.iterdir()) == ["hw.csv", "hw.json", "hw.md", "hw.png"]
     rows = rows_of(out_dir)
     assert [(r["flow"], float(r["target_fps"])) for r in rows] == [("open", 1e3), ("open", 1e8)]
-    assert all(r["source"] == SOURCE and r["power_w"] == "" and r["fits"] == "True" for r in rows)
+    assert all(r["source"] == SOURCE and r["power_w_fit"] == r["power_source"] == "" and r["fits"] == "True" for r in rows)
     model = integer_models([HwPolicy("p", bundles.read(tiny_bundle).actor)], None)["p"]
     for r, arch in zip(rows, [arches.choose(model, 1e3, 10.0), arches.PARALLEL]):
         assert r["arch"] == arch.describe()
@@ -66,6 +66,7 @@ def test_open_flow_end_to_end(capsys, tmp_path, tiny_bundle, local_ray):
     md = (out_dir / "hw.md").read_text()
     for text in (out, md):
         assert "BEFORE place-and-route" in text and "timing is NOT closed" in text and "Power is not estimated" in text
+        assert "power W (fit)" in text and "n/a: the fit is not applied" in text
     assert "FINN" not in md.split("## Sweep")[1].split("\n- ")[0]  # no FINN rows
 
 
@@ -76,7 +77,7 @@ def test_both_flows_side_by_side(capsys, tmp_path, tiny_bundle, local_ray):
     rows = rows_of(out_dir)
     assert [r["flow"] for r in rows] == ["finn", "open"]
     finn, open_ = rows
-    assert finn["source"] == "FINN estimate" and float(finn["power_w"]) > 0 and finn["ff"] == ""
+    assert finn["source"] == "FINN estimate" and float(finn["power_w_fit"]) > 0 and finn["ff"] == ""
     assert open_["source"] == SOURCE and open_["arch"] == "parallel" and float(open_["ff"]) > 0
     assert [r["chosen"] for r in rows] == ["True", "True"]  # one chosen design per policy and flow
     table = out.split("\n- ")[0]
@@ -128,4 +129,4 @@ def test_a_parallel_design_too_large_to_fit_is_not_synthesized():
     model = integer_models([HwPolicy("wide", actor)], None)["wide"]
     row = estimate_row("wide", model, 1e8, HwConfig(targets=(1e8,)), "open")  # no tool runs: returns at once
     assert row.arch == "parallel" and not row.fits and row.over[0].startswith("LUT, not synthesized")
-    assert row.lut != row.lut and row.power_w is None  # NaN: no count was made
+    assert row.lut != row.lut and row.power_w_fit is None  # NaN: no count was made

@@ -131,8 +131,9 @@ def _synthesized(policies, chosen, cfg: HwConfig, out, rows):
         r.lut, r.ff, r.dsp = float(res.get("LUT", r.lut)), float(res.get("FF", 0)), float(res.get("DSP", r.dsp))
         r.bram18 = float(res.get("BRAM_18K", 0)) + 2 * float(res.get("BRAM_36K", 0))
         r.actions_per_s = min(fmax, 1e3 / cfg.clock_ns) * 1e6 / r.max_cycles
-        r.power_w = power.power_w(r.lut, r.bram18, r.dsp, cfg.clock_ns)
-        r.energy_j = power.energy_per_action_j(r.power_w, r.actions_per_s)
+        r.power_w_fit = power.power_w(r.lut, r.bram18, r.dsp, cfg.clock_ns)  # the fit, on Vivado's counts
+        r.energy_j_fit = power.energy_per_action_j(r.power_w_fit, r.actions_per_s)
+        r.power_source = power.SOURCE
         r.source = "post-synthesis (Vivado OOC)"
         r.fits = cfg.device.fits(r.lut, r.bram18, r.dsp, r.ff)
     return rows, chosen
@@ -154,8 +155,8 @@ def _log(found: list[Source], chosen: dict[tuple[str, str], sweep.Row], out: Pat
             prefix = "" if flow == "finn" else f"{flow}_"
             figures.update({prefix + k: v for k, v in {
                 "target_fps": r.target_fps, "lut": r.lut, "ff": r.ff, "bram18": r.bram18, "dsp": r.dsp,
-                "latency_us": r.latency_us, "actions_per_s": r.actions_per_s, "power_w": r.power_w,
-                "energy_per_action_j": r.energy_j}.items() if v is not None})
+                "latency_us": r.latency_us, "actions_per_s": r.actions_per_s, "power_w_fit": r.power_w_fit,
+                "energy_per_action_j_fit": r.energy_j_fit}.items() if v is not None})
             sources.append(r.source)
         trial_record.log_hardware(s.tracking_uri, s.run_id, figures, "; ".join(sources), str(out))
         logged.append(s.run_id)

@@ -18,8 +18,10 @@ from qsearch.hw.config import HwConfig
 from qsearch.hw.device import Device
 from qsearch.hw.sweep import Row, SweepConfig
 
+# "(fit)": the figure is the linear fit to the paper's Table 3 (qsearch/hw/power.py), not a count or a
+# measurement; the notes say so (FIT_NOTE), and hw.csv / hw.json name the fields *_fit.
 COLUMNS = ["policy", "flow", "target", "design", "LUT", "FF", "CARRY4", "BRAM18", "DSP", "latency", "LUT levels",
-           "power", "actions/s", "J/action", "fits"]
+           "power W (fit)", "actions/s", "J/action (fit)", "fits"]
 FLOW_LABEL = {"finn": "FINN estimate", "open": "yosys, before P&R"}
 
 
@@ -31,9 +33,22 @@ def _n(v, fmt: str = ",.0f") -> str:
 def _cells(r: Row, chosen: bool) -> list[str]:
     return [r.policy + (" *" if chosen else ""), FLOW_LABEL.get(r.flow, r.flow), f"{r.target_fps:.0e}", r.arch,
             _n(r.lut), _n(r.ff), _n(r.carry4), _n(r.bram18, "g"), _n(r.dsp, "g"), _latency(r),
-            _n(r.lut_levels), "not estimated" if r.power_w is None else f"{r.power_w:.2f} W",
-            f"{r.actions_per_s:.1e}", _n(r.energy_j, ".1e"),
+            _n(r.lut_levels), _fit(r.power_w_fit, ".2f"), f"{r.actions_per_s:.1e}", _fit(r.energy_j_fit, ".1e"),
             "yes" if r.fits else "no (" + ", ".join(r.over) + ")"]
+
+
+def _fit(v, fmt: str) -> str:
+    """A figure of the power fit, or 'n/a' where the fit is not applied."""
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def fit_note() -> str:
+    """What the '(fit)' columns are."""
+    return ("power W (fit) and J/action (fit) are not counts or measurements: they are a linear fit to the paper's "
+            "Table 3 (its five designs' XPE power on the XC7A15T-1 at 100 MHz; qsearch/hw/power.py) evaluated on "
+            "the row's LUT, BRAM18 and DSP, an extrapolation beyond that table's 1.9k-4.3k LUT; J/action (fit) = "
+            "power W (fit) / actions/s. n/a: the fit is not applied (open-flow rows). hw.csv and hw.json name these "
+            "fields power_w_fit and energy_j_fit, with power_source.")
 
 
 def _us(us: float) -> str:
@@ -67,8 +82,7 @@ def notes(cfg: HwConfig, flows: list[str] = ("finn",)) -> list[str]:
             "FINN estimate rows: LUT, BRAM18, DSP, cycles, latency and actions/s are FINN's estimates (finn-plus "
             "1.6.1), not post-synthesis results; FINN gives no FF estimate ('-'). With --synth the chosen rows hold "
             "Vivado's post-synthesis figures instead (the CSV's source column says which).",
-            f"Power and energy per action of FINN rows are estimates: {power.SOURCE}; energy = power / FINN's "
-            "estimated throughput."]
+        ]
     if "open" in flows:
         out += [
             "Open-flow rows (yosys): qsearch's own RTL of the integer model, each design checked bit for bit in "
@@ -76,9 +90,10 @@ def notes(cfg: HwConfig, flows: list[str] = ("finn",)) -> list[str]:
             f"{open_steps.SIM_CYCLES:,} cycles in all) before its figures are reported, then synthesized with yosys "
             "synth_xilinx -family xc7. These are yosys cell counts BEFORE place-and-route, and timing is NOT closed: "
             "the only timing signal is the LUT levels of the longest register-to-register path. Latency and "
-            "actions/s are exact cycle counts (checked in simulation) at the clock. Power is not estimated.",
+            "actions/s are exact cycle counts (checked in simulation) at the clock. Power is not estimated (n/a).",
         ]
-    out += ["The float input quantization (host) and the output tanh lookup are not part of the hardware figures.",
+    out += [fit_note(),
+            "The float input quantization (host) and the output tanh lookup are not part of the hardware figures.",
             "* marks each policy's highest throughput target that fits the device" + (", per flow." if len(flows) > 1 else ".")]
     return out
 
@@ -99,8 +114,8 @@ def markdown(rows: list[Row], chosen: dict[tuple[str, str], Row], cfg: HwConfig)
 def csv_text(rows: list[Row], chosen: dict[tuple[str, str], Row]) -> str:
     out = io.StringIO()
     fields = ["policy", "flow", "target_fps", "arch", "lut", "ff", "carry4", "bram18", "dsp", "max_cycles",
-              "latency_cycles", "latency_us", "actions_per_s", "lut_levels", "power_w", "energy_j", "fits", "over",
-              "pad", "source", "chosen"]
+              "latency_cycles", "latency_us", "actions_per_s", "lut_levels", "power_w_fit", "energy_j_fit", "power_source",
+              "fits", "over", "pad", "source", "chosen"]
     w = csv.writer(out)
     w.writerow(fields)
     for r in rows:

@@ -43,7 +43,8 @@ class SweepConfig:
 
 @dataclass
 class Row:
-    """One (policy, flow, target): the flow's figures, the power estimate (FINN's flow only) and the fit check."""
+    """One (policy, flow, target): the flow's figures, power and energy per action from the fit to the paper's
+    Table 3 (FINN's flow only: qsearch/hw/power.py) and the fit check."""
 
     policy: str
     target_fps: float
@@ -53,8 +54,8 @@ class Row:
     max_cycles: int
     latency_us: float
     actions_per_s: float
-    power_w: float | None  # None: not estimated (the open flow)
-    energy_j: float | None
+    power_w_fit: float | None  # power.power_w on this row's counts; None: the fit is not applied (the open flow)
+    energy_j_fit: float | None  # power_w_fit / actions_per_s
     fits: bool
     over: list[str]
     pad: int | None
@@ -68,6 +69,7 @@ class Row:
     carry4: int | None = None  # synthesis only
     lut_levels: int | None = None  # synthesis only: LUTs on the longest register-to-register path
     note: str = ""  # the open flow: the RTL check's line, or why a design was not synthesized
+    power_source: str | None = None  # power.SOURCE where power_w_fit is set, else None
 
 
 _PREPARED: dict = {}  # per worker process: (policy content hash, flow, config) -> prepared model
@@ -97,7 +99,8 @@ def estimate_row(policy: str, start, target: float, cfg: HwConfig, flow: str = f
     return Row(policy, float(target), est.lut, est.bram18, est.dsp, est.max_cycles, est.latency_ns / 1e3,
                est.throughput, p, e, not over, over, cfg.pad, ff=est.ff, source=est.source,
                layers=[asdict(l) for l in est.layers], folding=est.folding, flow=flow, arch=est.architecture,
-               latency_cycles=est.critical_path_cycles, carry4=est.carry4, lut_levels=est.lut_levels, note=est.note)
+               latency_cycles=est.critical_path_cycles, carry4=est.carry4, lut_levels=est.lut_levels, note=est.note,
+               power_source=None if p is None else power.SOURCE)
 
 
 def export_policies(policies: list[HwPolicy], pad: int | None, out_dir: Path) -> dict[str, Path]:
