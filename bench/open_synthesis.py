@@ -242,7 +242,7 @@ def main() -> None:
     p.add_argument("--shard", default="0/1", help="I/N: run every N-th policy from the I-th (parallel runs)")
     p.add_argument("--targets", type=float, nargs="+", default=TARGETS, help="throughput targets [actions/s]")
     p.add_argument("--no-trained", action="store_true", help="leave out the trained Hopper-shaped policy")
-    p.add_argument("--no-netlist", action="store_true", help="no netlist simulation (as `qsearch hw --flow open`)")
+    p.add_argument("--no-netlist", action="store_true", help="no netlist simulation (as `qsearch hw --flow open` without --check-netlist)")
     p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds a tool run may take (wall)")
     a = p.parse_args()
     if a.report:

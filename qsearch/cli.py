@@ -121,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--paper", action="store_true", help="also sweep the paper's five Table-1 configurations (random weights)")
     h.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: a local Ray)")
     h.add_argument("--resource", metavar="NAME", help="custom Ray resource each task requires, e.g. finn")
+    h.add_argument("--check-netlist", action="store_true", help=_hw_help("check_netlist"))
     h.add_argument("--synth", action="store_true", help="Vivado out-of-context synthesis of the chosen designs (needs XILINX_VIVADO)")
     h.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
     h.add_argument("--out", metavar="DIR", help="report folder (default hw_builds/<name>)")
@@ -420,7 +421,8 @@ def _hw(a) -> int:
     from qsearch.hw.command import run_hw
     from qsearch.hw.sweep import SweepConfig
 
-    hw = HwConfig(targets=tuple(a.targets), part=a.part, clock_ns=a.clock_ns, pad=a.pad, mvau_wwidth_max=a.mvau_wwidth_max)
+    hw = HwConfig(targets=tuple(a.targets), part=a.part, clock_ns=a.clock_ns, pad=a.pad, mvau_wwidth_max=a.mvau_wwidth_max,
+                  check_netlist=a.check_netlist)
     cfg = SweepConfig(hw, resource=a.resource, address=a.address)
     ray_session.cluster_address(a.address)  # an unreachable cluster is refused before anything is written
 

@@ -62,17 +62,20 @@ def test_open_flow_end_to_end(capsys, tmp_path, tiny_bundle, local_ray):
     assert rows[0]["arch"].startswith("folded") and [r["chosen"] for r in rows] == ["False", "True"]
     data = json.loads((out_dir / "hw.json").read_text())
     assert all(r["note"].startswith("QPOLICY_TB PASS") for r in data["rows"])  # verified before it was counted
+    assert all(r["netlist_check"] is None for r in data["rows"]) and data["config"]["check_netlist"] is False
     assert data["chosen"] == {"open": {next(iter(data["chosen"]["open"])): 1e8}}
     md = (out_dir / "hw.md").read_text()
     for text in (out, md):
         assert "BEFORE place-and-route" in text and "timing is NOT closed" in text and "Power is not estimated" in text
         assert "power W (fit)" in text and "n/a: the fit is not applied" in text
+        assert "netlist the counts are of was NOT simulated (--check-netlist" in text
     assert "FINN" not in md.split("## Sweep")[1].split("\n- ")[0]  # no FINN rows
 
 
 def test_both_flows_side_by_side(capsys, tmp_path, tiny_bundle, local_ray):
     out_dir = tmp_path / "both"
-    code, out, err = run(capsys, "hw", tiny_bundle, "--flow", "both", "--targets", "1e8", "--out", out_dir)
+    code, out, err = run(capsys, "hw", tiny_bundle, "--flow", "both", "--targets", "1e8", "--check-netlist",
+                         "--out", out_dir)
     assert code == 0, err
     rows = rows_of(out_dir)
     assert [r["flow"] for r in rows] == ["finn", "open"]
@@ -83,6 +86,9 @@ def test_both_flows_side_by_side(capsys, tmp_path, tiny_bundle, local_ray):
     table = out.split("\n- ")[0]
     assert "FINN estimate" in table and "yosys, before P&R" in table  # one table, both flows
     assert "FINN estimate rows" in out and "BEFORE place-and-route" in out
+    # --check-netlist: the synthesized netlist was simulated against the integer engine before it was counted
+    assert open_["netlist_check"].startswith("QPOLICY_TB PASS") and finn["netlist_check"] == ""
+    assert "The synthesized netlist was simulated too (--check-netlist" in out
 
 
 def test_refusals(capsys, tmp_path, tiny_bundle, rng):
@@ -95,6 +101,7 @@ def test_refusals(capsys, tmp_path, tiny_bundle, rng):
     assert "unknown hardware flow 'vivado'" in refused(capsys, out, "hw", tiny_bundle, "--flow", "vivado")
     assert "unknown FPGA part" in refused(capsys, out, "hw", tiny_bundle, "--flow", "both", "--part", "xcku040-ffva1156-2-e")
     assert "--flow finn or both" in refused(capsys, out, "hw", tiny_bundle, "--flow", "open", "--synth")
+    assert "--flow open or both" in refused(capsys, out, "hw", tiny_bundle, "--check-netlist")
 
 
 def test_only_the_7_series_is_synthesized():

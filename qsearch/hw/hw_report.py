@@ -88,7 +88,12 @@ def notes(cfg: HwConfig, flows: list[str] = ("finn",)) -> list[str]:
             "Open-flow rows (yosys): qsearch's own RTL of the integer model, each design checked bit for bit in "
             f"verilator against the integer engine ({open_steps.VECTORS:,} observations, fewer for designs slower than "
             f"{open_steps.SIM_CYCLES:,} cycles in all) before its figures are reported, then synthesized with yosys "
-            "synth_xilinx -family xc7. These are yosys cell counts BEFORE place-and-route, and timing is NOT closed: "
+            "synth_xilinx -family xc7. " + (
+                "The synthesized netlist was simulated too (--check-netlist: yosys' models of the Xilinx cells, the "
+                "same observations) and matched, so the counts are of a checked netlist. " if cfg.check_netlist else
+                "The synthesized netlist the counts are of was NOT simulated (--check-netlist does that, at "
+                f"{open_steps.NETLIST_COST}). ") +
+            "These are yosys cell counts BEFORE place-and-route, and timing is NOT closed: "
             "the only timing signal is the LUT levels of the longest register-to-register path. Latency and "
             "actions/s are exact cycle counts (checked in simulation) at the clock. Power is not estimated (n/a).",
         ]
@@ -115,7 +120,7 @@ def csv_text(rows: list[Row], chosen: dict[tuple[str, str], Row]) -> str:
     out = io.StringIO()
     fields = ["policy", "flow", "target_fps", "arch", "lut", "ff", "carry4", "bram18", "dsp", "max_cycles",
               "latency_cycles", "latency_us", "actions_per_s", "lut_levels", "power_w_fit", "energy_j_fit", "power_source",
-              "fits", "over", "pad", "source", "chosen"]
+              "fits", "over", "pad", "source", "netlist_check", "chosen"]
     w = csv.writer(out)
     w.writerow(fields)
     for r in rows:

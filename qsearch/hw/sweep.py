@@ -70,6 +70,7 @@ class Row:
     lut_levels: int | None = None  # synthesis only: LUTs on the longest register-to-register path
     note: str = ""  # the open flow: the RTL check's line, or why a design was not synthesized
     power_source: str | None = None  # power.SOURCE where power_w_fit is set, else None
+    netlist_check: str | None = None  # the open flow with check_netlist: the netlist simulation's line; None: not run
 
 
 _PREPARED: dict = {}  # per worker process: (policy content hash, flow, config) -> prepared model
@@ -100,7 +101,7 @@ def estimate_row(policy: str, start, target: float, cfg: HwConfig, flow: str = f
                est.throughput, p, e, not over, over, cfg.pad, ff=est.ff, source=est.source,
                layers=[asdict(l) for l in est.layers], folding=est.folding, flow=flow, arch=est.architecture,
                latency_cycles=est.critical_path_cycles, carry4=est.carry4, lut_levels=est.lut_levels, note=est.note,
-               power_source=None if p is None else power.SOURCE)
+               power_source=None if p is None else power.SOURCE, netlist_check=est.netlist_check)
 
 
 def export_policies(policies: list[HwPolicy], pad: int | None, out_dir: Path) -> dict[str, Path]:
