@@ -419,7 +419,7 @@ def _ptq(a) -> int:
 
 def _hw(a) -> int:
     from qsearch.hw.command import run_hw
-    from qsearch.hw.sweep import SweepConfig
+    from qsearch.hw.sweep import SweepConfig, nowhere_line
 
     hw = HwConfig(targets=tuple(a.targets), part=a.part, clock_ns=a.clock_ns, pad=a.pad, mvau_wwidth_max=a.mvau_wwidth_max,
                   check_netlist=a.check_netlist)
@@ -436,6 +436,10 @@ def _hw(a) -> int:
     for n in res.notes:
         print(f"- {n}")
     print(f"wrote {res.out}/hw.csv, hw.md, hw.json, hw.png" + (f"; logged to MLflow runs {', '.join(res.logged_runs)}" if res.logged_runs else ""))
+    if res.nowhere:  # 1: written, but not every policy has a design; 2 stays "refused, nothing written"
+        print(f"qsearch: fits the device at no target: {'; '.join(map(nowhere_line, res.nowhere.values()))}; "
+              f"every row is written to {res.out}", file=sys.stderr)
+        return 1
     return 0
 
 

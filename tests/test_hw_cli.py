@@ -59,3 +59,23 @@ def test_refusals(capsys, tmp_path, bundle_dir, monkeypatch):
     assert "--paper" in one_line_error(capsys, out)
     assert "--pad must be a positive integer" in one_line_error(capsys, out, bundle_dir, "--pad", "0")
     assert "targets must be positive" in one_line_error(capsys, out, bundle_dir, "--targets", "0")
+
+
+def test_synth_skips_a_policy_that_fits_nowhere(capsys, tmp_path, bundle_dir, monkeypatch):
+    """--synth synthesizes the chosen designs only: the paper's reference at 1e6 actions/s fits at no
+    target, so it is a row that says so, is not synthesized, and the command exits 1. (Vivado is faked:
+    there is none here; its results replace FINN's estimates of the chosen row.)"""
+    from qsearch.hw import vivado
+
+    built = []
+    monkeypatch.setattr(vivado, "vivado_home", lambda: tmp_path)
+    monkeypatch.setattr(vivado, "synthesize", lambda dirs: built.extend(dirs) or [
+        {"LUT": 1500, "FF": 900, "DSP": 0, "BRAM_18K": 2, "BRAM_36K": 1}] * len(dirs))
+    out_dir = tmp_path / "synth"
+    code, out, err = run(capsys, "hw", bundle_dir, "--reference", "--targets", "1e6", "--synth", "--out", out_dir)
+    assert code == 1 and "fits the device at no target: Hopper-v5 paper reference" in err, err
+    assert [d.name for d in built] == [next(out_dir.glob("builds/*")).name] and len(list(out_dir.glob("builds/*"))) == 1
+    mine, ref = list(csv.DictReader((out_dir / "hw.csv").open()))
+    assert mine["source"] == "post-synthesis (Vivado OOC)" and float(mine["bram18"]) == 4 and mine["chosen"] == "True"
+    assert mine["power_source"].startswith("fit to the paper's Table 3")  # the fit, on Vivado's counts
+    assert ref["source"] == "FINN estimate" and (ref["fits"], ref["chosen"]) == ("False", "False")

@@ -91,6 +91,23 @@ def test_both_flows_side_by_side(capsys, tmp_path, tiny_bundle, local_ray):
     assert "The synthesized netlist was simulated too (--check-netlist" in out
 
 
+def test_a_policy_that_fits_nowhere_is_a_row_and_exit_1(capsys, tmp_path, tiny_bundle, local_ray):
+    """The paper's 256-wide reference at 1e8 actions/s (fully parallel, ~4x the part's LUTs: not
+    synthesized) fits at no target; the tiny policy's design is still written, and the command exits 1."""
+    out_dir = tmp_path / "nowhere"
+    code, out, err = run(capsys, "hw", tiny_bundle, "--reference", "--flow", "open", "--targets", "1e8", "--out", out_dir)
+    assert code == 1 and err.count("qsearch: fits the device at no target: ") == 1, err
+    assert "paper reference h256 in8 w4 a4 (open flow at 1e+08 actions/s, its lowest target: over in LUT" in err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["hw.csv", "hw.json", "hw.md", "hw.png"]
+    tiny, ref = rows_of(out_dir)
+    assert (tiny["fits"], tiny["chosen"], ref["fits"], ref["chosen"]) == ("True", "True", "False", "False")
+    data = json.loads((out_dir / "hw.json").read_text())
+    assert sorted(data["chosen"]["open"].values(), key=str) == [1e8, None]  # null: fits at no target
+    chosen_table = (out_dir / "hw.md").read_text().split("## Sweep")[0]
+    assert chosen_table.count("NO TARGET FITS (lowest shown: over in LUT, not synthesized") == 1
+    assert "FITS THE DEVICE AT NO TARGET" in out
+
+
 def test_refusals(capsys, tmp_path, tiny_bundle, rng):
     from policies import make_bundle
     from qsearch import bundle as bundles

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from qsearch.errors import QsearchError
-from qsearch.hw import open_steps, power
+from qsearch.hw import open_steps, power, sweep
 from qsearch.hw.config import HwConfig
 from qsearch.hw.device import Device
 from qsearch.hw.sweep import Row, SweepConfig
@@ -30,11 +30,14 @@ def _n(v, fmt: str = ",.0f") -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
-def _cells(r: Row, chosen: bool) -> list[str]:
+def _cells(r: Row, chosen: bool, nowhere: bool = False) -> list[str]:
+    """A row's cells; `nowhere`: the row stands for a policy that fits at no target (its lowest target's)."""
+    fits = "yes" if r.fits else "no (" + ", ".join(r.over) + ")"
+    if nowhere:
+        fits = "NO TARGET FITS (lowest shown: over in " + ", ".join(r.over) + ")"
     return [r.policy + (" *" if chosen else ""), FLOW_LABEL.get(r.flow, r.flow), f"{r.target_fps:.0e}", r.arch,
             _n(r.lut), _n(r.ff), _n(r.carry4), _n(r.bram18, "g"), _n(r.dsp, "g"), _latency(r),
-            _n(r.lut_levels), _fit(r.power_w_fit, ".2f"), f"{r.actions_per_s:.1e}", _fit(r.energy_j_fit, ".1e"),
-            "yes" if r.fits else "no (" + ", ".join(r.over) + ")"]
+            _n(r.lut_levels), _fit(r.power_w_fit, ".2f"), f"{r.actions_per_s:.1e}", _fit(r.energy_j_fit, ".1e"), fits]
 
 
 def _fit(v, fmt: str) -> str:
@@ -71,11 +74,15 @@ def table(rows: list[Row], chosen: dict[tuple[str, str], Row]) -> str:
     return "\n".join([line(COLUMNS), line(["-" * w for w in widths]), *map(line, body)])
 
 
-def notes(cfg: HwConfig, flows: list[str] = ("finn",)) -> list[str]:
-    """What the figures are, for the flows the rows came from."""
+def notes(cfg: HwConfig, flows: list[str] = ("finn",), rows: list[Row] = (), chosen: dict | None = None) -> list[str]:
+    """What the figures are, for the flows the rows came from; first, the policies (of `rows`, with
+    `chosen`) that fit the device at no target."""
     dev = cfg.device
     pad = f"observation and action dimensions padded to multiples of {cfg.pad}" if cfg.pad else "no padding"
-    out = [f"Device {dev.part}: {dev.lut:,} LUT, {dev.ff:,} FF, {dev.bram18} BRAM18, {dev.dsp} DSP; clock {cfg.clock_ns:g} ns; "
+    nowhere = sweep.fits_nowhere(list(rows), chosen or {})
+    out = [f"FITS THE DEVICE AT NO TARGET (no chosen design; the other policies' results stand): "
+           + "; ".join(map(sweep.nowhere_line, nowhere.values())) + "."] if nowhere else []
+    out += [f"Device {dev.part}: {dev.lut:,} LUT, {dev.ff:,} FF, {dev.bram18} BRAM18, {dev.dsp} DSP; clock {cfg.clock_ns:g} ns; "
            f"{pad}" + (f"; mvau_wwidth_max {cfg.mvau_wwidth_max}." if "finn" in flows else ".")]
     if "finn" in flows:
         out += [
@@ -107,13 +114,22 @@ def flows_of(rows: list[Row]) -> list[str]:
     return list(dict.fromkeys(r.flow for r in rows))
 
 
+def chosen_rows(rows: list[Row], chosen: dict[tuple[str, str], Row]) -> list[tuple[Row, bool]]:
+    """Per (policy, flow) in the sweep's order: its chosen row, or its lowest target's row when it fits at
+    no target (then True)."""
+    nowhere = sweep.fits_nowhere(rows, chosen)
+    return [(chosen[k], False) if k in chosen else (nowhere[k], True)
+            for k in dict.fromkeys((r.policy, r.flow) for r in rows)]
+
+
 def markdown(rows: list[Row], chosen: dict[tuple[str, str], Row], cfg: HwConfig) -> str:
     head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
     def tab(rs):
-        return head + "".join("| " + " | ".join(_cells(r, is_chosen(r, chosen))) + " |\n" for r in rs)
+        return head + "".join("| " + " | ".join(_cells(r, is_chosen(r, chosen), nowhere)) + " |\n" for r, nowhere in rs)
     title = "Hardware estimates" if flows_of(rows) == ["finn"] else "Hardware: FINN estimates and open synthesis"
-    return (f"# {title}\n\n## Chosen designs (highest fitting target)\n\n" + tab(list(chosen.values()))
-            + "\n## Sweep\n\n" + tab(rows) + "\n" + "".join(f"- {n}\n" for n in notes(cfg, flows_of(rows))))
+    return (f"# {title}\n\n## Chosen designs (highest fitting target)\n\n" + tab(chosen_rows(rows, chosen))
+            + "\n## Sweep\n\n" + tab([(r, False) for r in rows]) + "\n"
+            + "".join(f"- {n}\n" for n in notes(cfg, flows_of(rows), rows, chosen)))
 
 
 def csv_text(rows: list[Row], chosen: dict[tuple[str, str], Row]) -> str:
@@ -187,8 +203,11 @@ def write(rows: list[Row], chosen: dict[tuple[str, str], Row], cfg: SweepConfig,
         (tmp / "hw.md").write_text(markdown(rows, chosen, cfg.hw))
         (tmp / "hw.json").write_text(json.dumps({"config": cfg.record(), "device": asdict(cfg.hw.device),
                                                  "rows": [asdict(r) for r in rows],
-                                                 "notes": notes(cfg.hw, flows_of(rows)),
-                                                 "chosen": {f: {p: r.target_fps for (p, f2), r in chosen.items() if f2 == f}
+                                                 "notes": notes(cfg.hw, flows_of(rows), rows, chosen),
+                                                 # flow -> policy -> chosen target; null: fits at no target
+                                                 "chosen": {f: {p: chosen[p, f].target_fps if (p, f) in chosen else None
+                                                                for p, f2 in dict.fromkeys((r.policy, r.flow) for r in rows)
+                                                                if f2 == f}
                                                             for f in flows_of(rows)}}, indent=1))
         figure(rows, cfg.hw.device, tmp / "hw.png")
         out.mkdir(exist_ok=True)

@@ -168,20 +168,30 @@ def best(rows: list[Row]) -> dict[tuple[str, str], Row]:
 
     A higher target that the flow cannot make any faster (the same throughput as a lower one, e.g. FINN
     capped by mvau_wwidth_max) gives the same design and is not counted as higher. A policy that fits at
-    no target is a QsearchError naming it, the flow and what it exceeds at its lowest target."""
-    out, none_fit = {}, []
+    no target has no entry (fits_nowhere names it)."""
+    out = {}
     for key in dict.fromkeys((r.policy, r.flow) for r in rows):
-        mine = sorted((r for r in rows if (r.policy, r.flow) == key), key=lambda r: r.target_fps)
-        fitting = [r for r in mine if r.fits]
+        fitting = [r for r in rows if (r.policy, r.flow) == key and r.fits]
         if fitting:
             out[key] = max(fitting, key=lambda r: (r.actions_per_s, -r.target_fps))
-        else:
-            lo = mine[0]
-            none_fit.append(f"{key[0]} ({key[1]} flow at {lo.target_fps:g} actions/s: {lo.lut:.0f} LUT, "
-                            f"{lo.bram18:g} BRAM18, {lo.dsp:g} DSP; over in {', '.join(lo.over)})")
-    if none_fit:
-        raise QsearchError(f"fits the device at no target: {'; '.join(none_fit)}")
     return out
+
+
+def fits_nowhere(rows: list[Row], chosen: dict[tuple[str, str], Row]) -> dict[tuple[str, str], Row]:
+    """For each (policy, flow) that fits the device at no target: its row at the lowest target (the
+    cheapest design the sweep tried), which says what it exceeds."""
+    out = {}
+    for key in dict.fromkeys((r.policy, r.flow) for r in rows):
+        if key not in chosen:
+            out[key] = min((r for r in rows if (r.policy, r.flow) == key), key=lambda r: r.target_fps)
+    return out
+
+
+def nowhere_line(lo: Row) -> str:
+    """One policy and flow that fits at no target, with what its lowest target's design exceeds."""
+    counts = "" if math.isnan(lo.lut) else f"{lo.lut:,.0f} LUT, {lo.bram18:g} BRAM18, {lo.dsp:g} DSP; "
+    return (f"{lo.policy} ({lo.flow} flow at {lo.target_fps:g} actions/s, its lowest target: {counts}"
+            f"over in {', '.join(lo.over)})")
 
 
 def scratch_dir(parent: Path | None = None) -> Path:
