@@ -126,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--paper", action="store_true", help="also sweep the paper's five Table-1 configurations (random weights)")
     h.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: a local Ray)")
     h.add_argument("--resource", metavar="NAME", help="custom Ray resource each task requires, e.g. finn")
+    h.add_argument("--check-netlist", action="store_true", help=_hw_help("check_netlist"))
     h.add_argument("--synth", action="store_true", help="Vivado out-of-context synthesis of the chosen designs (needs XILINX_VIVADO)")
     h.add_argument("--tracking-uri", help="MLflow tracking URI for a run id (default $MLFLOW_TRACKING_URI)")
     h.add_argument("--out", metavar="DIR", help="report folder (default hw_builds/<name>)")
@@ -425,9 +426,10 @@ def _ptq(a) -> int:
 
 def _hw(a) -> int:
     from qsearch.hw.command import run_hw
-    from qsearch.hw.sweep import SweepConfig
+    from qsearch.hw.sweep import SweepConfig, nowhere_line
 
-    hw = HwConfig(targets=tuple(a.targets), part=a.part, clock_ns=a.clock_ns, pad=a.pad, mvau_wwidth_max=a.mvau_wwidth_max)
+    hw = HwConfig(targets=tuple(a.targets), part=a.part, clock_ns=a.clock_ns, pad=a.pad, mvau_wwidth_max=a.mvau_wwidth_max,
+                  check_netlist=a.check_netlist)
     cfg = SweepConfig(hw, resource=a.resource, address=a.address)
     ray_session.cluster_address(a.address)  # an unreachable cluster is refused before anything is written
 
@@ -441,6 +443,10 @@ def _hw(a) -> int:
     for n in res.notes:
         print(f"- {n}")
     print(f"wrote {res.out}/hw.csv, hw.md, hw.json, hw.png" + (f"; logged to MLflow runs {', '.join(res.logged_runs)}" if res.logged_runs else ""))
+    if res.nowhere:  # 1: written, but not every policy has a design; 2 stays "refused, nothing written"
+        print(f"qsearch: fits the device at no target: {'; '.join(map(nowhere_line, res.nowhere.values()))}; "
+              f"every row is written to {res.out}", file=sys.stderr)
+        return 1
     return 0
 
 

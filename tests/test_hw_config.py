@@ -38,7 +38,7 @@ def test_a_target_keeps_the_resolved_configuration():
     f = t.with_folding({"MVAU_hls_0": {"PE": 2}})
     assert f.target_fps is None and f.folding == {"MVAU_hls_0": {"PE": 2}}
     assert cfg.record() == {"targets": cfg.targets, "part": "XC7A35Tcpg236-1", "clock_ns": 5.0, "pad": 32,
-                              "mvau_wwidth_max": 36}
+                              "mvau_wwidth_max": 36, "check_netlist": False}
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -52,6 +52,7 @@ def test_a_target_keeps_the_resolved_configuration():
     ({"targets": (1e3, -1)}, "targets must be positive"),
     ({"target_fps": 0}, "the target must be positive"),
     ({"target_fps": 1e3, "folding": {}}, "not both"),
+    ({"check_netlist": 1}, "check_netlist must be true or false"),
 ])
 def test_bad_values_are_refused(kwargs, message):
     with pytest.raises(QsearchError, match=message):

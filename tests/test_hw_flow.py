@@ -2,6 +2,7 @@
 import collections
 import json
 import py_compile
+import re
 
 import numpy as np
 import pytest
@@ -102,16 +103,21 @@ def test_highest_fitting_target_is_chosen():
     assert chosen["a", "finn"].target_fps == 1e3 and chosen["b", "finn"].target_fps == 1e5
 
 
-def test_policy_fitting_at_no_target_is_refused(tmp_path):
+def test_policy_fitting_at_no_target_has_no_chosen_design(tmp_path):
     """A 512-wide policy with 8-bit weights needs more block RAM than the XC7A15T has even fully folded
-    (real FINN; 2-bit activations keep FINN's threshold processing short)."""
+    (real FINN; 2-bit activations keep FINN's threshold processing short): it has no chosen design, and
+    its lowest target's row says what it exceeds; the other policies keep theirs."""
     actor = random_actor(PolicyConfig(width=512, depth=2, quant=QuantBits(2, 8, 2, 2)), 11, 3)
     path = export_actor(actor, tmp_path / "big.onnx")
     cfg = HwConfig(targets=(1e2,))
     row = sweep.estimate_row("big", path.read_bytes(), 1e2, cfg)
     assert not row.fits and "BRAM18" in row.over and row.bram18 > 50
-    with pytest.raises(QsearchError, match="fits the device at no target: big .*BRAM18"):
-        sweep.best([row])
+    other = _row("small", 1e2, 1000, 1e3)
+    chosen = sweep.best([row, other])
+    assert list(chosen) == [("small", "finn")]
+    assert sweep.fits_nowhere([row, other], chosen) == {("big", "finn"): row}
+    assert re.fullmatch(r"big \(finn flow at 100 actions/s, its lowest target: [\d,]+ LUT, \d+ BRAM18, \d+ DSP; "
+                        r"over in .*BRAM18.*\)", sweep.nowhere_line(row))
     # a worker caches prepared policies by content: a new policy under the same name is a new policy
     export_actor(random_actor(PolicyConfig(width=16, depth=2, quant=QuantBits(2, 2, 2, 2)), 11, 3), path)
     assert sweep.estimate_row("small", path.read_bytes(), 1e2, cfg).fits

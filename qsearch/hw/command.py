@@ -27,6 +27,7 @@ class Source:
 class HwResult:
     rows: list[sweep.Row]
     chosen: dict[tuple[str, str], sweep.Row]  # (policy, flow) -> the highest fitting target's row
+    nowhere: dict[tuple[str, str], sweep.Row]  # (policy, flow) fitting at no target -> its lowest target's row
     out: Path
     table: str
     notes: list[str]
@@ -106,24 +107,30 @@ def run_hw(ref: str | None, cfg: sweep.SweepConfig, out: Path | None = None, ref
         rows = sweep.run(policies, cfg, work, progress, flow=flow)
     finally:
         sweep.remove(work)
-    chosen = sweep.best(rows)  # refuses a policy that fits at no target, before anything is written
+    chosen = sweep.best(rows)  # a policy that fits at no target is a row that says so, not a refusal
     if synth:
         rows, chosen = _synthesized(policies, chosen, cfg.hw, out, rows)
     hw_report.write(rows, chosen, cfg, out)
-    result = HwResult(rows, chosen, out, hw_report.table(rows, chosen), hw_report.notes(cfg.hw, names))
-    result.logged_runs = _log(found, chosen, out)
+    result = HwResult(rows, chosen, sweep.fits_nowhere(rows, chosen), out, hw_report.table(rows, chosen),
+                      hw_report.notes(cfg.hw, names, rows, chosen))
+    result.logged_runs = _log(found, chosen, result.nowhere, out)
     return result
 
 
 def _synthesized(policies, chosen, cfg: HwConfig, out, rows):
-    """Build folders for FINN's chosen designs, synthesized by Vivado; their rows replace the estimates."""
+    """Build folders for FINN's chosen designs, synthesized by Vivado; their rows replace the estimates.
+    A policy FINN fits at no target has no chosen design and is not synthesized."""
     from qsearch.hw.build_folder import write_build_folder
     from qsearch.hw.vivado import synthesize
 
     dirs = {}
     for p in policies:
+        if (p.name, "finn") not in chosen:
+            continue
         r = chosen[p.name, "finn"]
         dirs[p.name] = write_build_folder(p, out / "builds" / re.sub(r"\W+", "_", p.name), r.folding, cfg)
+    if not dirs:
+        return rows, chosen
     results = synthesize(list(dirs.values()))
     for name, res in zip(dirs, results):
         r = chosen[name, "finn"]
@@ -131,16 +138,19 @@ def _synthesized(policies, chosen, cfg: HwConfig, out, rows):
         r.lut, r.ff, r.dsp = float(res.get("LUT", r.lut)), float(res.get("FF", 0)), float(res.get("DSP", r.dsp))
         r.bram18 = float(res.get("BRAM_18K", 0)) + 2 * float(res.get("BRAM_36K", 0))
         r.actions_per_s = min(fmax, 1e3 / cfg.clock_ns) * 1e6 / r.max_cycles
-        r.power_w = power.power_w(r.lut, r.bram18, r.dsp, cfg.clock_ns)
-        r.energy_j = power.energy_per_action_j(r.power_w, r.actions_per_s)
+        r.power_w_fit = power.power_w(r.lut, r.bram18, r.dsp, cfg.clock_ns)  # the fit, on Vivado's counts
+        r.energy_j_fit = power.energy_per_action_j(r.power_w_fit, r.actions_per_s)
+        r.power_source = power.SOURCE
         r.source = "post-synthesis (Vivado OOC)"
         r.fits = cfg.device.fits(r.lut, r.bram18, r.dsp, r.ff)
     return rows, chosen
 
 
-def _log(found: list[Source], chosen: dict[tuple[str, str], sweep.Row], out: Path) -> list[str]:
+def _log(found: list[Source], chosen: dict[tuple[str, str], sweep.Row], nowhere: dict[tuple[str, str], sweep.Row],
+         out: Path) -> list[str]:
     """Log the report and each flow's chosen design's figures to each policy's MLflow run: FINN's as
-    hw_<figure>, the open flow's as hw_open_<figure> (figures a flow does not give are left out)."""
+    hw_<figure>, the open flow's as hw_open_<figure> (figures a flow does not give are left out); a
+    flow in which the policy fits at no target logs no figures, and the source tag says so."""
     from qsearch import trial_record
 
     logged = []
@@ -148,14 +158,16 @@ def _log(found: list[Source], chosen: dict[tuple[str, str], sweep.Row], out: Pat
         if not (s.run_id and s.tracking_uri):
             continue
         figures, sources = {}, []
-        for (name, flow), r in chosen.items():
-            if name != s.policy.name:
+        for flow in dict.fromkeys(f for (name, f) in chosen | nowhere if name == s.policy.name):
+            if (s.policy.name, flow) not in chosen:
+                sources.append(f"{flow}: fits the device at no target")
                 continue
+            r = chosen[s.policy.name, flow]
             prefix = "" if flow == "finn" else f"{flow}_"
             figures.update({prefix + k: v for k, v in {
                 "target_fps": r.target_fps, "lut": r.lut, "ff": r.ff, "bram18": r.bram18, "dsp": r.dsp,
-                "latency_us": r.latency_us, "actions_per_s": r.actions_per_s, "power_w": r.power_w,
-                "energy_per_action_j": r.energy_j}.items() if v is not None})
+                "latency_us": r.latency_us, "actions_per_s": r.actions_per_s, "power_w_fit": r.power_w_fit,
+                "energy_per_action_j_fit": r.energy_j_fit}.items() if v is not None})
             sources.append(r.source)
         trial_record.log_hardware(s.tracking_uri, s.run_id, figures, "; ".join(sources), str(out))
         logged.append(s.run_id)

@@ -29,6 +29,8 @@ class HwConfig:
     """pad observation and action sizes to a multiple of this; unset: no padding (paper: 32)"""
     mvau_wwidth_max: int = 36
     """widest weight stream [bits] FINN's SetFolding gives a matrix-vector unit (FINN's default: 36)"""
+    check_netlist: bool = False
+    """open flow: also simulate each synthesized netlist against the integer engine before its counts are reported"""
     target_fps: float | None = None
     """the one target [actions/s] the folding steps fold for, set per sweep task (FINN's target_fps)"""
     folding: dict | None = field(default=None, hash=False)
@@ -47,6 +49,8 @@ class HwConfig:
             raise QsearchError(f"--pad must be a positive integer (a multiple, e.g. 32), got {self.pad!r}")
         if not self.targets or any(not t > 0 for t in self.targets):
             raise QsearchError(f"targets must be positive actions per second, got {list(self.targets)}")
+        if not isinstance(self.check_netlist, bool):
+            raise QsearchError(f"check_netlist must be true or false, got {self.check_netlist!r}")
         if self.target_fps is not None and not self.target_fps > 0:
             raise QsearchError(f"the target must be positive actions per second, got {self.target_fps}")
         if self.target_fps is not None and self.folding is not None:

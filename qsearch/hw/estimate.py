@@ -38,6 +38,7 @@ class Estimate:
     arch: str | None = None  # the architecture, e.g. "parallel" or "folded 1x8 1x1 1x1"
     source: str = "FINN estimate"
     note: str = ""  # e.g. the RTL check's line, or why a design was not synthesized
+    netlist_check: str | None = None  # the open flow with check_netlist: the netlist simulation's line
 
     @property
     def lut(self) -> float:

@@ -64,6 +64,8 @@ def resolve(choice: str, cfg: HwConfig) -> list[str]:
     if choice not in CHOICES:
         raise QsearchError(f"unknown hardware flow {choice!r}; choose one of {', '.join(CHOICES)}")
     names = list(FLOWS) if choice == "both" else [choice]
+    if cfg.check_netlist and "open" not in names:
+        raise QsearchError("--check-netlist simulates the open flow's synthesized netlists: use it with --flow open or both")
     if "open" in names:
         open_steps.check(cfg)
     return names

@@ -1,5 +1,7 @@
 """The open-synthesis flow (no Vivado) as named steps: qsearch's own RTL of the integer model, checked in
-verilator against the integer engine, synthesized with yosys for the Xilinx 7-series (qsearch/hw/rtl).
+verilator against the integer engine, synthesized with yosys for the Xilinx 7-series (qsearch/hw/rtl); with
+cfg.check_netlist (`qsearch hw --check-netlist`) the synthesized netlist is simulated against the
+integer engine too before its counts are reported.
 
 The flow starts from the policy's integer model (qsearch/quant/integer.py), not from its QONNX model:
 the RTL is generated from the same integers the integer engine computes with, so the two can be
@@ -24,6 +26,12 @@ from qsearch.quant.integer import IntegerModel
 SOURCE = "yosys (before place-and-route)"
 VECTORS = 1000  # observations each design is simulated with against the integer engine...
 SIM_CYCLES = 5_000_000  # ...fewer (at least 50) when they would take more clock cycles than this
+# What --check-netlist (cfg.check_netlist) adds per design: verilating the netlist with yosys' Xilinx cell
+# models (~6 MB of C++ to compile) and running the same vectors. Measured 2026-12-05 on the padded paper
+# Hopper, quiet 2 cores (bench/open_synthesis.py --only Hopper --targets 1e8 [--no-netlist], and the folded
+# designs of 1e5 and 1e6 through yosys.synthesize): 13.9-14.0 -> 26.6-30.6 CPU s (parallel), 13.1 -> 31.2
+# (1x1 1x1 1x1), 17.1 -> 35.4 (1x8 1x4 1x8). Hence off by default.
+NETLIST_COST = "about twice each design's CPU time: +14 to +20 CPU s on the padded paper Hopper's designs, 13-17 s without"
 # A fully parallel design holds every non-zero weight as logic: 4.9 LUT each, measured on the padded
 # paper Hopper (1,801 LUT, 369 non-zero weights). Beyond twice the part's LUTs it cannot fit, and yosys
 # takes tens of minutes on such a design (Humanoid's), so it is reported as not fitting, unsynthesized.
@@ -77,7 +85,8 @@ _SYNTHESIZED: dict = {}  # per worker process: targets that choose the same desi
 @step()
 def step_synthesize_and_verify(planned: Planned, cfg: HwConfig) -> Estimate:
     """Generate the RTL, check it in verilator against the integer engine (a mismatch is an error, so
-    no figures of an unverified design are reported), synthesize it with yosys; the figures."""
+    no figures of an unverified design are reported), synthesize it with yosys and, with cfg.check_netlist,
+    check the synthesized netlist the same way (yosys' models of the Xilinx cells); the figures."""
     model, arch = planned.model, planned.arch
     target = float("nan") if cfg.target_fps is None else cfg.target_fps
     folding = {f"layer{i}": {"PE": pe, "SIMD": simd} for i, (pe, simd) in enumerate(arch.folding)}
@@ -86,10 +95,10 @@ def step_synthesize_and_verify(planned: Planned, cfg: HwConfig) -> Estimate:
         if nonzero * LUT_PER_WEIGHT > 2 * cfg.device.lut:
             return _estimate(model, arch, cfg, target, folding, None, (
                 f"not synthesized: {nonzero:,} non-zero weights as logic, ~{nonzero * LUT_PER_WEIGHT:,.0f} LUT"))
-    key = (hashlib.sha256(pickle.dumps(model)).hexdigest(), arch, cfg.part, cfg.clock_ns)
+    key = (hashlib.sha256(pickle.dumps(model)).hexdigest(), arch, cfg.part, cfg.clock_ns, cfg.check_netlist)
     if key not in _SYNTHESIZED:
         _SYNTHESIZED[key] = synthesize(model, arch, cfg.part, cfg.clock_ns, vectors=vectors(model, arch),
-                                       check_netlist=False)
+                                       check_netlist=cfg.check_netlist)
     return _estimate(model, arch, cfg, target, folding, _SYNTHESIZED[key], None)
 
 
@@ -101,4 +110,5 @@ def _estimate(model, arch, cfg, target, folding, r, skipped: str | None) -> Esti
     return Estimate(target, 0, [whole], arches.interval(model, arch), arches.latency(model, arch), cfg.clock_ns,
                     folding, ff=None if r is None else r.ff, carry4=None if r is None else r.carry4,
                     lut_levels=None if r is None else r.lut_levels, arch=arch.describe(), source=SOURCE,
-                    note=skipped or (r.rtl_check if r else ""))
+                    note=skipped or (r.rtl_check if r else ""),
+                    netlist_check=r.netlist_check if r is not None and cfg.check_netlist else None)

@@ -43,7 +43,8 @@ class SweepConfig:
 
 @dataclass
 class Row:
-    """One (policy, flow, target): the flow's figures, the power estimate (FINN's flow only) and the fit check."""
+    """One (policy, flow, target): the flow's figures, power and energy per action from the fit to the paper's
+    Table 3 (FINN's flow only: qsearch/hw/power.py) and the fit check."""
 
     policy: str
     target_fps: float
@@ -53,8 +54,8 @@ class Row:
     max_cycles: int
     latency_us: float
     actions_per_s: float
-    power_w: float | None  # None: not estimated (the open flow)
-    energy_j: float | None
+    power_w_fit: float | None  # power.power_w on this row's counts; None: the fit is not applied (the open flow)
+    energy_j_fit: float | None  # power_w_fit / actions_per_s
     fits: bool
     over: list[str]
     pad: int | None
@@ -68,6 +69,8 @@ class Row:
     carry4: int | None = None  # synthesis only
     lut_levels: int | None = None  # synthesis only: LUTs on the longest register-to-register path
     note: str = ""  # the open flow: the RTL check's line, or why a design was not synthesized
+    power_source: str | None = None  # power.SOURCE where power_w_fit is set, else None
+    netlist_check: str | None = None  # the open flow with check_netlist: the netlist simulation's line; None: not run
 
 
 _PREPARED: dict = {}  # per worker process: (policy content hash, flow, config) -> prepared model
@@ -97,7 +100,8 @@ def estimate_row(policy: str, start, target: float, cfg: HwConfig, flow: str = f
     return Row(policy, float(target), est.lut, est.bram18, est.dsp, est.max_cycles, est.latency_ns / 1e3,
                est.throughput, p, e, not over, over, cfg.pad, ff=est.ff, source=est.source,
                layers=[asdict(l) for l in est.layers], folding=est.folding, flow=flow, arch=est.architecture,
-               latency_cycles=est.critical_path_cycles, carry4=est.carry4, lut_levels=est.lut_levels, note=est.note)
+               latency_cycles=est.critical_path_cycles, carry4=est.carry4, lut_levels=est.lut_levels, note=est.note,
+               power_source=None if p is None else power.SOURCE, netlist_check=est.netlist_check)
 
 
 def export_policies(policies: list[HwPolicy], pad: int | None, out_dir: Path) -> dict[str, Path]:
@@ -164,20 +168,30 @@ def best(rows: list[Row]) -> dict[tuple[str, str], Row]:
 
     A higher target that the flow cannot make any faster (the same throughput as a lower one, e.g. FINN
     capped by mvau_wwidth_max) gives the same design and is not counted as higher. A policy that fits at
-    no target is a QsearchError naming it, the flow and what it exceeds at its lowest target."""
-    out, none_fit = {}, []
+    no target has no entry (fits_nowhere names it)."""
+    out = {}
     for key in dict.fromkeys((r.policy, r.flow) for r in rows):
-        mine = sorted((r for r in rows if (r.policy, r.flow) == key), key=lambda r: r.target_fps)
-        fitting = [r for r in mine if r.fits]
+        fitting = [r for r in rows if (r.policy, r.flow) == key and r.fits]
         if fitting:
             out[key] = max(fitting, key=lambda r: (r.actions_per_s, -r.target_fps))
-        else:
-            lo = mine[0]
-            none_fit.append(f"{key[0]} ({key[1]} flow at {lo.target_fps:g} actions/s: {lo.lut:.0f} LUT, "
-                            f"{lo.bram18:g} BRAM18, {lo.dsp:g} DSP; over in {', '.join(lo.over)})")
-    if none_fit:
-        raise QsearchError(f"fits the device at no target: {'; '.join(none_fit)}")
     return out
+
+
+def fits_nowhere(rows: list[Row], chosen: dict[tuple[str, str], Row]) -> dict[tuple[str, str], Row]:
+    """For each (policy, flow) that fits the device at no target: its row at the lowest target (the
+    cheapest design the sweep tried), which says what it exceeds."""
+    out = {}
+    for key in dict.fromkeys((r.policy, r.flow) for r in rows):
+        if key not in chosen:
+            out[key] = min((r for r in rows if (r.policy, r.flow) == key), key=lambda r: r.target_fps)
+    return out
+
+
+def nowhere_line(lo: Row) -> str:
+    """One policy and flow that fits at no target, with what its lowest target's design exceeds."""
+    counts = "" if math.isnan(lo.lut) else f"{lo.lut:,.0f} LUT, {lo.bram18:g} BRAM18, {lo.dsp:g} DSP; "
+    return (f"{lo.policy} ({lo.flow} flow at {lo.target_fps:g} actions/s, its lowest target: {counts}"
+            f"over in {', '.join(lo.over)})")
 
 
 def scratch_dir(parent: Path | None = None) -> Path:
