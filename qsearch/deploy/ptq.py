@@ -6,15 +6,16 @@ from the weights (abs-max, as in QAT), and activation scales are calibrated with
 result is a bundle of the same kind as a QAT run's, integer model included, so reports put PTQ and
 QAT side by side at each bit width.
 
-How the calibration data and statistic were chosen (measured: deploy/README.md, "Why INT8 PTQ
-collapsed"): a balanced pendulum's deterministic rollouts are almost all quiet states with tiny
-actions, and brevitas' statistic, the 99.999th percentile of one batch, averaged over 256-row
-batches, follows the quiet batches: on a TD3 InvertedPendulum policy the output quantizer's range
-came out at +-0.043 (pre-tanh) while the policy's own actions reach 0.23 and a perturbed state needs
-1.5, so the INT8 policy could push with at most 4% of its force and fell. So the rollouts explore
-(Gaussian noise on the actions, as TD3 and DDPG train), and each quantizer's range is the largest
-value seen over the whole set (`max`), or brevitas' percentile over the whole set as one batch
-(`percentile`). Bohm et al. do not say how they calibrated.
+How the calibration data and statistic were chosen (measured with bench/ptq_calibration.py, in
+deploy/README.md's "Why INT8 PTQ fell over"): a balanced pendulum's deterministic rollouts are
+almost all quiet states with tiny actions, and brevitas' statistic, the 99.999th percentile of one
+batch, averaged over 256-row batches, follows the quiet batches: on a TD3 InvertedPendulum policy
+the output quantizer's range came out at +-0.043 (pre-tanh) while the policy's actions reach 0.23
+in its own episodes and 1.25 after perturbations, so the INT8 policy could push with at most 4% of
+its force and fell. So the rollouts explore (Gaussian noise on the actions, as TD3 and DDPG train),
+and each quantizer's range is the largest value seen over the whole set (`max`), or brevitas'
+percentile over the whole set as one batch (`percentile`). Bohm et al. do not say how they
+calibrated.
 """
 from __future__ import annotations
 
@@ -68,13 +69,15 @@ def ptq(src: str | Path, out: Path, bits_core: int, bits_in: int, calib: Calibra
     return b
 
 
-def calibration_observations(b: bundles.Bundle, episodes: int, action_noise: float = 0.0) -> np.ndarray:
+def calibration_observations(b: bundles.Bundle, episodes: int, action_noise: float = 0.0,
+                             seed: int | None = None) -> np.ndarray:
     """Normalized observations from rollouts of the FP32 policy, its actions perturbed by Gaussian
-    noise of std `action_noise` (clipped to [-1, 1]), seeded with the training seed (apart from the
-    evaluation seeds, so the policy is not calibrated on its test episodes)."""
+    noise of std `action_noise` (clipped to [-1, 1]), seeded by default with the training seed (apart
+    from the evaluation seeds, so the policy is not calibrated on its test episodes)."""
     seen = []
     act = b.policy("torch")
-    rng = np.random.default_rng(b.config.seed)
+    seed = b.config.seed if seed is None else seed
+    rng = np.random.default_rng(seed)
 
     def recording(x):
         seen.append(x)
@@ -83,7 +86,7 @@ def calibration_observations(b: bundles.Bundle, episodes: int, action_noise: flo
             a = np.clip(a + rng.normal(0.0, action_noise, a.shape), -1.0, 1.0).astype(np.float32)
         return a
 
-    evaluate(recording, b.config.env_id, b.obs_norm, episodes, b.config.seed)
+    evaluate(recording, b.config.env_id, b.obs_norm, episodes, seed)
     return np.concatenate(seen).astype(np.float32)
 
 
