@@ -23,6 +23,7 @@ sit below their panel, where they cover no data.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,7 +218,9 @@ def _how(series) -> str:
 
 
 def _save(fig, path: Path, title: str) -> bool:
-    fig.suptitle(title, fontsize=10)
+    # wrapped to the figure's width (about 12 characters of 10-point text per inch): a one-panel
+    # figure is too narrow for the longer titles, and matplotlib does not wrap a suptitle
+    fig.suptitle(textwrap.fill(title, int(fig.get_figwidth() * 12)), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
