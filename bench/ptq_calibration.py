@@ -1,8 +1,8 @@
 """Why INT8 PTQ fell over, and what each calibration gives: for FP32 bundles, each activation
 quantizer's range under each calibration, how much of the FP32 network's values it clips on rollouts
 with exploration noise on the evaluation seeds (perturbed states a deployed policy must recover
-from, in episodes no calibration saw), and the INT8
-policy's return with the integer engine on the evaluation seeds.
+from, in episodes no calibration saw), and the INT8 policy's return with the integer engine on the
+evaluation seeds.
 
 "before" is the calibration qsearch ptq had until 2026-12: deterministic rollouts, brevitas' 99.999th
 percentile per 256-row batch, averaged over the batches. It is rebuilt here only to be measured.
@@ -37,14 +37,10 @@ CALIBRATIONS = [  # (name, action noise, statistic)
 
 
 def quantize_before(fp32: QuantActor, observations: np.ndarray) -> QuantActor:
-    actor = QuantActor(fp32.obs_dim, fp32.act_dim, ptq.quantize(fp32, BITS, observations, "percentile").cfg).eval()
-    with torch.no_grad():
-        for q_lin, fp_lin in zip(actor.linears, [m for m in fp32.net if isinstance(m, nn.Linear)]):
-            q_lin.weight.copy_(fp_lin.weight)
-            q_lin.bias.copy_(fp_lin.bias)
-        with calibration_mode(actor):
-            for batch in torch.from_numpy(observations).tensor_split(max(1, round(len(observations) / 256))):
-                actor.quant_forward(batch)
+    actor = ptq.with_weights(fp32, BITS)
+    with torch.no_grad(), calibration_mode(actor):
+        for batch in torch.from_numpy(observations).tensor_split(max(1, round(len(observations) / 256))):
+            actor.quant_forward(batch)
     return actor.eval()
 
 

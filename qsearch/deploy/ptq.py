@@ -94,16 +94,11 @@ def quantize(fp32: QuantActor, bits: QuantBits, observations: np.ndarray, statis
     """A QuantActor holding `fp32`'s weights, its activation ranges calibrated on `observations`: brevitas'
     percentile over them as one batch (one batch: an average of per-batch percentiles follows the typical
     batch, not the rare large values), then, for `max`, each range widened to the largest |value| seen."""
-    cfg = dataclasses.replace(fp32.cfg, quant=bits)
-    actor = QuantActor(fp32.obs_dim, fp32.act_dim, cfg).eval()
-    fp_linears = [m for m in fp32.net if isinstance(m, nn.Linear)]
+    actor = with_weights(fp32, bits)
     largest = {}
     hooks = [layer.register_forward_pre_hook(lambda m, args: largest.__setitem__(m, _largest(m, args[0])))
              for layer in actor.act_quantizers()] if statistic == "max" else []
     with torch.no_grad():
-        for q_lin, fp_lin in zip(actor.linears, fp_linears, strict=True):
-            q_lin.weight.copy_(fp_lin.weight)
-            q_lin.bias.copy_(fp_lin.bias)
         with calibration_mode(actor):  # float forward, activation statistics collected, then frozen
             actor.quant_forward(torch.from_numpy(observations))  # forward() expects QuantTensors, absent here
         for h in hooks:
@@ -111,6 +106,16 @@ def quantize(fp32: QuantActor, bits: QuantBits, observations: np.ndarray, statis
         for layer, value in largest.items():
             fastpath.scaling_impl(layer).value.fill_(max(value, fastpath.SCALING_MIN_VAL))
     return actor.eval()
+
+
+def with_weights(fp32: QuantActor, bits: QuantBits) -> QuantActor:
+    """A QuantActor of `bits` holding `fp32`'s weights, its activation ranges not yet calibrated."""
+    actor = QuantActor(fp32.obs_dim, fp32.act_dim, dataclasses.replace(fp32.cfg, quant=bits)).eval()
+    with torch.no_grad():
+        for q_lin, fp_lin in zip(actor.linears, [m for m in fp32.net if isinstance(m, nn.Linear)], strict=True):
+            q_lin.weight.copy_(fp_lin.weight)
+            q_lin.bias.copy_(fp_lin.bias)
+    return actor
 
 
 def _largest(layer, x) -> float:
