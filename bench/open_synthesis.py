@@ -16,7 +16,10 @@ such designs, e.g. Humanoid's 400,000-gate adder network, that cannot fit); the 
 
 Also a trained Hopper-shaped policy (tests/policies.py's warmed_actor, 11-16-16-3, the paper's bits).
 --finn DIR reads FINN's chosen rows from a `qsearch hw --paper --reference --pad 32 --out DIR` run.
-Writes results.json, a Markdown table and a figure into --out; one yosys start-up first (timed).
+Writes results.json into --out; one yosys start-up first (timed). `--report` gathers the runs under
+--out and FINN's hw.json into one data file (open_synthesis.json: every design's row) with a Markdown
+table and a figure beside it; `--from-data docs/results/open_synthesis.json` redraws the table and the
+figure from the committed file alone.
 """
 from __future__ import annotations
 
@@ -106,14 +109,26 @@ def sweep(name: str, model, out: Path, netlist: bool, targets=TARGETS, timeout: 
     return rows
 
 
-def finn_rows(folder: Path | None) -> dict:
-    """FINN's chosen row (highest fitting target) per policy from a `qsearch hw` report folder."""
-    if not folder or not (folder / "hw.json").is_file():
+def finn_rows(data: dict | None) -> dict:
+    """FINN's chosen row (highest fitting target) per policy from a `qsearch hw` run's hw.json."""
+    if not data:
         return {}
-    data = json.loads((folder / "hw.json").read_text())
     chosen = data["chosen"].get("finn", {})  # hw.json: flow -> policy -> chosen target
     return {r["policy"]: r for r in data["rows"] if r.get("flow", "finn") == "finn"
             and chosen.get(r["policy"]) == r["target_fps"]}
+
+
+DATA = "open_synthesis.json"
+
+
+def gather(out: Path, finn: Path | None) -> dict:
+    """The data of the page: every open-flow row of the results.json files under `out` (several runs,
+    shards) and the hw.json of a `qsearch hw --paper --reference --pad 32` run (every FINN design)."""
+    files = [json.loads(f.read_text()) for f in sorted(out.glob("**/results.json"))]
+    # a finished run writes {"rows": ...}; an interrupted one its rows so far
+    rows = [r for data in files for r in (data["rows"] if isinstance(data, dict) else data)]
+    hw = json.loads((finn / "hw.json").read_text()) if finn and (finn / "hw.json").is_file() else None
+    return {"open": rows, "finn": hw}
 
 
 def chosen(rows: list[dict]) -> dict:
@@ -238,21 +253,28 @@ def main() -> None:
     p.add_argument("--only", nargs="+", default=None, metavar="NAME",
                    help="run only these policies (exact names, e.g. Hopper 'Hopper reference')")
     p.add_argument("--report", action="store_true",
-                   help="only write the table and figure from the results.json files under --out")
+                   help=f"only write the table and figure from the results.json files under --out and --finn's "
+                   f"hw.json, and both as one data file ({DATA}) beside them")
+    p.add_argument("--from-data", type=Path, metavar="FILE",
+                   help=f"only redraw the table and figure from such a data file (docs/results/{DATA}), beside it")
     p.add_argument("--shard", default="0/1", help="I/N: run every N-th policy from the I-th (parallel runs)")
     p.add_argument("--targets", type=float, nargs="+", default=TARGETS, help="throughput targets [actions/s]")
     p.add_argument("--no-trained", action="store_true", help="leave out the trained Hopper-shaped policy")
     p.add_argument("--no-netlist", action="store_true", help="no netlist simulation (as `qsearch hw --flow open` without --check-netlist)")
     p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds a tool run may take (wall)")
     a = p.parse_args()
-    if a.report:
-        files = [json.loads(f.read_text()) for f in sorted(a.out.glob("**/results.json"))]
-        # a finished run writes {"rows": ...}; an interrupted one its rows so far
-        rows = [r for data in files for r in (data["rows"] if isinstance(data, dict) else data)]
-        finn = finn_rows(a.finn)
-        (a.out / "open_synthesis.md").write_text(table(rows, finn))
-        figure(rows, finn, a.out / "open_synthesis.png")
-        print(table(rows, finn))
+    if a.report or a.from_data:
+        if a.from_data:
+            data = json.loads(a.from_data.read_text())
+            out = a.from_data.parent
+        else:
+            data = gather(a.out, a.finn)
+            out = a.out
+            (out / DATA).write_text(json.dumps(data, indent=None, separators=(",", ":")) + "\n")
+        finn = finn_rows(data["finn"])
+        (out / "open_synthesis_table.md").write_text(table(data["open"], finn))
+        figure(data["open"], finn, out / "open_synthesis.png")
+        print(table(data["open"], finn))
         return
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

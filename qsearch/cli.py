@@ -81,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="figures and a Markdown summary of a search or selection")
     r.add_argument("space", nargs="?", help="the search or selection space file (its folder is runs/<name>)")
     r.add_argument("--workdir", metavar="DIR", help="the search's or selection's folder instead")
+    r.add_argument("--data", metavar="FILE", help="also write what the report is drawn from (trials, curves, the "
+                   "selection, noise results) as one JSON file, to publish beside a results page")
+    r.add_argument("--from-data", metavar="FILE", help="draw the report from such a file alone (no tracking store)")
+    r.add_argument("--out", metavar="DIR", help="with --from-data: the report's folder (default: FILE without its "
+                   "suffix; replaced whole, so absent or a previous report's)")
 
     x = sub.add_parser("export", help="export a quantized bundle to QONNX, integer JSON, portable C, a FINN build folder or an MLflow model")
     x.add_argument("bundle", help="bundle folder or MLflow run id")
@@ -374,11 +379,20 @@ def _select(a) -> int:
 
 
 def _report(a) -> int:
-    from qsearch.select.report import FIGURES, report
+    from qsearch.select.report import FIGURES, redraw, report
 
-    if (a.space is None) == (a.workdir is None):
-        raise QsearchError("report: give either a space file or --workdir")
-    out, drawn = report(a.space, a.workdir)
+    if a.from_data is not None:
+        if a.space is not None or a.workdir is not None or a.data is not None:
+            raise QsearchError("report: --from-data draws from the file alone (no space file, --workdir or --data)")
+        out, drawn = redraw(a.from_data, a.out)
+    elif (a.space is None) == (a.workdir is None):
+        raise QsearchError("report: give either a space file or --workdir (or --from-data FILE)")
+    elif a.out is not None:
+        raise QsearchError("report: --out is for --from-data (a folder's report goes to <folder>/report)")
+    else:
+        out, drawn = report(a.space, a.workdir, a.data)
+        if a.data is not None:
+            print(f"wrote {a.data}")
     print(f"wrote {out / 'report.md'}")
     for name, title, needs in FIGURES:
         print(f"  {name}: {'drawn' if drawn[name] else 'not drawn (needs ' + needs + ')'}")

@@ -37,8 +37,11 @@ def deploy_steps(workdir: Path, hw_targets: list[float] | None) -> list[list[str
     return [hw, *exports, register]
 
 
+DATA = "report_data.json"  # what the report is drawn from, hardware rows included: to publish and redraw
+
+
 def report_step(workdir: Path) -> list[str]:
-    return ["report", "--workdir", str(workdir)]
+    return ["report", "--workdir", str(workdir), "--data", str(workdir / DATA)]
 
 
 def best_selected(workdir: Path) -> tuple[str, str]:
@@ -61,6 +64,7 @@ def closing(workdir: Path) -> str:
     figures = sorted(report.glob("*.png")) if report.is_dir() else []
     lines = [f"report:   {report / 'report.md'}",
              f"figures:  {', '.join(str(f) for f in figures) or '(none)'}",
+             f"data:     {workdir / DATA} (qsearch report --from-data {workdir / DATA} redraws the report)",
              f"hardware: {workdir / 'hw'} (hw.md, hw.csv, hw.json, hw.png)",
              *[f"export:   {workdir / 'export' / f}" for f in EXPORT_FORMATS],
              f"MLflow UI: qsearch ui --workdir {workdir}"]

@@ -60,6 +60,7 @@ PROGRESS_METRICS = ("steps_per_s", "eval_return_mean", "eval_return_std", "qf_lo
                     "vf_loss", "entropy")  # the last two: PPO
 EVAL_RETURN = "eval_return_mean"  # over environment steps: the training curve
 FINAL_RETURN = "final_return"  # the final evaluation of the trained policy: what selection compares
+SUMMARY_METRICS = (FINAL_RETURN, "final_return_std", "final_return_int", "train_seconds", "work_seconds", "cost")
 HW_METRIC_PREFIX = "hw_"
 STEPS_SPENT = "env_steps_spent"  # a selection's: environment steps of the trials it trained (stopped: to the stop)
 STEPS_REUSED = "env_steps_reused"  # of the trials it took from the store
@@ -109,6 +110,7 @@ class Trial:
     run_id: str
     params: dict  # as MLflow stores them: strings
     final_return: float
+    summary: dict = field(default_factory=dict, compare=False)  # SUMMARY_METRICS and hw_* metrics it has
 
     @property
     def key(self) -> str:
@@ -148,7 +150,9 @@ def _trial(run) -> Trial | None:
                            f"this one reads up to {RECORD_VERSION}): upgrade qsearch to read this store")
     if FINAL_RETURN not in run.data.metrics or "configuration" not in run.data.params:
         return None
-    return Trial(run.info.run_id, dict(run.data.params), float(run.data.metrics[FINAL_RETURN]))
+    m = run.data.metrics
+    summary = {k: v for k, v in m.items() if k in SUMMARY_METRICS or k.startswith(HW_METRIC_PREFIX)}
+    return Trial(run.info.run_id, dict(run.data.params), float(m[FINAL_RETURN]), summary)
 
 
 def _runs(uri: str, filter_string: str, experiment_ids: list[str] | None = None) -> list:

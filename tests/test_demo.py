@@ -64,6 +64,9 @@ def test_demo_pipeline_and_reuse(tmp_path, capsys, monkeypatch):
     for name, _, _ in FIGURES[1:]:
         assert (workdir / "report" / name).stat().st_size > 1000, name
     assert "| configuration | sigma 0 |" in md and chosen["configuration"] in md
+    data = json.loads((workdir / "report_data.json").read_text())  # publishable: trials, curves, hardware rows
+    assert chosen["configuration"] in {t["params"]["configuration"] for t in data["trials"]}
+    assert all(t["curve"] for t in data["trials"]) and any("reference" in r["policy"] for r in data["hw"]["rows"])
 
     assert main(["select", str(space), "--workdir", str(workdir), "--no-noise"]) == 0  # nothing trained twice
     out = capsys.readouterr().out

@@ -3,6 +3,7 @@ the Markdown summary, the MLflow artifacts, and bad input (one line, exit 2)."""
 import io
 import json
 import os
+import shutil
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -45,10 +46,11 @@ def scope_returns(conf, seed):
     return base - abs(base) * max(0, 4 - worst) * 0.3 + 15 * (seed - 1)
 
 
-def test_selection_report_draws_every_figure_and_logs_it(tmp_path, capsys):
+def noisy_selection(tmp_path):
+    """A finished selection with noise.json as `select` writes it (its Ray evaluation is covered in
+    test_demo.py): (folder, outcome, the noise curves by key)."""
     path, workdir, uri = filled_selection(tmp_path)
     outcome = select(path, workdir=workdir, noise=False, stream=io.StringIO())
-    # noise.json as `select` writes it with noise_models: stages (its Ray evaluation is covered in test_demo.py).
     sig = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
     curves = {}
     for key, m, k in (("fp32", 1000, 3), ("core", 995, 2), ("width", 992, 1.5), ("selected", 990, 1)):
@@ -58,6 +60,12 @@ def test_selection_report_draws_every_figure_and_logs_it(tmp_path, capsys):
                        "seeds": [0, 1, 2], "per_model": per_model, "mean": [m - k * 100 * s for s in sig],
                        "std": [16.3] * len(sig)}
     (workdir / "noise.json").write_text(json.dumps({"episodes": 10, "models": "stages", "envs": {ENV: curves}}))
+    return workdir, outcome, curves
+
+
+def test_selection_report_draws_every_figure_and_logs_it(tmp_path, capsys):
+    workdir, outcome, curves = noisy_selection(tmp_path)
+    uri = tracking.default_uri(workdir)
 
     assert main(["report", "--workdir", str(workdir)]) == 0
     assert "fig3_noise.png: drawn" in capsys.readouterr().out
@@ -67,7 +75,8 @@ def test_selection_report_draws_every_figure_and_logs_it(tmp_path, capsys):
     md = (report / "report.md").read_text()
     assert "Not drawn" not in md
     assert outcome.selected[ENV].configuration in md
-    rows = [line for line in md.splitlines() if line.startswith("| ") and "+-" in line]
+    noise_section = md.split("## Noise robustness")[1].split("## Figures")[0]
+    rows = [line for line in noise_section.splitlines() if line.startswith("| ") and "+-" in line]
     assert [r.split(" | ")[0] for r in rows] == [  # named by configuration, FP32 first, the selected one last
         "| FP32, width 64", "| core 3b, width 64, input 8b (core stage's pick)",
         "| core 3b, width 32, input 8b (width stage's pick)", "| core 3b, width 32, input 4b (selected)"]
@@ -132,6 +141,78 @@ def test_unknown_search_name(tmp_path, capsys, monkeypatch):
     (tmp_path / "runs" / "never_run").mkdir(parents=True)
     assert main(["report", str(space)]) == 2
     assert "holds no search or selection" in capsys.readouterr().err
+
+
+def test_the_report_redrawn_from_its_data_alone(tmp_path, capsys):
+    workdir, outcome, _ = noisy_selection(tmp_path)
+    data = tmp_path / "pub" / "study.json"
+    assert main(["report", "--workdir", str(workdir), "--data", str(data)]) == 0
+    d = json.loads(data.read_text())
+    used = {t.run_id for t in gather(workdir).trials}
+    assert {t["run_id"] for t in d["trials"]} == used and d["kind"] == "selection"
+    one = next(t for t in d["trials"] if t["params"]["fp32"] == "True")
+    assert one["curve"] == [[25, one["summary"]["final_return"] / 2], [50, one["summary"]["final_return"]]]
+    assert d["selection"]["version"] == 2 and set(d["noise"][ENV]) == {"fp32", "core", "width", "selected"}
+
+    # The store is gone: the file alone draws the same report (tables and figures).
+    shutil.rmtree(workdir)
+    capsys.readouterr()
+    assert main(["report", "--from-data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "fig3_noise.png: drawn" in out and "not drawn" not in out
+    redrawn = tmp_path / "pub" / "study"
+    md = (redrawn / "report.md").read_text()
+    assert md.splitlines()[2].startswith("Redrawn from `study.json`; recorded in tracking store")
+    for name, _, _ in FIGURES:
+        assert (redrawn / name).stat().st_size > 5000, name
+    assert f"{outcome.selected[ENV].configuration}" in md
+    table1 = md.split("## Selection (paper Table 1)")[1].split("## Stages")[0].splitlines()
+    assert table1[5].split() == [ENV, "32", "3", "4", "998.0", "+-", "8.2", "1000.0", "+-", "8.2"]
+    configurations = md.split("## Configurations")[1].split("##")[0]
+    assert f"| {outcome.selected[ENV].configuration} | 988.0 | 998.0 | 1,008.0 | 998.0 +- 8.2 |" in configurations
+    noise_rows = [line for line in md.splitlines() if line.startswith("| core 3b, width 32, input 4b (selected)")]
+    assert noise_rows == ["| core 3b, width 32, input 4b (selected) | 990.0 +- 16.3 | 980.0 +- 16.3 | 970.0 +- 16.3 "
+                          "| 960.0 +- 16.3 | 950.0 +- 16.3 | 940.0 +- 16.3 |"]
+
+
+def test_the_redrawn_report_is_the_folders_report(tmp_path):
+    """Every line of report.md but the one naming where it came from, from the store and from the file."""
+    workdir, _, _ = noisy_selection(tmp_path)
+    main(["report", "--workdir", str(workdir), "--data", str(tmp_path / "d.json")])
+    assert main(["report", "--from-data", str(tmp_path / "d.json"), "--out", str(tmp_path / "again")]) == 0
+    a = (workdir / "report" / "report.md").read_text().splitlines()
+    b = (tmp_path / "again" / "report.md").read_text().splitlines()
+    assert a[:2] + a[3:] == b[:2] + b[3:] and a[2] != b[2]
+    # Drawing again replaces a previous report; a folder with anything else in it is refused.
+    assert main(["report", "--from-data", str(tmp_path / "d.json"), "--out", str(tmp_path / "again")]) == 0
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{", "not valid JSON"),
+    ('{"trials": []}', "not a report data file"),
+    ('{"format": "qsearch-report-data", "version": 99}', "written by a newer qsearch (data version 99"),
+    ('{"format": "qsearch-report-data", "version": 1, "name": "x"}', "malformed report data (KeyError"),
+])
+def test_bad_report_data(tmp_path, content, message, capsys):
+    f = tmp_path / "d.json"
+    f.write_text(content)
+    assert main(["report", "--from-data", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "d").exists()
+
+
+def test_redraw_keeps_other_files(tmp_path, capsys):
+    workdir, _, _ = noisy_selection(tmp_path)
+    main(["report", "--workdir", str(workdir), "--data", str(tmp_path / "d.json")])
+    capsys.readouterr()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep")
+    assert main(["report", "--from-data", str(tmp_path / "d.json"), "--out", str(tmp_path / "notes")]) == 2
+    assert "holds files that are not a report's (mine.txt)" in capsys.readouterr().err
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep"
+    assert main(["report", "--from-data", str(tmp_path / "d.json"), "--workdir", str(workdir)]) == 2
+    assert main(["report", "--workdir", str(workdir), "--out", str(tmp_path / "x")]) == 2
 
 
 # ---- The figure rules, on the numbers of docs/results/reduced_budget.md --------------------------

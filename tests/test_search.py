@@ -10,6 +10,7 @@ import time
 
 import pytest
 import requests
+import yaml
 
 from qsearch import bundle as bundles
 from qsearch.search.run import search
@@ -105,6 +106,45 @@ def test_search_tracked_in_mlflow(services, tmp_path):
         b = bundles.read(folder / "bundle")
         assert (b.config.seed, b.config.policy.quant is None) == (trial["seed"], "/fp32/" in trial["configuration"])
         assert json.loads((folder / "trial.json").read_text())["final_return"] == b.evaluation["torch"]["mean"]
+
+
+TIMING = {"steps_per_s", "seconds", "train_seconds"}  # how long, not what: the only fields allowed to differ
+
+
+def untimed(value):
+    """A bundle's JSON with its timing fields dropped, at any depth."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if k not in TIMING}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
+def test_same_configuration_and_seed_give_the_same_bundle_in_train_and_in_tune(services, tmp_path):
+    """One short Hopper-v5 QAT configuration through `qsearch train` (its own process) and as a
+    one-trial Tune search (a Ray worker): the same actor.pt, norm.npz and integer.npz bytes, the same
+    learning history and evaluation apart from timing (docs/results' pages rely on it)."""
+    address, url = services
+    algo = {"learning_starts": 200, "batch_size": 32, "critic_width": 32, "sigma_width": 16}
+    data = {"name": "runners", "envs": ["Hopper-v5"], "algo": "sac", "steps": 600, "seeds": [3],
+            "eval_every": 300, "eval_episodes": 2, "final_episodes": 2, "policy": {"width": 16},
+            "algo_config": algo, "sweep": [{"scope": "core", "bits": 2}]}
+    (tmp_path / "runners.yaml").write_text(yaml.safe_dump(data))
+    out = search(tmp_path / "runners.yaml", workdir=tmp_path / "w", address=address, tracking_uri=url)
+    assert [r["status"] for r in out.rows] == ["done"]
+    [trial] = [p for p in (tmp_path / "w" / "ray" / "runners").iterdir() if (p / "params.json").exists()]
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in algo.items()]
+    subprocess.run([str(BIN / "qsearch"), "train", "--env", "Hopper-v5", "--steps", "600", "--seed", "3",
+                    "--eval-every", "300", "--episodes", "2", "--width", "16", "--scope", "core", "--bits", "2",
+                    *flags, "--out", str(tmp_path / "train")], check=True, env=ENV, capture_output=True)
+
+    tuned, trained = trial / "bundle", tmp_path / "train"
+    for name in ("actor.pt", "norm.npz", "integer.npz"):
+        assert (tuned / name).read_bytes() == (trained / name).read_bytes(), name
+    for name in ("history.json", "eval.json", "bundle.json"):
+        assert untimed(json.loads((tuned / name).read_text())) == untimed(json.loads((trained / name).read_text())), name
+    history = json.loads((trained / "history.json").read_text())
+    assert [h["step"] for h in history] == [300, 600] and all(h["steps_per_s"] > 0 for h in history)
 
 
 def test_failing_trial_recorded_while_others_finish(services, tmp_path):

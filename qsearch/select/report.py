@@ -5,6 +5,9 @@ Reads a search's folder (search.json: every finished trial of its experiment) or
 figures that its data supports (qsearch/select/figures.py), writes <folder>/report/ (report.md and
 the PNGs, written to a temporary folder and renamed into place) and logs that folder to the
 search's parent run or the selection's run, under `report/`.
+
+`--data FILE` also writes what the report was drawn from as one small JSON file, and
+`--from-data FILE` draws the same report from that file alone (qsearch/select/report_data.py).
 """
 from __future__ import annotations
 
@@ -17,8 +20,7 @@ from qsearch import run_folder, tracking
 from qsearch import trial_record as record
 from qsearch.atomic import replaced_folder
 from qsearch.errors import QsearchError
-from qsearch.search import summary as summaries
-from qsearch.select import figures, results, tables
+from qsearch.select import figures, report_data, results, tables
 from qsearch.select import selection_record as rec
 from qsearch.select.results import Stats
 from qsearch.trial_record import Trial
@@ -43,8 +45,11 @@ class Data:
     trials: list[Trial]
     fp32: dict[str, Stats] = field(default_factory=dict)
     fp32_width: dict[str, int] = field(default_factory=dict)
+    curves: dict[str, dict[int, float]] = field(default_factory=dict)  # run id -> {step: evaluation return}
     selection: rec.SelectionRecord | None = None
     noise: dict | None = None
+    hw: dict | None = None  # the folder's hw/hw.json, when `qsearch hw` wrote one there (the demo does)
+    source_file: Path | None = None  # the data file it was read from, if not from a tracking store
 
 
 def workdir_of(space_path: str | Path | None, workdir: str | Path | None) -> Path:
@@ -94,6 +99,23 @@ def gather(folder: Path) -> Data:
         data = Data(state["space_name"], "search", state["tracking_uri"], state["parent_run_id"], trials)
     if not data.trials:
         raise QsearchError(f"{data.name}: no finished trials in the tracking store {data.uri}")
+    c = tracking.client(data.uri)
+    data.curves = {t.run_id: record.eval_history(c, t.run_id) for t in data.trials}
+    if (folder / report_data.HW).is_file():
+        data.hw = run_folder.read_json(folder / report_data.HW)
+    return _with_baselines(data)
+
+
+def from_data(path: str | Path) -> Data:
+    """A report's Data from its data file (`qsearch report --data`), with no tracking store."""
+    data = Data(**report_data.read(path), source_file=Path(path))
+    if not data.trials:
+        raise QsearchError(f"{path}: no trials")
+    return _with_baselines(data)
+
+
+def _with_baselines(data: Data) -> Data:
+    """data with its FP32 reference per environment, derived from its trials."""
     for t, s in _fp32_configurations(data.trials):
         data.fp32.setdefault(t.env_id, s)
         data.fp32_width.setdefault(t.env_id, t.width)
@@ -122,16 +144,11 @@ def histories(data: Data) -> dict:
     """env -> label -> per-run {step: eval_return_mean}, for the selected and FP32 runs."""
     if data.selection is None:
         return {}
-    c = tracking.client(data.uri)
-
-    def history(run_id):
-        return record.eval_history(c, run_id)
-
     out = {}
     for env, s in data.selection.selected.items():
         label = f"{rec.describe(s.core_bits, s.width, s.input_bits, s.output_bits)} (selected)"
-        out[env] = {f"FP32, width {data.fp32_width[env]}": [history(t.run_id) for t in data.selection.fp32[env]],
-                    label: [history(t.run_id) for t in s.trials]}
+        out[env] = {f"FP32, width {data.fp32_width[env]}": [data.curves[t.run_id] for t in data.selection.fp32[env]],
+                    label: [data.curves[t.run_id] for t in s.trials]}
     return out
 
 
@@ -192,16 +209,17 @@ def write(data: Data, out: Path) -> dict[str, bool]:
 
 
 def markdown(data: Data, drawn: dict[str, bool]) -> str:
-    lines = [f"# qsearch report: {data.kind} `{data.name}`", "",
-             f"Tracking store: `{data.uri}`, run `{data.run_id}`.", ""]
+    where = f"Tracking store: `{data.uri}`, run `{data.run_id}`."
+    if data.source_file is not None:
+        where = f"Redrawn from `{data.source_file.name}`; recorded in tracking store `{data.uri}`, run `{data.run_id}`."
+    lines = [f"# qsearch report: {data.kind} `{data.name}`", "", where, ""]
     if data.selection is not None:
         sel = data.selection
         lines += ["## Selection (paper Table 1)", "", "```", tables.selection_table(sel), "```", "",
                   "## Stages", "", "```", "\n\n".join(tables.stage_table(s, sel.rule) for s in sel.stages), "```", "",
                   "## Cost", "", tables.cost_line(sel.cost) + ".", ""]
-    lines += ["## Configurations", "", "Final return over seeds (population std).", "", "```",
-              summaries.table([{"configuration": t.configuration, "seed": t.seed, "status": "done",
-                                "final_return": t.final_return} for t in data.trials]), "```", ""]
+    lines += ["## Configurations", "", "Final return of each seed, and their mean +- population std.", "",
+              *configurations_table(data.trials), ""]
     noise = noise_curves(data)
     if noise:
         lines += ["## Noise robustness", "",
@@ -220,10 +238,45 @@ def markdown(data: Data, drawn: dict[str, bool]) -> str:
     return "\n".join(lines)
 
 
-def report(space_path: str | Path | None = None, workdir: str | Path | None = None) -> tuple[Path, dict]:
+def configurations_table(trials: list[Trial]) -> list[str]:
+    """Markdown rows: per configuration, each seed's final return and the mean +- std over them."""
+    seeds = sorted({t.seed for t in trials})
+    lines = ["| configuration | " + " | ".join(f"seed {s}" for s in seeds) + " | mean +- std |",
+             "|---" + "|---:" * (len(seeds) + 1) + "|"]
+    for t, st in sorted(results.groups(trials), key=lambda g: g[0].configuration):
+        by_seed = dict(zip(st.seeds, st.returns))
+        cells = [f"{by_seed[s]:,.1f}" if s in by_seed else "-" for s in seeds]
+        lines.append(f"| {t.configuration} | " + " | ".join(cells) + f" | {st.mean:,.1f} +- {st.std:,.1f} |")
+    return lines
+
+
+def report(space_path: str | Path | None = None, workdir: str | Path | None = None,
+           data_file: str | Path | None = None) -> tuple[Path, dict]:
+    """The report of a search's or selection's folder, logged to its run; its data file too if asked."""
     folder = workdir_of(space_path, workdir)
     data = gather(folder)
     out = folder / run_folder.REPORT
     drawn = write(data, out)
+    if data_file is not None:
+        report_data.write(data, data_file)
     record.log_report(data.uri, data.run_id, str(out))
     return out, drawn
+
+
+REPORT_FILES = ("report.md", *(name for name, _, _ in FIGURES))
+
+
+def redraw(data_file: str | Path, out: str | Path | None = None) -> tuple[Path, dict]:
+    """The report drawn from a data file alone, into `out` (default: the file's path without its
+    suffix, e.g. results.json -> results/). `out` is replaced whole, so it must be absent or hold
+    only a report's files: nothing else is lost."""
+    data_file = Path(data_file)
+    out = Path(out) if out is not None else data_file.with_suffix("")
+    if out.exists():
+        others = [p.name for p in out.iterdir()] if out.is_dir() else [out.name]
+        others = [n for n in others if n not in REPORT_FILES]
+        if others:
+            raise QsearchError(f"--out {out}: holds files that are not a report's ({', '.join(sorted(others)[:3])}); "
+                               "give a new folder or a previous report's")
+    data = from_data(data_file)
+    return out, write(data, out)
