@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from qsearch import ray_session, tracking
-from qsearch.config import (ALGO_CONFIGS, ALGOS, CALIB_STATISTICS, FIXED_BITS, SCOPES, CalibrationConfig, FieldError,
-                            PolicyConfig, QuantBits, TrainConfig, check_value, default, field_doc, scalar_kind)
+from qsearch.config import (ALGO_CONFIGS, ALGOS, CALIB_STATISTICS, CHECKPOINT_EVERY, FIXED_BITS, SCOPES,
+                            CalibrationConfig, FieldError, PolicyConfig, QuantBits, TrainConfig, check_value, default,
+                            field_doc, scalar_kind)
 from qsearch.errors import QsearchError
 from qsearch.hw.config import HwConfig
 
@@ -36,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
                                    "qsearch/config.py's configs, their help the fields' docstrings.")
     t.add_argument("--out", required=True, help="bundle folder to write")
     t.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    t.add_argument("--checkpoint-every", type=int, default=CHECKPOINT_EVERY, metavar="STEPS",
+                   help="save the whole learner state every STEPS environment steps in OUT.checkpoints "
+                        f"(0: never; default {CHECKPOINT_EVERY:,}); removed once the bundle is written")
+    t.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its latest checkpoint in OUT.checkpoints (the same "
+                        "flags): the result is the one an uninterrupted run gives")
     _config_flags(t.add_argument_group("run (TrainConfig)"), TrainConfig)
     pol = t.add_argument_group("policy (PolicyConfig, QuantBits)")
     _config_flags(pol, PolicyConfig)
@@ -294,13 +301,19 @@ def _algo_fields() -> dict[str, list[str]]:
 def _train(a) -> int:
     from qsearch import pipeline
     from qsearch.progress import TrainProgress
+    from qsearch.rl.checkpoint import FolderCheckpoints
     from qsearch.rl.envs import log_mujoco_to
 
     cfg = _train_config(a)
     pipeline.check(cfg, a.out, a.force)
+    checkpoints = FolderCheckpoints(pipeline.checkpoint_folder(a.out), a.checkpoint_every, a.resume)
+    if checkpoints.resume_from is not None:
+        print(f"continuing from {checkpoints.resume_from}")
     log_mujoco_to(Path(a.out).resolve().parent)
     with TrainProgress(cfg.total_steps) as bar:
-        b = pipeline.run(cfg, a.out, episodes=cfg.eval_episodes, progress=bar.update, force=a.force)
+        b = pipeline.run(cfg, a.out, episodes=cfg.eval_episodes, progress=bar.update, force=a.force,
+                         checkpoints=checkpoints)
+    checkpoints.discard()
     print(f"wrote {a.out}")
     _print_evaluation(b.evaluation)
     return 0

@@ -20,6 +20,10 @@ MIN_BITS, MAX_BITS = 2, 8
 SCOPES = ("all", "input", "output", "core")
 ALGOS = ("sac", "ddpg", "td3", "ppo")
 FIXED_BITS = 8  # the paper keeps every non-swept part of the network at 8 bits
+# Environment steps between two checkpoints of a trial's learner (rl/checkpoint.py): a run killed
+# loses at most this much; see the README's "Preemptible capacity" for the measurement behind it.
+CHECKPOINT_EVERY = 20_000
+CHECKPOINTS_KEPT = 2  # the latest, and the one before in case the latest is lost with its machine
 
 
 class FieldError(QsearchError):

@@ -23,9 +23,12 @@ def check(cfg: TrainConfig, out: Path, force: bool = False) -> None:
     bundles.check_destination(Path(out), force)
 
 
-def run(cfg: TrainConfig, out: Path, episodes: int = 10, progress=None, force: bool = False) -> bundles.Bundle:
+def run(cfg: TrainConfig, out: Path, episodes: int = 10, progress=None, force: bool = False,
+        checkpoints=None) -> bundles.Bundle:
+    """checkpoints: where the learner saves its state and which checkpoint it continues from
+    (rl/checkpoint.py); None: no checkpoints."""
     check(cfg, out, force)
-    result = rl.train(cfg, progress)
+    result = rl.train(cfg, progress, checkpoints)
     actor = result.actor.eval()
     actor.freeze_scales()
     model = integer.extract(actor, result.obs_norm) if actor.quantized else None
@@ -35,6 +38,12 @@ def run(cfg: TrainConfig, out: Path, episodes: int = 10, progress=None, force: b
     b.evaluation["train_seconds"] = result.train_seconds
     bundles.write(b, Path(out), force=force)
     return b
+
+
+def checkpoint_folder(out: Path) -> Path:
+    """Where `qsearch train --out OUT` keeps its checkpoints until the bundle is written: OUT.checkpoints."""
+    out = Path(out)
+    return out.parent / f"{out.name}.checkpoints"
 
 
 def evaluate_bundle(b: bundles.Bundle, episodes: int, seed: int, noise: float = 0.0) -> dict:

@@ -2,6 +2,7 @@
 run that learns, RLlib checkpoints imported into bundles (QAT and FP32), and bad input refused.
 
 Small settings keep the file near 3 minutes on 2 cores: 512-step PPO iterations of 8 minibatches."""
+import dataclasses
 import json
 import os
 import pickle
@@ -77,7 +78,7 @@ def short_config(quant, steps, seed=0):
 @pytest.mark.parametrize("quant", [QuantBits(bits_in=4, bits_weight=3, bits_act=3), None], ids=["qat", "fp32"])
 def test_checkpoint_imports_into_a_bundle(local_ray, tmp_path, capsys, quant):
     cfg = short_config(quant, 1024)
-    result = ppo.train(cfg, checkpoint=str(tmp_path / "ckpt"))
+    result = ppo.train(cfg, rllib_checkpoint=str(tmp_path / "ckpt"))
     assert main(["import", str(tmp_path / "ckpt"), "--out", str(tmp_path / "b"), "--episodes", "2"]) == 0
     b = bundles.read(tmp_path / "b")
     assert b.config == cfg  # the module carries its training configuration
@@ -139,7 +140,7 @@ def test_another_modules_checkpoint_is_refused(local_ray, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def genuine_checkpoint(local_ray, tmp_path_factory):
     folder = tmp_path_factory.mktemp("genuine") / "ckpt"
-    ppo.train(short_config(None, 512), checkpoint=str(folder))
+    ppo.train(short_config(None, 512), rllib_checkpoint=str(folder))
     return folder
 
 
@@ -203,3 +204,28 @@ def test_space_gives_ppo_one_env_runner_per_cpu(tmp_path):
     assert s.train_config(s.configurations[0], 0).algo_config.env_runners == 3
     with pytest.raises(QsearchError, match="env_runners must be a positive integer"):
         PPOConfig(env_runners=0)
+
+
+def test_interrupted_run_continues_from_its_rllib_checkpoint(local_ray, tmp_path):
+    """PPO saves RLlib's own checkpoint (module, optimizer, connector statistics, counters) and a run
+    stopped after it continues from there: the steps before the checkpoint are not trained again."""
+    from qsearch.rl.checkpoint import FolderCheckpoints
+
+    cfg = short_config(QuantBits(bits_in=4, bits_weight=3, bits_act=3), 2048)
+    cfg = dataclasses.replace(cfg, eval_every=1024)
+    folder, seen = tmp_path / "ckpts", []
+
+    def stop_after_the_checkpoint(m):
+        seen.append(m)
+        if m["step"] > 1024:
+            raise KeyboardInterrupt  # as a preemption would, between two checkpoints
+
+    with pytest.raises(KeyboardInterrupt):
+        ppo.train(cfg, stop_after_the_checkpoint, FolderCheckpoints(folder, 1024, resume=False))
+    assert [p.name for p in folder.iterdir()] == [f"step-{1024:012d}"]
+
+    continued = []
+    result = ppo.train(cfg, continued.append, FolderCheckpoints(folder, 1024, resume=True))
+    assert [m["step"] for m in continued] == [1536, 2048]  # from the checkpoint on, not from 0
+    assert [h["step"] for h in result.history] == [1024, 2048]
+    assert result.history[0] == seen[1]  # the evaluation before the checkpoint, kept from it

@@ -52,3 +52,17 @@ class ReplayBuffer:
             torch.from_numpy(self.rewards[idx]),
             torch.from_numpy(self.terminations[idx]),
         )
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able state, the filled part of the arrays) for a checkpoint."""
+        n = self.size
+        arrays = {"rb_obs": self.obs[:n], "rb_next_obs": self.next_obs[:n], "rb_actions": self.actions[:n],
+                  "rb_rewards": self.rewards[:n], "rb_terminations": self.terminations[:n]}
+        return {"pos": self.pos, "size": n, "rng": self.rng.bit_generator.state}, arrays
+
+    def load_state(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
+        n = self.size = state["size"]
+        self.pos = state["pos"]
+        self.rng.bit_generator.state = state["rng"]
+        for name in ("obs", "next_obs", "actions", "rewards", "terminations"):
+            getattr(self, name)[:n] = arrays[f"rb_{name}"]

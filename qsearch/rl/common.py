@@ -149,9 +149,15 @@ class Monitor:
     def __init__(self, cfg: TrainConfig, progress: Callable[[dict], None] | None, actor: nn.Module,
                  running: RunningNorm):
         self.cfg, self.progress, self.actor, self.running = cfg, progress, actor, running
-        self.history: list[dict] = []
+        self.rows: list[dict] = []  # every report, in order
         self.start = self.last_time = time.perf_counter()
         self.last_step = 0
+        self.earlier_seconds = 0.0  # training time before the checkpoint this run continues from
+
+    @property
+    def history(self) -> list[dict]:
+        """The rows with an evaluation: the bundle's history.json."""
+        return [row for row in self.rows if "eval_return_mean" in row]
 
     def due(self, step: int) -> bool:
         return step % REPORT_EVERY == 0 or step % self.cfg.eval_every == 0 or step == self.cfg.total_steps
@@ -171,7 +177,7 @@ class Monitor:
             result = evaluate(torch_policy(self.actor), self.cfg.env_id, self.running.frozen(),
                               self.cfg.eval_episodes, EVAL_SEED_OFFSET + self.cfg.seed)
             metrics["eval_return_mean"], metrics["eval_return_std"] = result.mean, result.std
-            self.history.append(metrics)
+        self.rows.append(metrics)
         if self.progress is not None:
             self.progress(dict(metrics))
         # The next window starts after the evaluation, so steps_per_s measures training alone.
@@ -179,4 +185,11 @@ class Monitor:
 
     @property
     def seconds(self) -> float:
-        return time.perf_counter() - self.start
+        return self.earlier_seconds + time.perf_counter() - self.start
+
+    def state(self) -> dict:
+        return {"rows": self.rows, "seconds": self.seconds, "last_step": self.last_step}
+
+    def load_state(self, state: dict) -> None:
+        self.rows, self.earlier_seconds, self.last_step = state["rows"], state["seconds"], state["last_step"]
+        self.start = self.last_time = time.perf_counter()

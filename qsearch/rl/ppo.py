@@ -20,6 +20,8 @@ from qsearch import ray_session
 from qsearch.config import PPOConfig, TrainConfig
 from qsearch.errors import QsearchError
 from qsearch.quant.actor import QuantActor
+from qsearch.rl import checkpoint
+from qsearch.rl.checkpoint import Checkpoints
 from qsearch.rl.common import EVAL_SEED_OFFSET, TrainResult, diverged, seed_everything
 from qsearch.rl.envs import action_bias, action_scale, make_env
 from qsearch.rl.evaluate import evaluate, torch_policy
@@ -106,8 +108,11 @@ def current_norm(algo) -> ObsNorm:
     return connector_norm(state[COMPONENT_ENV_RUNNER][COMPONENT_ENV_TO_MODULE_CONNECTOR])
 
 
-def train(cfg: TrainConfig, progress=None, address: str | None = None, checkpoint: str | None = None) -> TrainResult:
-    """checkpoint: also save RLlib's checkpoint of the trained algorithm there (for `qsearch import`)."""
+def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = None, address: str | None = None,
+          rllib_checkpoint: str | None = None) -> TrainResult:
+    """checkpoints: RLlib's own checkpoints of the algorithm every `checkpoints.every` environment steps
+    (at the first iteration boundary past each multiple), and the one to continue from.
+    rllib_checkpoint: also save RLlib's checkpoint of the trained algorithm there (for `qsearch import`)."""
     args: PPOConfig = cfg.algo_config
     seed_everything(cfg.seed)
     torch.set_num_threads(1)
@@ -119,12 +124,20 @@ def train(cfg: TrainConfig, progress=None, address: str | None = None, checkpoin
     ray_session.start(address, cpus=args.env_runners)  # RLlib's algorithm keeps it for the process
     algo = algorithm_config(cfg).build_algo()
     try:
-        history, step, next_eval = [], 0, cfg.eval_every
-        started = time.perf_counter()
+        rows, step, earlier = [], 0, 0.0
+        if checkpoints is not None and checkpoints.resume_from is not None:
+            state = checkpoint.read_state(checkpoints.resume_from, cfg)
+            # RLlib's checkpoint holds the module, the optimizer, the connectors' running statistics and
+            # the iteration counters; the environments restart their episodes, so PPO continues from
+            # its checkpoint but not bit for bit as an uninterrupted run would.
+            algo.restore_from_path(os.path.abspath(checkpoints.resume_from / RLLIB_FOLDER))
+            rows, step, earlier = state["monitor"]["rows"], state["step"], state["monitor"]["seconds"]
+        next_eval = (step // cfg.eval_every + 1) * cfg.eval_every
+        started = time.perf_counter() - earlier
         while step < cfg.total_steps:
             t0 = time.perf_counter()
             result = algo.train()
-            metrics = _iteration_metrics(algo, result, step, time.perf_counter() - t0)
+            last, metrics = step, _iteration_metrics(algo, result, step, time.perf_counter() - t0)
             step = metrics["step"]
             if step >= next_eval or step >= cfg.total_steps:
                 next_eval = (step // cfg.eval_every + 1) * cfg.eval_every
@@ -132,16 +145,29 @@ def train(cfg: TrainConfig, progress=None, address: str | None = None, checkpoin
                 res = evaluate(torch_policy(actor), cfg.env_id,
                                current_norm(algo), cfg.eval_episodes, EVAL_SEED_OFFSET + cfg.seed)
                 metrics["eval_return_mean"], metrics["eval_return_std"] = res.mean, res.std
-                history.append(metrics)
+            rows.append(metrics)
             if progress is not None:
                 progress(dict(metrics))
+            if checkpoints is not None and checkpoints.every and step < cfg.total_steps \
+                    and step // checkpoints.every > last // checkpoints.every:
+                monitor = {"rows": rows, "seconds": time.perf_counter() - started}
+                checkpoints.save(step, lambda folder: _save(algo, folder, cfg, step, monitor))
         state, norm = learner_state(algo), current_norm(algo)
-        if checkpoint is not None:
-            algo.save_to_path(os.path.abspath(checkpoint))
+        if rllib_checkpoint is not None:
+            algo.save_to_path(os.path.abspath(rllib_checkpoint))
     finally:
         algo.stop()
+    history = [row for row in rows if "eval_return_mean" in row]
     return TrainResult(actor_from_state(state, obs_dim, act_dim, cfg.policy), norm, scale, bias, history,
                        time.perf_counter() - started, actor_updates=int(state[TRAIN_FORWARDS]))
+
+
+RLLIB_FOLDER = "rllib"
+
+
+def _save(algo, folder, cfg: TrainConfig, step: int, monitor: dict) -> None:
+    algo.save_to_path(os.path.abspath(folder / RLLIB_FOLDER))
+    checkpoint.write_state(folder, cfg, step, monitor)
 
 
 def _iteration_metrics(algo, result: dict, last_step: int, seconds: float) -> dict:

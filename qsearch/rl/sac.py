@@ -15,6 +15,7 @@ from torch import nn
 
 from qsearch.config import SACConfig, TrainConfig
 from qsearch.quant.actor import QuantActor
+from qsearch.rl.checkpoint import Checkpoints, LearnerCheckpoint
 from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, actor_adam, check_action,
                                fused_adam, seed_everything, soft_update, target_copy)
 from qsearch.rl.experience import Experience
@@ -45,7 +46,7 @@ def sample_action(mean, log_std, scale, bias):
     return y * scale + bias, log_prob.sum(1)
 
 
-def train(cfg: TrainConfig, progress=None) -> TrainResult:
+def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = None) -> TrainResult:
     args: SACConfig = cfg.algo_config
     torch.set_num_threads(1)  # one trial = one core
     seed_everything(cfg.seed)
@@ -66,16 +67,20 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
     if args.autotune:
         target_entropy = -float(exp.act_dim)
         log_alpha = torch.zeros(1, requires_grad=True)
-        alpha = log_alpha.detach().exp()
         a_optimizer = fused_adam([log_alpha], args.q_lr)
-    else:
-        alpha = torch.tensor(args.alpha)
 
     monitor = Monitor(cfg, progress, actor, exp.running)
+    parts = {"actor": actor, "log_std": log_std_net, "qf": qf, "qf_target": qf_target,
+             "q_optimizer": q_optimizer, "actor_optimizer": actor_optimizer}
+    if args.autotune:
+        parts |= {"log_alpha": log_alpha, "a_optimizer": a_optimizer}
+    checkpoint = LearnerCheckpoint(checkpoints, cfg, parts, exp, monitor)
+    start, counts = checkpoint.restore()  # (0, {}) for a fresh run
+    actor_updates = counts.get("actor_updates", 0)
+    alpha = log_alpha.detach().exp() if args.autotune else torch.tensor(args.alpha)
     qf_loss = actor_loss = None
-    actor_updates = 0
 
-    for global_step in range(cfg.total_steps):
+    for global_step in range(start, cfg.total_steps):
         if global_step < args.learning_starts:
             action = exp.random_action()
         else:
@@ -123,6 +128,8 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
         step = global_step + 1
         if monitor.due(step):
             monitor.report(step, {"qf_loss": qf_loss, "actor_loss": actor_loss, "alpha": alpha})
+        if checkpoint.due(step):
+            checkpoint.save(step, actor_updates=actor_updates)
 
     exp.env.close()
     return TrainResult(actor.eval(), exp.running.frozen(), exp.scale_np, exp.bias_np, monitor.history,

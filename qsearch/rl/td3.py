@@ -14,12 +14,13 @@ import torch
 
 from qsearch.config import DDPGConfig, TD3Config, TrainConfig
 from qsearch.quant.actor import QuantActor
+from qsearch.rl.checkpoint import Checkpoints, LearnerCheckpoint
 from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, actor_adam, check_action,
                                fused_adam, seed_everything, soft_update, sync_warmup, target_copy)
 from qsearch.rl.experience import Experience
 
 
-def train(cfg: TrainConfig, progress=None) -> TrainResult:
+def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = None) -> TrainResult:
     args: TD3Config | DDPGConfig = cfg.algo_config
     smoothing = isinstance(args, TD3Config)  # DDPG: one critic, no target policy smoothing
     torch.set_num_threads(1)  # one trial = one core
@@ -43,10 +44,14 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
     actor_optimizer = actor_adam(actor_params, args.learning_rate)
 
     monitor = Monitor(cfg, progress, actor, exp.running)
+    checkpoint = LearnerCheckpoint(checkpoints, cfg, {
+        "actor": actor, "target_actor": target_actor, "qf": qf, "qf_target": qf_target,
+        "q_optimizer": q_optimizer, "actor_optimizer": actor_optimizer}, exp, monitor)
+    start, counts = checkpoint.restore()  # (0, {}) for a fresh run
+    actor_updates = counts.get("actor_updates", 0)
     qf_loss = actor_loss = None
-    actor_updates = 0
 
-    for global_step in range(cfg.total_steps):
+    for global_step in range(start, cfg.total_steps):
         if global_step < args.learning_starts:
             action = exp.random_action()
         else:
@@ -91,6 +96,8 @@ def train(cfg: TrainConfig, progress=None) -> TrainResult:
         step = global_step + 1
         if monitor.due(step):
             monitor.report(step, {"qf_loss": qf_loss, "actor_loss": actor_loss})
+        if checkpoint.due(step):
+            checkpoint.save(step, actor_updates=actor_updates)
 
     exp.env.close()
     return TrainResult(actor.eval(), exp.running.frozen(), exp.scale_np, exp.bias_np, monitor.history,

@@ -15,6 +15,7 @@ from pathlib import Path
 from qsearch import ray_session, run_folder, tracking
 from qsearch import trial_record as record
 from qsearch.errors import QsearchError
+from qsearch.config import CHECKPOINTS_KEPT
 from qsearch.search import space as spaces
 
 LEARNER_MEMORY = 256 * 2**20  # bytes a PPO trial's learner reserves (its placement group's bundle 0)
@@ -161,7 +162,8 @@ def search(space: spaces.SearchSpace | str | Path, workdir: str | Path | None = 
         trainable = _trainable(space, uri, experiment_id, parent)
         experiment_path = f"{storage_path.rstrip('/')}/{space.name}"
         if resume and tune.Tuner.can_restore(experiment_path):
-            # Finished and failed trials stay as they are; unfinished ones start again.
+            # Finished and failed trials stay as they are; unfinished ones continue from their latest
+            # checkpoint (or start again if they had none).
             tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True, resume_errored=False,
                                        restart_errored=False, param_space=_param_space(space))
         else:
@@ -171,6 +173,7 @@ def search(space: spaces.SearchSpace | str | Path, workdir: str | Path | None = 
                 run_config=tune.RunConfig(
                     name=space.name, storage_path=storage_path, verbose=0,
                     failure_config=tune.FailureConfig(max_failures=space.retries),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
                     stop=getattr(searcher, "stopper", None), callbacks=[LiveView(total)]))
         results = tuner.fit()
         LiveView(total).print_results(results)

@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from qsearch import trial_record
-from qsearch.config import ALGO_CONFIGS, ALGOS, SCOPES, PolicyConfig, QuantBits, TrainConfig, default
+from qsearch.config import ALGO_CONFIGS, ALGOS, CHECKPOINT_EVERY, SCOPES, PolicyConfig, QuantBits, TrainConfig, default
 from qsearch.errors import QsearchError
 from qsearch.search.validate import Err, bit_width, config_of, field_value, integer, mapping, one_or_more
 
@@ -118,7 +118,10 @@ class SearchSpace:
     resources: Resources = field(default_factory=Resources)
     """what one trial reserves"""
     retries: int = 0
-    """times Tune restarts a failed trial"""
+    """times Tune restarts a failed trial (from its latest checkpoint)"""
+    checkpoint_every: int = CHECKPOINT_EVERY
+    """environment steps between two checkpoints of a trial's learner state (0: none); not part of a
+    trial's identity"""
 
     def train_config(self, conf: Configuration, seed: int) -> TrainConfig:
         algo_config = dataclasses.replace(self.algo_config, **dict(conf.algo_overrides))
@@ -138,7 +141,7 @@ class SearchSpace:
 
 
 TOP_KEYS = {"name", "envs", "algo", "algo_config", "steps", "seeds", "eval_every", "eval_episodes",
-            "final_episodes", "policy", "sweep", "search", "resources", "retries"}
+            "final_episodes", "policy", "sweep", "search", "resources", "retries", "checkpoint_every"}
 REQUIRED = ("name", "envs", "steps", "seeds", "sweep")
 GROUP_KEYS = {"envs", "algo_config", "fp32", "scope", "bits", "width", "depth", *BIT_AXES}
 
@@ -214,13 +217,15 @@ def parse(data, path: str = "<space>") -> SearchSpace:
     resources = Resources(cpu=_positive(err, "resources.cpu", res.get("cpu", default(Resources, "cpu"))),
                           gpu=_positive(err, "resources.gpu", res.get("gpu", default(Resources, "gpu")), zero=True))
     retries = integer(err, "retries", data.get("retries", default(SearchSpace, "retries")), lo=0)
+    checkpoint_every = integer(err, "checkpoint_every", data.get("checkpoint_every", CHECKPOINT_EVERY), lo=0)
     if algo == "ppo":  # one env runner per CPU of the trial
         if not resources.cpu.is_integer():
             raise err("resources.cpu", f"a PPO trial runs one env runner per CPU: must be a whole number, got {resources.cpu}")
         algo_config = dataclasses.replace(algo_config, env_runners=int(resources.cpu))
     return SearchSpace(name=name, path=path, algo=algo, algo_config=algo_config, steps=steps, seeds=seeds,
                        eval_every=eval_every, eval_episodes=eval_episodes, final_episodes=final_episodes,
-                       configurations=tuple(configurations), search=search, resources=resources, retries=retries)
+                       configurations=tuple(configurations), search=search, resources=resources, retries=retries,
+                       checkpoint_every=checkpoint_every)
 
 
 def _positive(err, key, v, zero=False):

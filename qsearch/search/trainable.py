@@ -33,6 +33,7 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
     from ray import tune
 
     from qsearch import pipeline
+    from qsearch.rl.checkpoint import read_state
     from qsearch.rl.envs import log_mujoco_to, make_env
 
     tracking.setup_environment()
@@ -60,29 +61,42 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
 
     client, run_id = record.start_trial(tracking_uri, experiment_id, parent_run_id, ctx.get_trial_id(),
                                         f"{conf.key} seed {seed}", space.trial_params(conf, seed))
-    last_return = [None]
+    last = {"return": None, "report": {}}
 
-    def progress(m: dict) -> None:
+    def log(m: dict) -> dict:
+        """A progress row into the trial's MLflow run; returns what Tune is told of it."""
         step = int(m["step"])
         metrics = {k: m[k] for k in record.PROGRESS_METRICS if m.get(k) is not None}
         tracking.log_metrics(client, run_id, metrics, step)
         if record.EVAL_RETURN in metrics:
-            last_return[0] = metrics[record.EVAL_RETURN]
+            last["return"] = metrics[record.EVAL_RETURN]
         report = {"step": step, "cost": cost, **metrics}
-        if last_return[0] is not None:  # schedulers and searchers compare this one
-            report["eval_return"] = last_return[0]
-        tune.report(report)
+        if last["return"] is not None:  # schedulers and searchers compare this one
+            report["eval_return"] = last["return"]
+        last["report"] = report
+        return report
+
+    def progress(m: dict) -> None:
+        tune.report(log(m))
 
     local = Path(tempfile.mkdtemp(prefix="qsearch-trial-"))
     try:
+        checkpoints = TuneCheckpoints(space.checkpoint_every, lambda: last["report"], local)
+        if checkpoints.resume_from is not None:
+            # This attempt's run gets the rows the earlier attempts logged before the checkpoint, so
+            # the trial's FINISHED run holds its whole history.
+            for row in read_state(checkpoints.resume_from)["monitor"]["rows"]:
+                log(row)
         work_started = time.perf_counter()
-        b = pipeline.run(cfg, local / "bundle", episodes=space.final_episodes, progress=progress)
+        b = pipeline.run(cfg, local / "bundle", episodes=space.final_episodes, progress=progress,
+                         checkpoints=checkpoints)
         work_seconds = time.perf_counter() - work_started
         summary = record.trial_summary(b.evaluation, work_seconds, cost)
         record.finish_trial(client, run_id, summary, cfg.total_steps, str(local / "bundle"))
         _copy_bundle(local / "bundle", fs, f"{trial_path}/bundle")
         done = {"eval_return": summary[record.FINAL_RETURN], **summary, "trial_seconds": time.perf_counter() - started}
         _write_marker(fs, trial_path, done)  # last: it marks the trial as done
+        _remove_checkpoints(fs, trial_path)  # served: a 1M-step trial's are ~100 MB each
         record.end_trial(client, run_id)
     except SystemExit:
         # A scheduler (ASHA) stopping the trial: Tune's report() ends the trial's thread with
@@ -97,6 +111,44 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
     finally:
         shutil.rmtree(local, ignore_errors=True)
     tune.report({"step": cfg.total_steps, **done})
+
+
+class TuneCheckpoints:
+    """A trial's learner checkpoints (rl/checkpoint.py) through Tune's checkpoint API, into the trial's
+    storage (local folder, NFS or bucket); Tune keeps the latest CHECKPOINTS_KEPT (search/run.py). A retried trial
+    and an unfinished trial of a resumed search get the latest back from tune.get_checkpoint().
+
+    A checkpoint is reported with the metrics of the progress report of its step, so Tune sees that
+    step twice: harmless to ASHA (it counts steps, and a trial once per rung) and to the live view."""
+
+    def __init__(self, every: int, last_report, local: Path):
+        from ray import tune
+
+        self.every, self.last_report = every, last_report
+        latest = tune.get_checkpoint()
+        self.resume_from = Path(latest.to_directory(str(local / "resume"))) if latest is not None else None
+
+    def save(self, step: int, write) -> None:
+        from ray import tune
+
+        from qsearch.rl.checkpoint import write_error
+
+        folder = Path(tempfile.mkdtemp(prefix="qsearch-checkpoint-"))
+        try:
+            write(folder)
+            tune.report(self.last_report(), checkpoint=tune.Checkpoint.from_directory(str(folder)))
+        except OSError as e:
+            raise write_error(step, "the trial's storage", e, "Tune's latest") from None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_checkpoints(fs, trial_path: str) -> None:
+    import pyarrow.fs as pafs
+
+    for info in fs.get_file_info(pafs.FileSelector(trial_path)):
+        if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+            fs.delete_dir(info.path)
 
 
 # The done marker and the bundle copy go through pyarrow's filesystem, as Tune's own files do, so a
