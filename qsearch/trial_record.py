@@ -48,6 +48,7 @@ SELECTED_TAG = "qsearch.selected"  # "true" on the seeds of each selected config
 SELECTION_TAG = "qsearch.selection"  # the name of the selection that selected them
 STOPPED_TAG = "qsearch.stopped"  # why a trial was stopped early (status KILLED)
 ERROR_TAG = "qsearch.error"  # the exception of a failed trial (status FAILED)
+CONTINUED_TAG = "qsearch.continued_from_step"  # this attempt continued an earlier one's checkpoint
 STOP_REASON_TAG = "qsearch.stop_reason"  # why a lazy selection stopped it: not needed, or early rejection
 REJECTED_TAG = "qsearch.early_rejection"  # the checkpoint that rejected it: its value stays "no match"
 REJECTION_SETTINGS_TAG = "qsearch.early_rejection_settings"  # JSON: what it was decided under (reused only under the same)

@@ -127,6 +127,7 @@ def check_outcome(path, tmp_path, storage, name, uri, driver):
     [finished] = [r for r in runs if r.info.status == "FINISHED"]
     steps = [m.step for m in c.get_metric_history(finished.info.run_id, "eval_return_mean")]
     assert sorted(steps) == [500, 1000, 1500]
+    assert finished.data.tags[record.CONTINUED_TAG] in ("500", "1000")  # not trained again from step 0
 
 
 def test_worker_process_killed(cluster, tmp_path):
@@ -138,8 +139,9 @@ def test_worker_process_killed(cluster, tmp_path):
         driver = run_search(path, tmp_path, address, uri, storage)
         wait_for("the first checkpoint", lambda: first_checkpoint(storage, "proc_kill") or driver.poll() is not None)
         # The trial's worker process, as Tune records it with every result.
-        wait_for("a result", lambda: (trial_folder(storage, "proc_kill") / "result.json").exists())
-        pid = json.loads((trial_folder(storage, "proc_kill") / "result.json").read_text().splitlines()[-1])["pid"]
+        results = trial_folder(storage, "proc_kill") / "result.json"
+        wait_for("a result", lambda: results.exists() and results.read_text().strip())
+        pid = json.loads(results.read_text().splitlines()[0])["pid"]
         os.kill(pid, signal.SIGKILL)
         check_outcome(path, tmp_path, storage, "proc_kill", uri, driver)
     finally:
@@ -163,3 +165,23 @@ def test_worker_node_killed_and_replaced(cluster, tmp_path):
         for n in (node, replacement):
             if n is not None:
                 stop(n)
+
+
+def test_resumed_search_continues_the_trial_from_its_checkpoint(cluster, tmp_path):
+    """The driver killed (a login node lost) after the trial's first checkpoint; `--resume` continues
+    the unfinished trial from that checkpoint rather than from step 0."""
+    address, root = cluster
+    node = join_worker(address, open(tmp_path / "worker.log", "w"))
+    try:
+        path, storage, uri = one_trial_space(tmp_path, "driver_kill"), tmp_path / "storage", \
+            f"sqlite:///{tmp_path / 'mlflow.db'}"
+        driver = run_search(path, tmp_path, address, uri, storage)
+        wait_for("the first checkpoint", lambda: first_checkpoint(storage, "driver_kill") or driver.poll() is not None)
+        driver.kill()
+        driver.wait()
+        resumed = subprocess.Popen([str(BIN / "qsearch"), "search", str(path), "--workdir", str(tmp_path / "w"),
+                                    "--address", address, "--resume"],
+                                   env=ENV, stdout=open(tmp_path / "driver.log", "w"), stderr=subprocess.STDOUT)
+        check_outcome(path, tmp_path, storage, "driver_kill", uri, resumed)
+    finally:
+        stop(node)

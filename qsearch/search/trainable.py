@@ -85,7 +85,9 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
         if checkpoints.resume_from is not None:
             # This attempt's run gets the rows the earlier attempts logged before the checkpoint, so
             # the trial's FINISHED run holds its whole history.
-            for row in read_state(checkpoints.resume_from)["monitor"]["rows"]:
+            state = read_state(checkpoints.resume_from)
+            client.set_tag(run_id, record.CONTINUED_TAG, str(state["step"]))
+            for row in state["monitor"]["rows"]:
                 log(row)
         work_started = time.perf_counter()
         b = pipeline.run(cfg, local / "bundle", episodes=space.final_episodes, progress=progress,
