@@ -107,6 +107,16 @@ def select(space_path: str | Path, workdir: str | Path | None = None, tracking_u
         sel = dataclasses.replace(sel, rule=rule)
     out = stream or sys.stdout
     workdir = run_folder.of(sel.name, workdir)
+    if run_folder.kind(workdir) == run_folder.SEARCH:  # refused before the lock is written into it
+        raise QsearchError(f"{workdir} holds a search, not a selection: use another --workdir")
+    # One selection per folder at a time: two would share select.json, selection.json and stages/
+    # (measured: two started together trained every trial twice, each 3.5 times slower, and a new
+    # folder's SQLite store was left broken by two MLflow schema migrations at once).
+    with run_folder.held(workdir, "select"):
+        return _select(sel, space_path, workdir, tracking_uri, address, noise, out, storage)
+
+
+def _select(sel, space_path, workdir: Path, tracking_uri, address, noise, out, storage) -> rec.SelectionRecord:
     uri = _state(workdir, sel, space_path, tracking_uri)
     experiment_id = tracking.experiment(uri, sel.name, workdir)
     run_id = record.start_selection(uri, experiment_id, f"{sel.name} selection", {
