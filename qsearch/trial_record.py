@@ -21,6 +21,11 @@ NOT_IDENTITY, and except a param whose value is the one it was INTRODUCED with. 
 parameter later does not orphan finished trials: register it in INTRODUCED with the value that
 reproduces what qsearch did before it existed, and every earlier trial keeps its key.
 
+Two runs of one trial: several FINISHED runs can share a key (two selections sharing a store that
+both trained it, a search repeated by hand). They hold the same trial, so every reader counts it once:
+`read_trials` and `selected_trials` keep, per key, the run that finished first (then the smallest run
+id), a choice that later runs of the key never change.
+
 Record versions: RECORD_VERSION is written as a tag. Runs without it were written before the tag
 existed, with the same params, and are read as version 1; a run of a newer version is refused in
 one line rather than misread.
@@ -111,6 +116,7 @@ class Trial:
     params: dict  # as MLflow stores them: strings
     final_return: float
     summary: dict = field(default_factory=dict, compare=False)  # SUMMARY_METRICS and hw_* metrics it has
+    ended: int = field(default=0, compare=False)  # MLflow's end time (ms): of several runs of a key, the first wins
 
     @property
     def key(self) -> str:
@@ -152,7 +158,7 @@ def _trial(run) -> Trial | None:
         return None
     m = run.data.metrics
     summary = {k: v for k, v in m.items() if k in SUMMARY_METRICS or k.startswith(HW_METRIC_PREFIX)}
-    return Trial(run.info.run_id, dict(run.data.params), float(m[FINAL_RETURN]), summary)
+    return Trial(run.info.run_id, dict(run.data.params), float(m[FINAL_RETURN]), summary, run.info.end_time or 0)
 
 
 def _runs(uri: str, filter_string: str, experiment_ids: list[str] | None = None) -> list:
@@ -167,16 +173,32 @@ def _runs(uri: str, filter_string: str, experiment_ids: list[str] | None = None)
 
 
 def _read(uri: str, experiment_ids: list[str] | None, filter_string: str) -> list[Trial]:
-    return [t for t in map(_trial, _runs(uri, filter_string, experiment_ids)) if t is not None]
+    return one_per_key([t for t in map(_trial, _runs(uri, filter_string, experiment_ids)) if t is not None])
+
+
+def _first(t: Trial) -> tuple:
+    """Of several finished runs of one key, the one that finished first (then the smallest run id): a
+    run finishing later never displaces it, so a selection record's run ids stay what readers pick."""
+    return t.ended, t.run_id
+
+
+def one_per_key(trials: list[Trial]) -> list[Trial]:
+    """One run per trial key (the first finished, `_first`), in the order given: so that two runs of
+    one trial never count twice."""
+    first: dict[str, Trial] = {}
+    for t in trials:
+        if t.key not in first or _first(t) < _first(first[t.key]):
+            first[t.key] = t
+    return [t for t in trials if first[t.key] is t]
 
 
 def read_trials(uri: str, experiment_ids: list[str] | None = None) -> list[Trial]:
-    """Every finished trial with a final return, in the given experiments (default: all)."""
+    """Every finished trial with a final return, in the given experiments (default: all), once per key."""
     return _read(uri, experiment_ids, FINISHED_TRIALS)
 
 
 def selected_trials(uri: str) -> list[Trial]:
-    """The finished trials a selection tagged, in every experiment, by environment and seed."""
+    """The finished trials a selection tagged, in every experiment, by environment and seed, once per key."""
     found = _read(uri, None, f"{FINISHED_TRIALS} and tags.`{SELECTED_TAG}` = 'true'")
     return sorted(found, key=lambda t: (t.env_id, t.seed, t.run_id))
 
@@ -189,7 +211,7 @@ class Index:
     _by_key: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        for t in sorted(self.trials, key=lambda t: t.run_id):  # several identical runs: a stable pick
+        for t in sorted(self.trials, key=_first):  # several runs of one trial: the one every reader picks
             self._by_key.setdefault(t.key, t)
 
     def find(self, params: dict[str, str]) -> Trial | None:
@@ -332,9 +354,10 @@ def set_selected(uri: str, envs: list[str], run_ids: list[str], selection: str |
     """Tag `run_ids` as selected (by the selection named `selection`); the tag an earlier selection
     left on these environments is cleared."""
     c = tracking.client(uri)
-    for t in selected_trials(uri):
-        if t.env_id in envs:
-            c.set_tag(t.run_id, SELECTED_TAG, "false")
+    # Every tagged run, not one per key: a second run of a trial tagged by another selection is cleared too.
+    for r in _runs(uri, f"{FINISHED_TRIALS} and tags.`{SELECTED_TAG}` = 'true'"):
+        if r.data.params.get("env_id") in envs:
+            c.set_tag(r.info.run_id, SELECTED_TAG, "false")
     for run_id in run_ids:
         c.set_tag(run_id, SELECTED_TAG, "true")
         if selection:
@@ -365,3 +388,4 @@ def log_hardware(uri: str, run_id: str, figures: dict[str, float], source: str, 
     tracking.log_metrics(c, run_id, {HW_METRIC_PREFIX + k: v for k, v in figures.items()}, step=0)
     c.set_tag(run_id, HW_SOURCE_TAG, source)
     c.log_artifacts(run_id, report_dir, artifact_path=HW_ARTIFACT)
+
