@@ -6,6 +6,7 @@ line when it cannot.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -48,12 +49,24 @@ def client(uri: str, create: bool = False):
     """A client for `uri`. A SQLite store that does not exist is refused, not created (MLflow would
     create an empty one and then report that the run is missing), unless `create` (a new search)."""
     setup_environment()
-    if uri.startswith("sqlite:///") and not create:
-        path = Path(uri[len("sqlite:///"):])
-        if not path.is_file():
-            raise QsearchError(f"MLflow tracking store {uri}: {path} does not exist")
     from mlflow.tracking import MlflowClient
 
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if not create:
+            if not path.is_file():
+                raise QsearchError(f"MLflow tracking store {uri}: {path} does not exist")
+        elif path.parent.is_dir():
+            # MlflowClient creates a new store's tables (MLflow's schema migrations) as it starts. Two
+            # processes doing that at once (two selections started together on one new store) left it
+            # broken for good, measured: every later command failed with "table _alembic_tmp_experiments
+            # already exists". So the first creates it under a lock beside it, and the other waits.
+            fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                return MlflowClient(tracking_uri=uri)
+            finally:
+                os.close(fd)
     return MlflowClient(tracking_uri=uri)
 
 
@@ -68,7 +81,14 @@ def experiment(uri: str, name: str, workdir: Path) -> str:
         location = None
         if uri.startswith("sqlite:"):
             location = (Path(workdir).resolve() / "mlartifacts").as_uri()
-        return c.create_experiment(name, artifact_location=location)
+        try:
+            return c.create_experiment(name, artifact_location=location)
+        except Exception:
+            # Created by another process since we looked (two selections sharing a store, started together).
+            exp = c.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
     except Exception as e:  # an unreachable server is a user error: say so in one line
         if isinstance(e, QsearchError):
             raise

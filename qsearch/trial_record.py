@@ -21,6 +21,13 @@ NOT_IDENTITY, and except a param whose value is the one it was INTRODUCED with. 
 parameter later does not orphan finished trials: register it in INTRODUCED with the value that
 reproduces what qsearch did before it existed, and every earlier trial keeps its key.
 
+Two runs of one trial: several FINISHED runs can share a key (two selections sharing a store that
+both trained it, a search repeated by hand). They hold the same trial, so every reader counts it once:
+`read_trials` and `selected_trials` keep, per key, the run that finished first (then the smallest run
+id), a choice that later runs of the key never change. While a trial trains, its RUNNING run (with
+KEY_TAG) is the trial's claim: a selection's trial that finds an older live claim on its key waits
+for it and reuses its result instead of training the same trial at the same time (`claim`).
+
 Record versions: RECORD_VERSION is written as a tag. Runs without it were written before the tag
 existed, with the same params, and are read as version 1; a run of a newer version is refused in
 one line rather than misread.
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 
 from qsearch import machine, tracking
@@ -47,6 +55,8 @@ VERSION_TAG = "qsearch.record_version"
 SELECTED_TAG = "qsearch.selected"  # "true" on the seeds of each selected configuration
 SELECTION_TAG = "qsearch.selection"  # the name of the selection that selected them
 STOPPED_TAG = "qsearch.stopped"  # why a trial was stopped early (status KILLED)
+HEARTBEAT_TAG = "qsearch.heartbeat"  # unix time a training trial last said it is alive (see `claim`)
+REUSED_TAG = "qsearch.reused"  # the run whose result a trial took instead of training (status KILLED; see `claim`)
 ERROR_TAG = "qsearch.error"  # the exception of a failed trial (status FAILED)
 CONTINUED_TAG = "qsearch.continued_from_step"  # this attempt continued an earlier one's checkpoint
 STOP_REASON_TAG = "qsearch.stop_reason"  # why a lazy selection stopped it: not needed, or early rejection
@@ -63,6 +73,7 @@ EVAL_RETURN = "eval_return_mean"  # over environment steps: the training curve
 FINAL_RETURN = "final_return"  # the final evaluation of the trained policy: what selection compares
 SUMMARY_METRICS = (FINAL_RETURN, "final_return_std", "final_return_int", "train_seconds", "work_seconds", "cost")
 HW_METRIC_PREFIX = "hw_"
+REUSED_RESULT = "reused"  # in a trial's last Tune result: 1 when it took another run's result (see `claim`)
 STEPS_SPENT = "env_steps_spent"  # a selection's: environment steps of the trials it trained (stopped: to the stop)
 STEPS_REUSED = "env_steps_reused"  # of the trials it took from the store
 STEPS_GRID = "env_steps_full_grid"  # of the full grid of its stages: every value x seed
@@ -112,6 +123,7 @@ class Trial:
     params: dict  # as MLflow stores them: strings
     final_return: float
     summary: dict = field(default_factory=dict, compare=False)  # SUMMARY_METRICS and hw_* metrics it has
+    ended: int = field(default=0, compare=False)  # MLflow's end time (ms): of several runs of a key, the first wins
 
     @property
     def key(self) -> str:
@@ -153,7 +165,7 @@ def _trial(run) -> Trial | None:
         return None
     m = run.data.metrics
     summary = {k: v for k, v in m.items() if k in SUMMARY_METRICS or k.startswith(HW_METRIC_PREFIX)}
-    return Trial(run.info.run_id, dict(run.data.params), float(m[FINAL_RETURN]), summary)
+    return Trial(run.info.run_id, dict(run.data.params), float(m[FINAL_RETURN]), summary, run.info.end_time or 0)
 
 
 def _runs(uri: str, filter_string: str, experiment_ids: list[str] | None = None) -> list:
@@ -168,16 +180,32 @@ def _runs(uri: str, filter_string: str, experiment_ids: list[str] | None = None)
 
 
 def _read(uri: str, experiment_ids: list[str] | None, filter_string: str) -> list[Trial]:
-    return [t for t in map(_trial, _runs(uri, filter_string, experiment_ids)) if t is not None]
+    return one_per_key([t for t in map(_trial, _runs(uri, filter_string, experiment_ids)) if t is not None])
+
+
+def _first(t: Trial) -> tuple:
+    """Of several finished runs of one key, the one that finished first (then the smallest run id): a
+    run finishing later never displaces it, so a selection record's run ids stay what readers pick."""
+    return t.ended, t.run_id
+
+
+def one_per_key(trials: list[Trial]) -> list[Trial]:
+    """One run per trial key (the first finished, `_first`), in the order given: so that two runs of
+    one trial never count twice."""
+    first: dict[str, Trial] = {}
+    for t in trials:
+        if t.key not in first or _first(t) < _first(first[t.key]):
+            first[t.key] = t
+    return [t for t in trials if first[t.key] is t]
 
 
 def read_trials(uri: str, experiment_ids: list[str] | None = None) -> list[Trial]:
-    """Every finished trial with a final return, in the given experiments (default: all)."""
+    """Every finished trial with a final return, in the given experiments (default: all), once per key."""
     return _read(uri, experiment_ids, FINISHED_TRIALS)
 
 
 def selected_trials(uri: str) -> list[Trial]:
-    """The finished trials a selection tagged, in every experiment, by environment and seed."""
+    """The finished trials a selection tagged, in every experiment, by environment and seed, once per key."""
     found = _read(uri, None, f"{FINISHED_TRIALS} and tags.`{SELECTED_TAG}` = 'true'")
     return sorted(found, key=lambda t: (t.env_id, t.seed, t.run_id))
 
@@ -190,7 +218,7 @@ class Index:
     _by_key: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        for t in sorted(self.trials, key=lambda t: t.run_id):  # several identical runs: a stable pick
+        for t in sorted(self.trials, key=_first):  # several runs of one trial: the one every reader picks
             self._by_key.setdefault(t.key, t)
 
     def find(self, params: dict[str, str]) -> Trial | None:
@@ -333,9 +361,10 @@ def set_selected(uri: str, envs: list[str], run_ids: list[str], selection: str |
     """Tag `run_ids` as selected (by the selection named `selection`); the tag an earlier selection
     left on these environments is cleared."""
     c = tracking.client(uri)
-    for t in selected_trials(uri):
-        if t.env_id in envs:
-            c.set_tag(t.run_id, SELECTED_TAG, "false")
+    # Every tagged run, not one per key: a second run of a trial tagged by another selection is cleared too.
+    for r in _runs(uri, f"{FINISHED_TRIALS} and tags.`{SELECTED_TAG}` = 'true'"):
+        if r.data.params.get("env_id") in envs:
+            c.set_tag(r.info.run_id, SELECTED_TAG, "false")
     for run_id in run_ids:
         c.set_tag(run_id, SELECTED_TAG, "true")
         if selection:
@@ -366,3 +395,69 @@ def log_hardware(uri: str, run_id: str, figures: dict[str, float], source: str, 
     tracking.log_metrics(c, run_id, {HW_METRIC_PREFIX + k: v for k, v in figures.items()}, step=0)
     c.set_tag(run_id, HW_SOURCE_TAG, source)
     c.log_artifacts(run_id, report_dir, artifact_path=HW_ARTIFACT)
+
+
+# Claims: a RUNNING trial run is its trial's claim (it carries KEY_TAG from its start). A trial that has
+# gone quiet this long is taken for dead (its worker killed, its run never closed) and its claim is
+# ignored. A live trial beats every HEARTBEAT_SECONDS; it reports every 1,000 environment steps (seconds
+# on these machines), and an evaluation takes well under a minute, so ten minutes of silence is not a
+# live trial. The cost of a wrong guess either way is only compute: a claim taken for dead lets its
+# trial train twice (readers still count it once); a dead claim taken for live delays a trial by this.
+CLAIM_STALE_SECONDS = 600.0
+HEARTBEAT_SECONDS = 60.0
+CLAIM_POLL_SECONDS = 5.0  # one small store query per waiting trial
+_beats: dict[str, float] = {}  # run id -> when this process last set its heartbeat
+
+
+def heartbeat(c, run_id: str, now: float | None = None) -> None:
+    """Say that a trial's run is alive (its claim), at most once a HEARTBEAT_SECONDS."""
+    now = time.time() if now is None else now
+    if now - _beats.get(run_id, 0.0) >= HEARTBEAT_SECONDS:
+        c.set_tag(run_id, HEARTBEAT_TAG, f"{now:.0f}")
+        _beats[run_id] = now
+
+
+def live_claims(uri: str, key: str, run_id: str, stale_after: float = CLAIM_STALE_SECONDS) -> list[str]:
+    """Run ids of the live claims on trial `key` older than run `run_id`'s (by start time, then run id):
+    RUNNING trial runs of the key that were heard from within `stale_after` seconds."""
+    runs = _runs(uri, f"tags.`{KIND_TAG}` = '{TRIAL}' and tags.`{KEY_TAG}` = '{key}' and "
+                      "attributes.status = 'RUNNING'")
+    mine = tracking.client(uri).get_run(run_id).info
+    now = time.time()
+    out = []
+    for r in runs:
+        heard = max(r.info.start_time / 1000, float(r.data.tags.get(HEARTBEAT_TAG, 0)))
+        if (r.info.start_time, r.info.run_id) < (mine.start_time, run_id) and now - heard < stale_after:
+            out.append(r.info.run_id)
+    return out
+
+
+def claim(uri: str, key: str, run_id: str, waiting=None, stale_after: float = CLAIM_STALE_SECONDS,
+          poll: float = CLAIM_POLL_SECONDS) -> Trial | None:
+    """Called by a selection's trial once its run (`run_id`, its own claim) has started, before it
+    trains: waits while an older live claim on its key trains, calling waiting() at each poll; then
+    returns the finished trial of the key to reuse, or None: train it.
+
+    Why this excludes two trainings of one trial at a time: each trial's run exists before it looks,
+    so of two trials of one key the later one to look sees the other's run, and the younger of the two
+    always yields to the older. Claims are looked at before finished runs, so a claim that finishes
+    between the two reads is found finished. Limits: clocks of the machines must agree (start times and
+    heartbeats are theirs; a skew of minutes can let both train); a claim's trial stopped or failed
+    leaves the waiting one to train it itself."""
+    c = tracking.client(uri)
+    while True:
+        waiting_for = live_claims(uri, key, run_id, stale_after)
+        if not waiting_for:
+            done = _read(uri, None, f"{FINISHED_TRIALS} and tags.`{KEY_TAG}` = '{key}'")
+            return done[0] if done else None
+        heartbeat(c, run_id)  # waiting is alive too: a younger trial waits behind it rather than training
+        if waiting is not None:
+            waiting()
+        time.sleep(poll)
+
+
+def end_reused(c, run_id: str, reused: Trial) -> None:
+    """A trial that took `reused`'s result instead of training: KILLED, naming the run it reused."""
+    c.set_tag(run_id, REUSED_TAG, reused.run_id)
+    c.set_tag(run_id, STOPPED_TAG, f"trained at the same time by run {reused.run_id}: its result reused")
+    c.set_terminated(run_id, "KILLED")

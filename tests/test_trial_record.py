@@ -129,9 +129,9 @@ def test_reads_page_through_the_store(store):
 def test_reads_page_through_the_experiments(store, tmp_path, monkeypatch):
     uri, exp, parent = store
     exps = [exp] + [tracking.experiment(uri, f"more-{i}", tmp_path) for i in range(6)]  # + Default: 8 in all
-    params = record.trial_params(CFG, LABEL, 3)
-    runs = [write_trial(uri, exps[i], record.start_search(uri, exps[i], f"s{i}", {"steps": 4000}), params)
-            for i in (0, 6)]  # one trial in the first experiment created, one in the last
+    # one trial in the first experiment created, one (another seed: another trial) in the last
+    runs = [write_trial(uri, exps[i], record.start_search(uri, exps[i], f"s{i}", {"steps": 4000}),
+                        record.trial_params(TrainConfig(**{**vars(CFG), "seed": i}), LABEL, 3)) for i in (0, 6)]
     c = tracking.client(uri)
     assert sorted(tracking.all_experiments(c, page_size=3)) == sorted(exps + ["0"])  # 3 pages
     assert len(c.search_experiments(max_results=3)) == 3  # what one page of MLflow's holds

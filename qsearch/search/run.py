@@ -84,7 +84,7 @@ def _tune_config(space: spaces.SearchSpace, only=None, searcher=None):
     return tune.TuneConfig(num_samples=1, **common)
 
 
-def _trainable(space, uri, experiment_id, parent_run_id):
+def _trainable(space, uri, experiment_id, parent_run_id, share_running=False):
     from ray import tune
 
     from qsearch.search.trainable import train_trial
@@ -93,7 +93,7 @@ def _trainable(space, uri, experiment_id, parent_run_id):
     if space.resources.gpu:
         res["gpu"] = space.resources.gpu
     t = tune.with_parameters(train_trial, space=space, tracking_uri=uri, experiment_id=experiment_id,
-                             parent_run_id=parent_run_id)
+                             parent_run_id=parent_run_id, share_running=share_running)
     return tune.with_resources(t, _ppo_resources(space) if space.algo == "ppo" else res)
 
 
@@ -111,11 +111,14 @@ def _ppo_resources(space: spaces.SearchSpace):
 
 def search(space: spaces.SearchSpace | str | Path, workdir: str | Path | None = None, address: str | None = None,
            storage: str | None = None, tracking_uri: str | None = None, resume: bool = False,
-           only: list[tuple[str, int]] | None = None, searcher=None, total: int | None = None) -> SearchResult:
+           only: list[tuple[str, int]] | None = None, searcher=None, total: int | None = None,
+           share_running: bool = False) -> SearchResult:
     """space: a space file, or a validated SearchSpace (a selection's stage; its `path` names its record).
     only: (configuration key, seed) pairs of a grid space to run instead of the whole grid.
     searcher: a Tune Searcher that suggests the trials instead (its `stopper` stops running ones), of
-    at most `total` trials (qsearch/select/searcher.py)."""
+    at most `total` trials (qsearch/select/searcher.py).
+    share_running: a trial that another search is training at the same time is waited for and its
+    result taken, not trained twice (a selection's stages; qsearch/trial_record.py claim)."""
     if not isinstance(space, spaces.SearchSpace):
         space = spaces.load(space)  # refused here, before Ray starts
     workdir = run_folder.of(space.name, workdir)
@@ -159,7 +162,7 @@ def search(space: spaces.SearchSpace | str | Path, workdir: str | Path | None = 
     # verbose=0, and LiveView says what is running.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     with ray_session.session(address):
-        trainable = _trainable(space, uri, experiment_id, parent)
+        trainable = _trainable(space, uri, experiment_id, parent, share_running)
         experiment_path = f"{storage_path.rstrip('/')}/{space.name}"
         if resume and tune.Tuner.can_restore(experiment_path):
             # Finished and failed trials stay as they are; unfinished ones continue from their latest

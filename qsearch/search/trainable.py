@@ -26,8 +26,11 @@ def weight_bits(obs_dim: int, act_dim: int, policy) -> int:
     return weights * (32 if policy.quant is None else policy.quant.bits_weight)
 
 
-def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_id: str, parent_run_id: str):
-    """config: {"configuration": Configuration.key, "seed": int} from the Tuner's param space."""
+def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_id: str, parent_run_id: str,
+                share_running: bool = False):
+    """config: {"configuration": Configuration.key, "seed": int} from the Tuner's param space.
+    share_running (a selection's stages): wait for a run of the same trial that another search is
+    training, and take its result instead of training it too (trial_record.claim)."""
     started = time.perf_counter()
     import pyarrow.fs as pafs
     from ray import tune
@@ -59,8 +62,15 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
     cost = weight_bits(env.observation_space.shape[0], env.action_space.shape[0], conf.policy)
     env.close()
 
+    params = space.trial_params(conf, seed)
     client, run_id = record.start_trial(tracking_uri, experiment_id, parent_run_id, ctx.get_trial_id(),
-                                        f"{conf.key} seed {seed}", space.trial_params(conf, seed))
+                                        f"{conf.key} seed {seed}", params)
+    if share_running:
+        reused = _claim(client, tracking_uri, run_id, record.trial_key(params))
+        if reused is not None:
+            tune.report({"step": cfg.total_steps, "eval_return": reused.final_return, **reused.summary,
+                         record.REUSED_RESULT: 1})
+            return
     last = {"return": None, "report": {}}
 
     def log(m: dict) -> dict:
@@ -68,6 +78,7 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
         step = int(m["step"])
         metrics = {k: m[k] for k in record.PROGRESS_METRICS if m.get(k) is not None}
         tracking.log_metrics(client, run_id, metrics, step)
+        record.heartbeat(client, run_id)  # this trial's claim is alive
         if record.EVAL_RETURN in metrics:
             last["return"] = metrics[record.EVAL_RETURN]
         report = {"step": step, "cost": cost, **metrics}
@@ -151,6 +162,25 @@ def _remove_checkpoints(fs, trial_path: str) -> None:
     for info in fs.get_file_info(pafs.FileSelector(trial_path)):
         if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
             fs.delete_dir(info.path)
+
+
+def _claim(client, uri: str, run_id: str, key: str):
+    """The finished trial to reuse, after waiting for another search's live run of the same trial
+    (trial_record.claim); None: train it. While it waits the trial reports step 0 to Tune, so that a
+    lazy stage can still stop it once its value is not needed."""
+    from ray import tune
+
+    try:
+        reused = record.claim(uri, key, run_id, waiting=lambda: tune.report({"step": 0}))
+    except SystemExit:  # stopped by Tune while waiting (see train_trial)
+        record.end_trial(client, run_id, stopped="stopped while waiting for another search's run of the trial")
+        raise
+    except BaseException as e:
+        record.end_trial(client, run_id, error=f"{type(e).__name__}: {e}")
+        raise
+    if reused is not None:
+        record.end_reused(client, run_id, reused)
+    return reused
 
 
 # The done marker and the bundle copy go through pyarrow's filesystem, as Tune's own files do, so a

@@ -30,6 +30,7 @@ class LazySearcher(Searcher):
         # trial id -> (why, early rejection detail, the settings it was decided under), for mark_stopped
         self.stopped: dict[str, tuple[str, str | None, dict | None]] = {}
         self.steps_spent = 0  # environment steps of the trials this search ran, stopped ones to their stop
+        self.borrowed = 0  # trials that took the result of another search's run of them (trial_record.claim)
         self.stopper = LazyStopper(self)
 
     def suggest(self, trial_id: str):
@@ -46,16 +47,19 @@ class LazySearcher(Searcher):
     # instead, but the state is saved whole (and Tune warns about a searcher that cannot save).
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
-            pickle.dump((self.stage, self.trials, self.stopped, self.steps_spent), f)
+            pickle.dump((self.stage, self.trials, self.stopped, self.steps_spent, self.borrowed), f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.stage, self.trials, self.stopped, self.steps_spent = pickle.load(f)
+            self.stage, self.trials, self.stopped, self.steps_spent, self.borrowed = pickle.load(f)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         key, seed = self.trials[trial_id]
         result = result or {}
-        self.steps_spent += int(result.get("step", 0))
+        if result.get(record.REUSED_RESULT):
+            self.borrowed += 1  # trained by another search at the same time: reused, not spent
+        else:
+            self.steps_spent += int(result.get("step", 0))
         self.stage.end(key, seed, None if error else result.get(record.FINAL_RETURN))
 
 

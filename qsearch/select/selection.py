@@ -10,6 +10,11 @@ trial in the store already answers (same params, from any search) is reused (qse
 store.py), and only the rest goes to Ray Tune. A second `qsearch select` of the same space therefore
 trains nothing, and an interrupted one carries on where it stopped.
 
+Two selections at once: one folder holds one running selection (select.lock; a second is refused
+in one line). Selections in different folders may share a store: a trial that another search is
+training when a stage starts it waits for that run and takes its result (trial_record.claim), and
+two finished runs of one trial count once (trial_record.one_per_key).
+
 Stages are lazy (qsearch/select/lazy.py): a stage's Tune search takes its trials from a searcher
 that trains the values from the smallest up and stops once one matches FP32 (qsearch/select/
 searcher.py), with the same selection as the full grid. The stages are walked by walk.py; this
@@ -66,10 +71,11 @@ class Training(Store):
         # On a cluster each stage's Tune results go to shared storage too, one folder per stage search.
         storage = f"{self.storage.rstrip('/')}/{self.workdir.name}/{name}" if self.storage else None
         search(self._recorded(stage, space), workdir=folder / name, address=self.address, tracking_uri=self.uri,
-               searcher=searcher, total=fed.total - fed.found, storage=storage)
+               searcher=searcher, total=fed.total - fed.found, storage=storage, share_running=True)
         record.mark_stopped(self.uri, searcher.stopped)
         self.spent += searcher.steps_spent
-        self.trained += len(searcher.trials)
+        self.trained += len(searcher.trials) - searcher.borrowed
+        self.reused += searcher.borrowed * space.steps
         self.stopped_count += len(searcher.stopped)
         self.reload()
         return True
@@ -107,6 +113,16 @@ def select(space_path: str | Path, workdir: str | Path | None = None, tracking_u
         sel = dataclasses.replace(sel, rule=rule)
     out = stream or sys.stdout
     workdir = run_folder.of(sel.name, workdir)
+    if run_folder.kind(workdir) == run_folder.SEARCH:  # refused before the lock is written into it
+        raise QsearchError(f"{workdir} holds a search, not a selection: use another --workdir")
+    # One selection per folder at a time: two would share select.json, selection.json and stages/
+    # (measured: two started together trained every trial twice, each 3.5 times slower, and a new
+    # folder's SQLite store was left broken by two MLflow schema migrations at once).
+    with run_folder.held(workdir, "select"):
+        return _select(sel, space_path, workdir, tracking_uri, address, noise, out, storage)
+
+
+def _select(sel, space_path, workdir: Path, tracking_uri, address, noise, out, storage) -> rec.SelectionRecord:
     uri = _state(workdir, sel, space_path, tracking_uri)
     experiment_id = tracking.experiment(uri, sel.name, workdir)
     run_id = record.start_selection(uri, experiment_id, f"{sel.name} selection", {
