@@ -60,12 +60,13 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
 
     client, run_id = record.start_trial(tracking_uri, experiment_id, parent_run_id, ctx.get_trial_id(),
                                         f"{conf.key} seed {seed}", space.trial_params(conf, seed))
+    metrics_log = record.ProgressLog(tracking_uri, client, run_id)  # buffered: a stopped server holds nothing up
     last_return = [None]
 
     def progress(m: dict) -> None:
         step = int(m["step"])
         metrics = {k: m[k] for k in record.PROGRESS_METRICS if m.get(k) is not None}
-        tracking.log_metrics(client, run_id, metrics, step)
+        metrics_log.log(metrics, step)
         if record.EVAL_RETURN in metrics:
             last_return[0] = metrics[record.EVAL_RETURN]
         report = {"step": step, "cost": cost, **metrics}
@@ -79,6 +80,7 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
         b = pipeline.run(cfg, local / "bundle", episodes=space.final_episodes, progress=progress)
         work_seconds = time.perf_counter() - work_started
         summary = record.trial_summary(b.evaluation, work_seconds, cost)
+        metrics_log.flush()
         record.finish_trial(client, run_id, summary, cfg.total_steps, str(local / "bundle"))
         _copy_bundle(local / "bundle", fs, f"{trial_path}/bundle")
         done = {"eval_return": summary[record.FINAL_RETURN], **summary, "trial_seconds": time.perf_counter() - started}
@@ -90,8 +92,14 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
         record.end_trial(client, run_id, stopped="stopped early by the scheduler")
         raise
     except BaseException as e:
-        # Recorded on the child run, then re-raised so that Tune retries or marks the trial failed.
-        record.end_trial(client, run_id, error=f"{type(e).__name__}: {e}")
+        # Recorded on the child run, then re-raised so that Tune retries or marks the trial failed. A store
+        # that has not answered for PATIENCE gets one more try, not another wait: the driver's
+        # finish_search marks a run left RUNNING as KILLED.
+        gone = isinstance(e, record.StoreUnreachable)
+        try:
+            record.end_trial(client, run_id, error=f"{type(e).__name__}: {e}", patience=0 if gone else None)
+        except record.StoreUnreachable:
+            pass
         _write_text(fs, f"{trial_path}/error.txt", traceback.format_exc())
         raise
     finally:
