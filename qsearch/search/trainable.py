@@ -88,15 +88,18 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
         record.end_trial(client, run_id)
     except SystemExit:
         # A scheduler (ASHA) stopping the trial: Tune's report() ends the trial's thread with
-        # sys.exit(0). Not a failure.
+        # sys.exit(0). Not a failure. Its progress up to the stop is what the scheduler judged: sent first.
+        metrics_log.flush()
         record.end_trial(client, run_id, stopped="stopped early by the scheduler")
         raise
     except BaseException as e:
-        # Recorded on the child run, then re-raised so that Tune retries or marks the trial failed. A store
-        # that has not answered for PATIENCE gets one more try, not another wait: the driver's
-        # finish_search marks a run left RUNNING as KILLED.
+        # Recorded on the child run with its progress so far, then re-raised so that Tune retries or marks
+        # the trial failed. A store that has not answered for PATIENCE gets one more try, not another
+        # wait: the driver's finish_search marks a run left RUNNING as KILLED.
         gone = isinstance(e, record.StoreUnreachable)
         try:
+            if not gone:
+                metrics_log.flush()
             record.end_trial(client, run_id, error=f"{type(e).__name__}: {e}", patience=0 if gone else None)
         except record.StoreUnreachable:
             pass
