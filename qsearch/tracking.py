@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from qsearch.errors import QsearchError
@@ -19,6 +20,13 @@ PAGE_SIZE = 1_000  # runs per search_runs request while paging through a store
 # (service.proto, SearchExperiments.max_results: "at least 1,000 but may support more"; its SQL store
 # takes up to 50,000), and also MLflow's default page, beyond which it says nothing without paging.
 EXPERIMENT_PAGE_SIZE = 1_000
+METRICS_PER_CALL = 1_000  # MLflow's log_batch takes at most 1,000 metrics per call
+# How long one request to a tracking server may take inside `one_attempt` (MLflow's default is 120 s).
+# A log_batch or a bundle's upload answers in milliseconds; a server that takes longer is treated as
+# down, and the caller's retry sends the request again.
+REQUEST_TIMEOUT = 10
+# HTTP answers that say "try again later" (MLflow's own list of transient responses, request_utils.py)
+TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
 
 
 def setup_environment(verbose: bool = False) -> None:
@@ -127,10 +135,55 @@ def log_params(c, run_id: str, params: dict[str, str]) -> None:
         c.log_batch(run_id, params=items[i:i + PARAMS_PER_CALL])
 
 
-def log_metrics(c, run_id: str, metrics: dict, step: int) -> None:
+def metric_items(metrics: dict, step: int) -> list:
+    """MLflow Metrics at `step`, stamped now: the numbers among `metrics`."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    items = [Metric(k, float(v), now, step) for k, v in metrics.items() if isinstance(v, (int, float))]
-    if items:
-        c.log_batch(run_id, metrics=items)
+    return [Metric(k, float(v), now, step) for k, v in metrics.items() if isinstance(v, (int, float))]
+
+
+def log_metrics(c, run_id: str, metrics: dict, step: int) -> None:
+    log_metric_items(c, run_id, metric_items(metrics, step))
+
+
+def log_metric_items(c, run_id: str, items: list) -> None:
+    for i in range(0, len(items), METRICS_PER_CALL):
+        c.log_batch(run_id, metrics=items[i:i + METRICS_PER_CALL])
+
+
+@contextmanager
+def one_attempt():
+    """MLflow requests inside make one attempt of at most REQUEST_TIMEOUT seconds.
+
+    MLflow's REST client retries a failed request itself (mlflow 3.17, environment_variables.py and
+    urllib3's Retry: MLFLOW_HTTP_REQUEST_MAX_RETRIES=7 retries, MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=2,
+    so waits of 0, 4, 8, 16, 32, 64 and 120 s, plus up to 1 s of jitter each; MLFLOW_HTTP_REQUEST_TIMEOUT
+    =120 s per attempt): a request rides out about 4 minutes of a stopped server, holding its caller all
+    along. qsearch's writes retry in trial_record instead, with a buffer and a limit of their own, so
+    they ask MLflow for one attempt. MLflow reads these variables at each request, and offers no other
+    per-call setting; they are set for the block and restored after it (a trial's worker and the
+    driver make their MLflow calls from one thread)."""
+    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)}
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def transient(e: BaseException) -> bool:
+    """Whether a failed MLflow call may succeed if tried again: the store did not answer (refused,
+    reset, timed out) or answered that it is unavailable or overloaded (TRANSIENT_STATUS), rather than
+    refusing the request itself (a bad value, a missing run)."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(e, MlflowException):  # MLflow wraps a connection error as an INTERNAL_ERROR (500)
+        return e.get_http_status_code() in TRANSIENT_STATUS
+    return isinstance(e, (ConnectionError, TimeoutError, requests.RequestException))

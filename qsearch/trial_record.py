@@ -31,11 +31,20 @@ for it and reuses its result instead of training the same trial at the same time
 Record versions: RECORD_VERSION is written as a tag. Runs without it were written before the tag
 existed, with the same params, and are read as version 1; a run of a newer version is refused in
 one line rather than misread.
+
+A tracking server that stops for a while (restarted, moved, overloaded) loses nothing: a trial's
+progress metrics wait in a buffer (ProgressLog) while training goes on, and the writes that must
+arrive (a run's start and end, the summary and the bundle, the search's counts) are retried with
+capped exponential backoff for up to PATIENCE seconds, after which they fail in one line naming the
+store. Every retried write is idempotent: metrics keep the step and time they were logged with (MLflow's
+SQL store ignores an identical row sent twice), params, tags, statuses and artifacts overwrite
+themselves, and a trial's run created before a lost answer is closed as KILLED by the retry.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -90,6 +99,41 @@ NOT_IDENTITY = ("configuration",)  # a readable label derived from the others
 INTRODUCED: dict[str, str] = {}  # param -> the value that reproduces trials recorded before it existed
 
 FINISHED_TRIALS = f"tags.`{KIND_TAG}` = '{TRIAL}' and attributes.status = 'FINISHED'"
+
+# Writing through an outage of the tracking server (see the module's docstring).
+PATIENCE = 600.0  # seconds a write that must arrive is retried before the trial or search fails: a server
+#                   restarted or moved is back in tens of seconds; one gone for longer needs a person
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0  # seconds: the wait after a first failed write, doubling up to this
+
+_log = logging.getLogger(__name__)
+
+
+class StoreUnreachable(QsearchError):
+    """The tracking store did not take a write for PATIENCE seconds."""
+
+
+def _patiently(uri: str, what: str, write, patience: float | None = None):
+    """write(), tried again with capped exponential backoff while the store does not answer (see
+    tracking.transient), for up to `patience` seconds (PATIENCE); then a StoreUnreachable in one line.
+    A refusal (a bad value, a missing run) raises at once. `write` must be safe to repeat."""
+    patience = PATIENCE if patience is None else patience
+    deadline, wait = time.monotonic() + patience, BACKOFF_FIRST
+    while True:
+        try:
+            with tracking.one_attempt():
+                return write()
+        except Exception as e:
+            if not tracking.transient(e):
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                first = str(e).splitlines()[0] if str(e) else ""
+                raise StoreUnreachable(f"MLflow tracking store {uri} did not answer for {patience:.0f} s while "
+                                       f"{what}: {type(e).__name__}: {first}") from None
+            _log.warning("MLflow tracking store %s did not answer while %s; trying again in %.0f s", uri, what,
+                         min(wait, left))
+            time.sleep(min(wait, left))
+            wait = min(2 * wait, BACKOFF_MAX)
 
 
 def encode(params: dict) -> dict[str, str]:
@@ -230,9 +274,12 @@ class Index:
 
 def start_search(uri: str, experiment_id: str, name: str, params: dict) -> str:
     c = tracking.client(uri)
-    run = c.create_run(experiment_id, run_name=name, tags={KIND_TAG: SEARCH})
-    tracking.log_params(c, run.info.run_id, encode(params))
-    return run.info.run_id
+    # Not idempotent: an answer lost after the server created the run leaves a second, empty parent
+    # RUNNING (a server stopped with SIGTERM answers what it has taken before it exits).
+    run_id = _patiently(uri, f"starting search {name}",
+                        lambda: c.create_run(experiment_id, run_name=name, tags={KIND_TAG: SEARCH}).info.run_id)
+    _patiently(uri, f"starting search {name}", lambda: tracking.log_params(c, run_id, encode(params)))
+    return run_id
 
 
 def start_trial(uri: str, experiment_id: str, parent_run_id: str, trial_id: str, name: str,
@@ -240,25 +287,81 @@ def start_trial(uri: str, experiment_id: str, parent_run_id: str, trial_id: str,
     """A fresh child run for a trial. A run left RUNNING by an earlier attempt of the same trial (a
     retry, or a driver killed mid-search) is marked KILLED, so the finished children are exactly
     the finished trials. Returns (client, run id)."""
-    c = close_stale(uri, experiment_id, trial_id, "KILLED")
+    c = tracking.client(uri)
     where = machine.describe()
-    run = c.create_run(experiment_id, run_name=name, tags={
-        PARENT_TAG: parent_run_id, TRIAL_ID_TAG: trial_id, KIND_TAG: TRIAL, KEY_TAG: trial_key(params),
-        VERSION_TAG: str(RECORD_VERSION),
-        **{tag: where[k] if isinstance(where[k], str) else json.dumps(where[k], sort_keys=True)
-           for k, tag in MACHINE_TAGS.items()}})
-    tracking.log_params(c, run.info.run_id, params)
-    return c, run.info.run_id
+    tags = {PARENT_TAG: parent_run_id, TRIAL_ID_TAG: trial_id, KIND_TAG: TRIAL, KEY_TAG: trial_key(params),
+            VERSION_TAG: str(RECORD_VERSION),
+            **{tag: where[k] if isinstance(where[k], str) else json.dumps(where[k], sort_keys=True)
+               for k, tag in MACHINE_TAGS.items()}}
+
+    def create() -> str:  # tried again as a whole: a run created before a lost answer is closed as stale
+        _close_stale(c, experiment_id, trial_id, "KILLED")
+        return c.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+
+    run_id = _patiently(uri, f"starting trial {trial_id}", create)
+    _patiently(uri, f"starting trial {trial_id}", lambda: tracking.log_params(c, run_id, params))
+    return c, run_id
 
 
 def close_stale(uri: str, experiment_id: str, trial_id: str, status: str):
     """End the runs of a trial that an earlier attempt left RUNNING with `status`. Returns the client."""
     c = tracking.client(uri)
+    _patiently(uri, f"closing the stale runs of trial {trial_id}",
+               lambda: _close_stale(c, experiment_id, trial_id, status))
+    return c
+
+
+def _close_stale(c, experiment_id: str, trial_id: str, status: str) -> None:
     stale = tracking.search_all(c, [experiment_id], f"tags.`{TRIAL_ID_TAG}` = '{trial_id}' and "
                                                     "attributes.status = 'RUNNING'")
     for r in stale:
         c.set_terminated(r.info.run_id, status)
-    return c
+
+
+class ProgressLog:
+    """A trial's progress metrics on their way to its run, never holding training up for long.
+
+    Each `log` makes one attempt (at most tracking.REQUEST_TIMEOUT) to send what is waiting, in the
+    order it was logged; what the store does not take stays in the buffer, and `log` returns. After a
+    failed send, the next ones wait out a capped exponential backoff (BACKOFF_FIRST doubling up to
+    BACKOFF_MAX; `log` calls in between only buffer), so a trial reporting every 1,000 steps tries a
+    stopped server at most every BACKOFF_MAX seconds. `flush` (before the trial's summary) sends the
+    rest, patiently. No thread: the trial's next report, or its end, is the next chance to send.
+    The buffer has no cap: a trial reports about 8 numbers per 1,000 steps, ~8,000 over 1M steps."""
+
+    def __init__(self, uri: str, c, run_id: str):
+        self.uri, self.c, self.run_id = uri, c, run_id
+        self.pending: list = []  # MLflow Metrics not yet taken, oldest first
+        self.wait = 0.0  # the backoff after the last failed send; 0 after a send that went through
+        self.next_try = 0.0  # time.monotonic() before which `log` only buffers
+
+    def log(self, metrics: dict, step: int) -> None:
+        """Buffer `metrics` at `step`, stamped now, and send what is waiting unless backing off."""
+        self.pending += tracking.metric_items(metrics, step)
+        if time.monotonic() < self.next_try:
+            return
+        try:
+            with tracking.one_attempt():
+                self._send()
+            self.wait = 0.0
+        except Exception as e:
+            if not tracking.transient(e):
+                raise
+            self.wait = min(max(2 * self.wait, BACKOFF_FIRST), BACKOFF_MAX)
+            self.next_try = time.monotonic() + self.wait
+            _log.warning("MLflow tracking store %s did not take trial metrics at step %d (%d waiting); "
+                         "trying again after %.0f s", self.uri, step, len(self.pending), self.wait)
+
+    def flush(self) -> None:
+        """Send every waiting metric, retried up to PATIENCE; then StoreUnreachable."""
+        if self.pending:
+            _patiently(self.uri, f"writing the metrics of run {self.run_id}", self._send)
+
+    def _send(self) -> None:
+        while self.pending:  # a batch at a time, dropped from the buffer once taken: nothing sent twice
+            batch = self.pending[:tracking.METRICS_PER_CALL]
+            tracking.log_metric_items(self.c, self.run_id, batch)
+            del self.pending[:len(batch)]
 
 
 def trial_summary(evaluation: dict, work_seconds: float, cost: int) -> dict[str, float]:
@@ -271,21 +374,30 @@ def trial_summary(evaluation: dict, work_seconds: float, cost: int) -> dict[str,
 
 
 def finish_trial(c, run_id: str, summary: dict, step: int, bundle_dir: str) -> None:
-    """The summary metrics and the bundle; the run stays RUNNING until `end_trial`."""
-    tracking.log_metrics(c, run_id, summary, step)
-    c.log_artifacts(run_id, bundle_dir, artifact_path=BUNDLE_ARTIFACT)
+    """The summary metrics and the bundle, each retried up to PATIENCE; the run stays RUNNING until
+    `end_trial`."""
+    items = tracking.metric_items(summary, step)  # stamped once: a retry sends the same rows
+    _patiently(c.tracking_uri, f"writing the summary of run {run_id}",
+               lambda: tracking.log_metric_items(c, run_id, items))
+    _patiently(c.tracking_uri, f"uploading the bundle of run {run_id}",
+               lambda: c.log_artifacts(run_id, bundle_dir, artifact_path=BUNDLE_ARTIFACT))
 
 
-def end_trial(c, run_id: str, stopped: str | None = None, error: str | None = None) -> None:
-    """FINISHED; KILLED with the reason when a scheduler stopped it; FAILED with the error."""
-    if stopped is not None:
-        c.set_tag(run_id, STOPPED_TAG, stopped)
-        c.set_terminated(run_id, "KILLED")
-    elif error is not None:
-        c.set_tag(run_id, ERROR_TAG, error[:5000])
-        c.set_terminated(run_id, "FAILED")
-    else:
-        c.set_terminated(run_id, "FINISHED")
+def end_trial(c, run_id: str, stopped: str | None = None, error: str | None = None,
+              patience: float | None = None) -> None:
+    """FINISHED; KILLED with the reason when a scheduler stopped it; FAILED with the error. Retried up
+    to `patience` seconds (PATIENCE)."""
+    def end():
+        if stopped is not None:
+            c.set_tag(run_id, STOPPED_TAG, stopped)
+            c.set_terminated(run_id, "KILLED")
+        elif error is not None:
+            c.set_tag(run_id, ERROR_TAG, error[:5000])
+            c.set_terminated(run_id, "FAILED")
+        else:
+            c.set_terminated(run_id, "FINISHED")
+
+    _patiently(c.tracking_uri, f"ending run {run_id}", end, patience)
 
 
 def finish_search(uri: str, experiment_id: str, parent_run_id: str, done_returns: list[float], failed: int,
@@ -293,17 +405,23 @@ def finish_search(uri: str, experiment_id: str, parent_run_id: str, done_returns
     """Close what died unclosed, log the search's counts and files, and end the parent run: FAILED when
     a trial failed (trials stopped early by a scheduler did what it asked)."""
     c = tracking.client(uri)
-    # A trial whose worker died before it could close its child run (killed, or out of memory) left it RUNNING.
-    running = tracking.search_all(c, [experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}' and "
-                                                      "attributes.status = 'RUNNING'")
-    for r in running:
-        c.set_terminated(r.info.run_id, "KILLED")
-    tracking.log_metrics(c, parent_run_id, {"trials_done": len(done_returns), "trials_failed": failed}, 0)
+    counts = {"trials_done": len(done_returns), "trials_failed": failed}
     if done_returns:
-        tracking.log_metrics(c, parent_run_id, {"best_final_return": max(done_returns)}, 0)
-    for f in files:
-        c.log_artifact(parent_run_id, f)
-    c.set_terminated(parent_run_id, "FAILED" if failed else "FINISHED")
+        counts["best_final_return"] = max(done_returns)
+    items = tracking.metric_items(counts, 0)  # stamped once: a retry sends the same rows
+
+    def finish():  # every step overwrites itself: tried again as a whole
+        # A trial whose worker died before it could close its child run (killed, or out of memory) left it RUNNING.
+        running = tracking.search_all(c, [experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}' and "
+                                                          "attributes.status = 'RUNNING'")
+        for r in running:
+            c.set_terminated(r.info.run_id, "KILLED")
+        tracking.log_metric_items(c, parent_run_id, items)
+        for f in files:
+            c.log_artifact(parent_run_id, f)
+        c.set_terminated(parent_run_id, "FAILED" if failed else "FINISHED")
+
+    _patiently(uri, f"ending search run {parent_run_id}", finish)
 
 
 def start_selection(uri: str, experiment_id: str, name: str, params: dict) -> str:
@@ -413,8 +531,19 @@ def heartbeat(c, run_id: str, now: float | None = None) -> None:
     """Say that a trial's run is alive (its claim), at most once a HEARTBEAT_SECONDS."""
     now = time.time() if now is None else now
     if now - _beats.get(run_id, 0.0) >= HEARTBEAT_SECONDS:
-        c.set_tag(run_id, HEARTBEAT_TAG, f"{now:.0f}")
+        try:
+            with tracking.one_attempt():  # best effort, like the progress metrics: a stopped server holds nothing up
+                c.set_tag(run_id, HEARTBEAT_TAG, f"{now:.0f}")
+        except Exception as e:
+            if not tracking.transient(e):
+                raise
+            return  # tried again at the next report
         _beats[run_id] = now
+
+
+def continued(c, run_id: str, step: int) -> None:
+    """Mark a trial's run as the attempt that continued an earlier one's checkpoint at `step`."""
+    _patiently(c.tracking_uri, f"tagging run {run_id}", lambda: c.set_tag(run_id, CONTINUED_TAG, str(step)))
 
 
 def live_claims(uri: str, key: str, run_id: str, stale_after: float = CLAIM_STALE_SECONDS) -> list[str]:

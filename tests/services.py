@@ -4,8 +4,10 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import requests
 import yaml
 
 BIN = Path(sys.executable).parent
@@ -35,6 +37,29 @@ def stop(proc):
             return
         except subprocess.TimeoutExpired:
             pass
+
+
+def start_mlflow(root: Path, port: int, log_name: str = "mlflow.log"):
+    """An `mlflow server` on 127.0.0.1:port with its SQLite store and artifacts in `root`: started again
+    with the same root and port, it is the same server."""
+    return start([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                  "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                  "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
+                 open(root / log_name, "a"))
+
+
+def wait_healthy(url: str, proc, log: Path, timeout: float = 180) -> None:
+    """Until the MLflow server at `url` answers /health (~15 s after it starts, measured)."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if requests.get(f"{url}/health", timeout=5).ok:
+                return
+        except requests.RequestException:  # not listening yet, or still starting its worker
+            pass
+        assert proc.poll() is None, log.read_text()[-2000:]
+        assert time.time() < deadline, f"mlflow server did not answer {url}/health"
+        time.sleep(0.5)
 
 
 def space(tmp_path, name, steps=300, seeds=(0, 1), sweep=None, retries=0, search=None) -> Path:

@@ -1,7 +1,10 @@
 """The trial record in a real MLflow store: every field round-trips, identity keys survive a new
 parameter, a store written before the record was versioned is still read, a newer one is refused,
-reads page through the store, and a missing store is never created by a read."""
+reads page through the store, and a missing store is never created by a read. Writes wait out a
+stopped tracking server (a real `mlflow server` stopped and started again): nothing lost or doubled,
+training never held up, and a store gone for good fails the write in one line."""
 import json
+import time
 
 import pytest
 import torch
@@ -10,6 +13,7 @@ from qsearch import tracking
 from qsearch import trial_record as record
 from qsearch.config import PolicyConfig, QuantBits, SACConfig, TrainConfig
 from qsearch.errors import QsearchError
+from services import free_port, start_mlflow, stop, wait_healthy
 
 ENV = "InvertedPendulum-v5"
 CFG = TrainConfig(env_id=ENV, policy=PolicyConfig(width=64, depth=2, quant=QuantBits(4, 2, 2, 8)), total_steps=4000,
@@ -154,3 +158,79 @@ def test_reading_a_missing_store_creates_nothing(tmp_path):
     with pytest.raises(QsearchError, match="does not exist"):
         record.read_trials(f"sqlite:///{db}")
     assert not db.exists()
+
+
+def test_writes_wait_out_a_stopped_server_and_nothing_is_lost_or_doubled(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_mlflow(tmp_path, port)  # answers after ~15 s: the search's first writes wait for it
+    try:
+        parent = record.start_search(url, "0", "outage", {"steps": 3000})
+        c, run = record.start_trial(url, "0", parent, "t0", "a trial", {"seed": "0"})
+        log = record.ProgressLog(url, c, run)
+        log.log({"steps_per_s": 1.0}, 1000)
+        assert log.pending == []  # sent
+
+        stop(server)  # SIGTERM: the server exits; nothing listens on the port
+        took = []
+        for step in (2000, 3000):
+            started = time.monotonic()
+            log.log({"steps_per_s": step / 1000, record.EVAL_RETURN: step / 10}, step)
+            took.append(time.monotonic() - started)
+        # One refused attempt, then only the buffer: training goes on (MLflow's own retries would hold
+        # each write for minutes).
+        assert max(took) < 2, took
+        assert [(m.key, m.step) for m in log.pending] == [("steps_per_s", 2000), (record.EVAL_RETURN, 2000),
+                                                          ("steps_per_s", 3000), (record.EVAL_RETURN, 3000)]
+
+        server = start_mlflow(tmp_path, port, "mlflow2.log")  # the same port and store
+        log.flush()  # waits for the server to answer again, then sends
+        assert log.pending == []
+        (tmp_path / "bundle").mkdir()
+        (tmp_path / "bundle" / "bundle.json").write_text("{}")
+        record.finish_trial(c, run, {record.FINAL_RETURN: 9.0}, 3000, str(tmp_path / "bundle"))
+        record.end_trial(c, run)
+        record.finish_search(url, "0", parent, [9.0], 0, [])
+
+        assert [(m.step, m.value) for m in c.get_metric_history(run, "steps_per_s")] == \
+            [(1000, 1.0), (2000, 2.0), (3000, 3.0)]  # every step once, as logged
+        assert record.eval_history(c, run) == {2000: 200.0, 3000: 300.0}
+        assert c.get_run(run).data.metrics[record.FINAL_RETURN] == 9.0
+        assert [f.path for f in c.list_artifacts(run, record.BUNDLE_ARTIFACT)] == ["bundle/bundle.json"]
+        assert c.get_run(run).info.status == c.get_run(parent).info.status == "FINISHED"
+        # A batch sent twice (the server took it, its answer was lost) is stored once: what makes a
+        # retried write safe.
+        items = tracking.metric_items({"again": 1.0}, 7)
+        for _ in range(2):
+            tracking.log_metric_items(c, parent, items)
+        assert len(c.get_metric_history(parent, "again")) == 1
+    finally:
+        stop(server)
+
+
+def test_a_store_gone_for_longer_than_the_patience_fails_the_write_in_one_line(monkeypatch):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setattr(record, "PATIENCE", 3.0)
+    c = tracking.client(url)
+    log = record.ProgressLog(url, c, "r1")
+    log.log({"steps_per_s": 1.0}, 1000)  # buffered: no error while training
+    started = time.monotonic()
+    with pytest.raises(record.StoreUnreachable) as e:
+        log.flush()
+    assert time.monotonic() - started >= 3.0  # tried for the whole patience
+    assert str(e.value).startswith(f"MLflow tracking store {url} did not answer for 3 s while writing the metrics")
+    assert "\n" not in str(e.value)
+    with pytest.raises(record.StoreUnreachable, match=f"{url} did not answer for 3 s while ending run r1"):
+        record.end_trial(c, "r1")
+
+
+def test_a_write_the_store_refuses_is_not_retried(store):
+    from mlflow.exceptions import MlflowException
+
+    uri, exp, parent = store
+    c = tracking.client(uri)
+    # Raised as MLflow's refusal, not buffered, nor retried for PATIENCE and then a StoreUnreachable
+    with pytest.raises(MlflowException, match="no-such-run"):
+        record.ProgressLog(uri, c, "no-such-run").log({"steps_per_s": 1.0}, 1000)
+    with pytest.raises(MlflowException, match="no-such-run"):
+        record.end_trial(c, "no-such-run")

@@ -71,13 +71,14 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
             tune.report({"step": cfg.total_steps, "eval_return": reused.final_return, **reused.summary,
                          record.REUSED_RESULT: 1})
             return
+    metrics_log = record.ProgressLog(tracking_uri, client, run_id)  # buffered: a stopped server holds nothing up
     last = {"return": None, "report": {}}
 
     def log(m: dict) -> dict:
         """A progress row into the trial's MLflow run; returns what Tune is told of it."""
         step = int(m["step"])
         metrics = {k: m[k] for k in record.PROGRESS_METRICS if m.get(k) is not None}
-        tracking.log_metrics(client, run_id, metrics, step)
+        metrics_log.log(metrics, step)
         record.heartbeat(client, run_id)  # this trial's claim is alive
         if record.EVAL_RETURN in metrics:
             last["return"] = metrics[record.EVAL_RETURN]
@@ -97,7 +98,7 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
             # This attempt's run gets the rows the earlier attempts logged before the checkpoint, so
             # the trial's FINISHED run holds its whole history.
             state = read_state(checkpoints.resume_from)
-            client.set_tag(run_id, record.CONTINUED_TAG, str(state["step"]))
+            record.continued(client, run_id, state["step"])
             for row in state["monitor"]["rows"]:
                 log(row)
         work_started = time.perf_counter()
@@ -105,6 +106,7 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
                          checkpoints=checkpoints)
         work_seconds = time.perf_counter() - work_started
         summary = record.trial_summary(b.evaluation, work_seconds, cost)
+        metrics_log.flush()
         record.finish_trial(client, run_id, summary, cfg.total_steps, str(local / "bundle"))
         _copy_bundle(local / "bundle", fs, f"{trial_path}/bundle")
         done = {"eval_return": summary[record.FINAL_RETURN], **summary, "trial_seconds": time.perf_counter() - started}
@@ -113,12 +115,21 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
         record.end_trial(client, run_id)
     except SystemExit:
         # A scheduler (ASHA) stopping the trial: Tune's report() ends the trial's thread with
-        # sys.exit(0). Not a failure.
+        # sys.exit(0). Not a failure. Its progress up to the stop is what the scheduler judged: sent first.
+        metrics_log.flush()
         record.end_trial(client, run_id, stopped="stopped early by the scheduler")
         raise
     except BaseException as e:
-        # Recorded on the child run, then re-raised so that Tune retries or marks the trial failed.
-        record.end_trial(client, run_id, error=f"{type(e).__name__}: {e}")
+        # Recorded on the child run with its progress so far, then re-raised so that Tune retries or marks
+        # the trial failed. A store that has not answered for PATIENCE gets one more try, not another
+        # wait: the driver's finish_search marks a run left RUNNING as KILLED.
+        gone = isinstance(e, record.StoreUnreachable)
+        try:
+            if not gone:
+                metrics_log.flush()
+            record.end_trial(client, run_id, error=f"{type(e).__name__}: {e}", patience=0 if gone else None)
+        except record.StoreUnreachable:
+            pass
         _write_text(fs, f"{trial_path}/error.txt", traceback.format_exc())
         raise
     finally:
