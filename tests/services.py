@@ -73,3 +73,26 @@ def space(tmp_path, name, steps=300, seeds=(0, 1), sweep=None, retries=0, search
     p = tmp_path / f"{name}.yaml"
     p.write_text(yaml.safe_dump(data))
     return p
+
+
+TIMING = {"steps_per_s", "seconds", "train_seconds"}  # how long, not what: the only fields allowed to differ
+
+
+def untimed(value):
+    """A bundle's JSON with its timing fields dropped, at any depth."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if k not in TIMING}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
+def assert_same_bundle(a: Path, b: Path) -> None:
+    """Same result: the same actor.pt, norm.npz and integer.npz bytes, and the same history, evaluation
+    and bundle record apart from timing (what runners and continued runs must keep; docs/results rely on it)."""
+    import json
+
+    for name in ("actor.pt", "norm.npz", "integer.npz"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    for name in ("history.json", "eval.json", "bundle.json"):
+        assert untimed(json.loads((a / name).read_text())) == untimed(json.loads((b / name).read_text())), name

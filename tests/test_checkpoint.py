@@ -3,8 +3,6 @@
 integer.npz bytes, the same history and evaluation apart from timing), for SAC and TD3; a full disk
 while a checkpoint is written leaves the previous checkpoint usable."""
 import errno
-import filecmp
-import json
 import os
 import signal
 import subprocess
@@ -18,9 +16,8 @@ from qsearch.cli import main
 from qsearch.config import SACConfig
 from qsearch.errors import QsearchError
 from qsearch.rl.checkpoint import FolderCheckpoints
-from services import BIN, ENV
+from services import BIN, ENV, assert_same_bundle
 
-TIMING = {"steps_per_s", "seconds", "train_seconds"}
 # Small networks and a learning start late enough that the first checkpoint (step 500) falls inside
 # brevitas' activation-scale warm-up (300 actor updates): the hazard the raw module copy is for.
 ALGO = {"sac": {"learning_starts": 300, "batch_size": 32, "critic_width": 32, "sigma_width": 16},
@@ -28,26 +25,11 @@ ALGO = {"sac": {"learning_starts": 300, "batch_size": 32, "critic_width": 32, "s
 STEPS, EVERY = 1200, 500
 
 
-def untimed(value):
-    if isinstance(value, dict):
-        return {k: untimed(v) for k, v in value.items() if k not in TIMING}
-    if isinstance(value, list):
-        return [untimed(v) for v in value]
-    return value
-
-
 def command(algo, out, *extra):
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in ALGO[algo].items()]
     return [str(BIN / "qsearch"), "train", "--algo", algo, "--env", "Hopper-v5", "--steps", str(STEPS),
             "--seed", "5", "--eval-every", "600", "--episodes", "2", "--width", "16", "--scope", "core",
             "--bits", "2", *flags, "--out", str(out), *extra]
-
-
-def assert_same_bundle(a, b):
-    for name in ("actor.pt", "norm.npz", "integer.npz"):
-        assert filecmp.cmp(a / name, b / name, shallow=False), name
-    for name in ("history.json", "eval.json"):
-        assert untimed(json.loads((a / name).read_text())) == untimed(json.loads((b / name).read_text())), name
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])

@@ -14,7 +14,7 @@ import yaml
 
 from qsearch import bundle as bundles
 from qsearch.search.run import search
-from services import BIN, ENV, free_port, space, start, stop
+from services import BIN, ENV, assert_same_bundle, free_port, space, start, stop
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory):
@@ -108,18 +108,6 @@ def test_search_tracked_in_mlflow(services, tmp_path):
         assert json.loads((folder / "trial.json").read_text())["final_return"] == b.evaluation["torch"]["mean"]
 
 
-TIMING = {"steps_per_s", "seconds", "train_seconds"}  # how long, not what: the only fields allowed to differ
-
-
-def untimed(value):
-    """A bundle's JSON with its timing fields dropped, at any depth."""
-    if isinstance(value, dict):
-        return {k: untimed(v) for k, v in value.items() if k not in TIMING}
-    if isinstance(value, list):
-        return [untimed(v) for v in value]
-    return value
-
-
 def test_same_configuration_and_seed_give_the_same_bundle_in_train_and_in_tune(services, tmp_path):
     """One short Hopper-v5 QAT configuration through `qsearch train` (its own process) and as a
     one-trial Tune search (a Ray worker): the same actor.pt, norm.npz and integer.npz bytes, the same
@@ -138,11 +126,8 @@ def test_same_configuration_and_seed_give_the_same_bundle_in_train_and_in_tune(s
                     "--eval-every", "300", "--episodes", "2", "--width", "16", "--scope", "core", "--bits", "2",
                     *flags, "--out", str(tmp_path / "train")], check=True, env=ENV, capture_output=True)
 
-    tuned, trained = trial / "bundle", tmp_path / "train"
-    for name in ("actor.pt", "norm.npz", "integer.npz"):
-        assert (tuned / name).read_bytes() == (trained / name).read_bytes(), name
-    for name in ("history.json", "eval.json", "bundle.json"):
-        assert untimed(json.loads((tuned / name).read_text())) == untimed(json.loads((trained / name).read_text())), name
+    trained = tmp_path / "train"
+    assert_same_bundle(trial / "bundle", trained)
     history = json.loads((trained / "history.json").read_text())
     assert [h["step"] for h in history] == [300, 600] and all(h["steps_per_s"] > 0 for h in history)
 
