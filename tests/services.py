@@ -26,9 +26,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(cmd, log, **popen):
+def start(cmd, log, env=None, **popen):
     # A session of its own, so that teardown ends exactly this process group and nothing else.
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True, **popen)
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**ENV, **(env or {})},
+                            start_new_session=True, **popen)
 
 
 def stop(proc):
@@ -44,14 +45,15 @@ def stop(proc):
             pass
 
 
-def start_mlflow(backend_uri: str, folder: Path, workers: int = 1, timeout: float = 180):
+def start_mlflow(backend_uri: str, folder: Path, workers: int = 1, timeout: float = 180, env: dict | None = None):
     """An MLflow tracking server on a loopback port over `backend_uri`, artifacts in folder/artifacts,
-    its log in folder/mlflow.log. Returns (process, URL) once it answers /health (~15 s on SQLite)."""
+    its log in folder/mlflow.log, `env` added to its environment. Returns (process, URL) once it
+    answers /health (~15 s on SQLite)."""
     port = free_port()
     log_path = folder / "mlflow.log"
     proc = start([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                   "--backend-store-uri", backend_uri, "--artifacts-destination", str(folder / "artifacts"),
-                  "--workers", str(workers)], open(log_path, "w"))
+                  "--workers", str(workers)], open(log_path, "w"), env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout
     try:

@@ -7,7 +7,10 @@ Ray ~5 s to start).
 """
 import io
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,6 +22,8 @@ from qsearch.search.run import search
 from qsearch.select.selection import select
 from select_store import ENV, fill, selection_file
 from services import BIN, free_port, space, start, start_mlflow, start_postgres, stop, stop_postgres
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +148,20 @@ def test_selection_through_a_postgresql_backed_server(server, tmp_path):
     tagged = [t for t in record.selected_trials(url) if t.configuration == chosen.configuration]
     assert sorted(t.seed for t in tagged) == [0, 1]
     assert {t.run_id for t in tagged} == {t.run_id for t in chosen.trials}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--stores", "nfs"], "tracking_load: --stores: 'nfs' is not one of sqlite, server"),
+    (["--trials", "0"], "tracking_load: --trials, --writes and --server-workers must be at least 1"),
+    (["--trials", "1000"], "tracking_load: --trials 1000: at 0.0625 CPU each they would not all run at once"),
+    (["--server-env", "POOL"], "tracking_load: --server-env: 'POOL' is not NAME=VALUE"),
+    (["--out", "other.json"], "tracking_load: other.json: not a data file of this bench"),
+    (["--report", "missing.json"], "tracking_load: [Errno 2] No such file or directory: 'missing.json'"),
+    (["--report", "other.json"], "tracking_load: other.json: not a data file of this bench"),
+])
+def test_the_load_bench_refuses_bad_input_in_one_line(tmp_path, args, message):
+    (tmp_path / "other.json").write_text('{"bench": "open_synthesis"}')
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "tracking_load.py"), *args], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith(message) and r.stderr.count("\n") == 1
