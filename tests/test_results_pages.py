@@ -66,3 +66,13 @@ def test_the_open_synthesis_table_is_what_its_data_draws(tmp_path):
     table = (tmp_path / "open_synthesis_table.md").read_text()
     assert table == (RESULTS / "open_synthesis_table.md").read_text()
     assert table.count("| open (yosys) |") >= 5 and (tmp_path / "open_synthesis.png").stat().st_size > 10_000
+
+
+def test_the_tracking_load_table_is_what_its_data_draws(tmp_path):
+    copy = tmp_path / "tracking_load.json"
+    shutil.copy(RESULTS / "tracking_load.json", copy)
+    subprocess.run([sys.executable, str(ROOT / "bench" / "tracking_load.py"), "--report", str(copy)],
+                   check=True, capture_output=True)
+    table = (tmp_path / "tracking_load_table.md").read_text()
+    assert table == (RESULTS / "tracking_load_table.md").read_text()
+    assert table in (RESULTS / "tracking_load.md").read_text()  # the page shows the table its data draws

@@ -5,7 +5,6 @@ One Ray and one MLflow server are shared by the whole module (Ray ~5 s and MLflo
 """
 import json
 import subprocess
-import sys
 import time
 
 import pytest
@@ -14,34 +13,22 @@ import yaml
 
 from qsearch import bundle as bundles
 from qsearch.search.run import search
-from services import BIN, ENV, assert_same_bundle, free_port, space, start, stop
+from services import BIN, ENV, assert_same_bundle, free_port, space, sqlite_store, start, start_mlflow, stop
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory):
     """(ray address, MLflow URL), both started in parallel."""
     root = tmp_path_factory.mktemp("services")
-    ray_port, mlflow_port = free_port(), free_port()
-    ray_log, mlflow_log = open(root / "ray.log", "w"), open(root / "mlflow.log", "w")
+    ray_port = free_port()
     ray = start([str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port", str(ray_port),
-                 "--include-dashboard", "false", "--disable-usage-stats"], ray_log)
-    mlflow = start([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
-                    "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                    "--artifacts-destination", str(root / "artifacts"), "--workers", "1"], mlflow_log)
-    url = f"http://127.0.0.1:{mlflow_port}"
+                 "--include-dashboard", "false", "--disable-usage-stats"], open(root / "ray.log", "w"))
+    mlflow = None
     try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=5).ok:
-                    break
-            except requests.RequestException:  # not listening yet, or still starting its worker
-                pass
-            assert mlflow.poll() is None and ray.poll() is None, (root / "mlflow.log").read_text()[-2000:]
-            assert time.time() < deadline, "mlflow server did not answer /health"
-            time.sleep(0.5)
+        mlflow, url = start_mlflow(sqlite_store(root), root)
         yield f"127.0.0.1:{ray_port}", url
     finally:
-        stop(mlflow)
+        if mlflow is not None:
+            stop(mlflow)
         stop(ray)
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from qsearch import trial_record as record
 from qsearch.search.run import search
-from services import BIN, free_port, space, start, start_mlflow, stop, wait_healthy
+from services import BIN, free_port, space, sqlite_store, start, start_mlflow, stop, wait_healthy
 
 OUTAGE = 20  # seconds from stopping the server to starting it again (it then takes ~15 s to answer)
 STEPS, EVAL_EVERY = 8_000, 2_000  # ~40 s of training per trial on an idle machine: well past the outage
@@ -50,7 +50,7 @@ def test_a_search_rides_out_a_stopped_tracking_server(tmp_path):
     url = f"http://127.0.0.1:{port}"
     ray = start([str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port", str(ray_port),
                  "--include-dashboard", "false", "--disable-usage-stats"], open(root / "ray.log", "w"))
-    server = [start_mlflow(root, port)]
+    server = [start_mlflow(sqlite_store(root), root, port, wait=False)[0]]
     window, problems = {}, []
 
     def outage():
@@ -72,7 +72,7 @@ def test_a_search_rides_out_a_stopped_tracking_server(tmp_path):
             # (measured), and stop() then kills it
             stop(server[0])
             time.sleep(max(0.0, window["stop"] + OUTAGE - time.time()))  # the fault: nothing listens on the port
-            server[0] = start_mlflow(root, port, "mlflow2.log")
+            server[0] = start_mlflow(sqlite_store(root), root, port, log_name="mlflow2.log", wait=False)[0]
             wait_healthy(url, server[0], root / "mlflow2.log")
             window["back"] = time.time()
         except BaseException as e:

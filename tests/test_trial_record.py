@@ -13,7 +13,7 @@ from qsearch import tracking
 from qsearch import trial_record as record
 from qsearch.config import PolicyConfig, QuantBits, SACConfig, TrainConfig
 from qsearch.errors import QsearchError
-from services import free_port, start_mlflow, stop, wait_healthy
+from services import free_port, sqlite_store, start_mlflow, stop
 
 ENV = "InvertedPendulum-v5"
 CFG = TrainConfig(env_id=ENV, policy=PolicyConfig(width=64, depth=2, quant=QuantBits(4, 2, 2, 8)), total_steps=4000,
@@ -163,7 +163,7 @@ def test_reading_a_missing_store_creates_nothing(tmp_path):
 def test_writes_wait_out_a_stopped_server_and_nothing_is_lost_or_doubled(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start_mlflow(tmp_path, port)  # answers after ~15 s: the search's first writes wait for it
+    server, _ = start_mlflow(sqlite_store(tmp_path), tmp_path, port, wait=False)  # answers after ~15 s: the search's first writes wait for it
     try:
         parent = record.start_search(url, "0", "outage", {"steps": 3000})
         c, run = record.start_trial(url, "0", parent, "t0", "a trial", {"seed": "0"})
@@ -183,7 +183,7 @@ def test_writes_wait_out_a_stopped_server_and_nothing_is_lost_or_doubled(tmp_pat
         assert [(m.key, m.step) for m in log.pending] == [("steps_per_s", 2000), (record.EVAL_RETURN, 2000),
                                                           ("steps_per_s", 3000), (record.EVAL_RETURN, 3000)]
 
-        server = start_mlflow(tmp_path, port, "mlflow2.log")  # the same port and store
+        server, _ = start_mlflow(sqlite_store(tmp_path), tmp_path, port, log_name="mlflow2.log", wait=False)  # the same port and store
         log.flush()  # waits for the server to answer again, then sends
         assert log.pending == []
         (tmp_path / "bundle").mkdir()
