@@ -21,10 +21,6 @@ Measured (2 cores shared with other jobs, load 5-17, --steps 20000 --outage 20):
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,38 +31,8 @@ from pathlib import Path
 import requests
 import yaml
 
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(cmd, log):
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
-
-
-def stop(proc):
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-
-
-def healthy(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/health", timeout=2).ok
-    except requests.RequestException:
-        return False
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from services import BIN, free_port, sqlite_store, start, start_mlflow, stop, wait_healthy  # noqa: E402
 
 
 def api(url, path, **body):
@@ -83,14 +49,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="outage-"))
     ray_port, port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
-    server_cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                  "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                  "--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
     ray = start([str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port", str(ray_port),
                  "--include-dashboard", "false", "--disable-usage-stats"], open(root / "ray.log", "w"))
-    server = [start(server_cmd, open(root / "mlflow.log", "w"))]
-    while not healthy(url):
-        time.sleep(0.5)
+    server = [start_mlflow(sqlite_store(root), root, port)[0]]
     space = root / "outage.yaml"
     space.write_text(yaml.safe_dump({
         "name": "outage", "envs": ["InvertedPendulum-v5"], "algo": "sac", "steps": args.steps, "seeds": [0],
@@ -116,13 +77,11 @@ def main() -> None:
         stop(server[0])
         times["stopped"] = time.time()
         time.sleep(args.outage)
-        server[0] = start(server_cmd, open(root / "mlflow2.log", "w"))
+        server[0] = start_mlflow(sqlite_store(root), root, port, log_name="mlflow2.log", wait=False)[0]
         times["restart"] = time.time()
-        while not healthy(url):
-            time.sleep(0.2)
+        wait_healthy(url, server[0], root / "mlflow2.log")
         times["healthy"] = time.time()
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from qsearch.search.run import search
 
     t = threading.Thread(target=outage, daemon=True)
