@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from qsearch import ray_session, tracking
-from qsearch.config import (ALGO_CONFIGS, ALGOS, CALIB_STATISTICS, CHECKPOINT_EVERY, FIXED_BITS, SCOPES,
+from qsearch.config import (ALGO_CONFIGS, ALGOS, CALIB_STATISTICS, CHECKPOINT_EVERY, FIXED_BITS, OBSERVE, SCOPES,
                             CalibrationConfig, FieldError, PolicyConfig, QuantBits, TrainConfig, check_value, default,
                             field_doc, scalar_kind)
 from qsearch.errors import QsearchError
@@ -195,6 +195,7 @@ TRAIN_FLAGS = {
     "total_steps": {"flag": "--steps", "required": True},  # TrainConfig's default is the paper's 1e6 steps
     "eval_episodes": {"flag": "--episodes"},
     "algo": {"choices": ALGOS},
+    "observe": {"choices": OBSERVE},
 }
 
 
@@ -342,7 +343,7 @@ def _eval(a) -> int:
     path = locate_bundle(a.bundle, a.tracking_uri)
     b = bundles.read(path)
     log_mujoco_to(path.resolve().parent)
-    res = evaluate(b.policy(a.engine), b.config.env_id, b.obs_norm, a.episodes, a.seed, a.noise)
+    res = evaluate(b.policy(a.engine), b.config.env_id, b.obs_norm, a.episodes, a.seed, a.noise, b.config.observe)
     out = {"bundle": str(a.bundle), "env": b.config.env_id, "engine": a.engine, "episodes": a.episodes,
            "noise": a.noise, "seed": a.seed, "mean": res.mean, "std": res.std, "returns": res.returns.tolist()}
     if a.json:

@@ -19,6 +19,7 @@ from qsearch.errors import QsearchError
 MIN_BITS, MAX_BITS = 2, 8
 SCOPES = ("all", "input", "output", "core")
 ALGOS = ("sac", "ddpg", "td3", "ppo")
+OBSERVE = ("all", "positions", "velocities")  # what of a task's observation the policy sees (rl/envs.py OBSERVED)
 FIXED_BITS = 8  # the paper keeps every non-swept part of the network at 8 bits
 # Environment steps between two checkpoints of a trial's learner (rl/checkpoint.py): a run killed
 # loses at most this much; see the README's "Preemptible capacity" for the measurement behind it.
@@ -333,11 +334,19 @@ class TrainConfig:
     """episodes per evaluation, during training and after it (paper: 10)"""
     algo_config: SACConfig | DDPGConfig | TD3Config | PPOConfig | None = None
     """the algorithm's hyperparameters; None: its defaults"""
+    observe: str = "all"
+    """what the policy observes: all, positions or velocities (a partially observed task; rl/envs.py
+    lists the indices kept per task)"""
 
     def __post_init__(self):
         check_fields(self)
         if self.algo not in ALGOS:
             raise FieldError("algo", f"unknown algorithm {self.algo!r}; choose one of {', '.join(ALGOS)}")
+        if self.observe not in OBSERVE:
+            raise FieldError("observe", f"must be one of {', '.join(OBSERVE)}, got {self.observe!r}")
+        if self.observe != "all" and self.algo == "ppo":
+            # RLlib makes its environments from the id alone; a masked task would need a registered id.
+            raise FieldError("observe", "applies to sac, ddpg and td3; ppo observes all of a task")
         if self.algo_config is None:
             object.__setattr__(self, "algo_config", ALGO_CONFIGS[self.algo]())
         elif type(self.algo_config) is not ALGO_CONFIGS[self.algo]:

@@ -13,13 +13,14 @@ from qsearch import rl
 from qsearch.config import TrainConfig
 from qsearch.quant import integer
 from qsearch.rl.common import EVAL_SEED_OFFSET
-from qsearch.rl.envs import check_env
+from qsearch.rl.envs import check_env, observed
 from qsearch.rl.evaluate import evaluate
 
 
 def check(cfg: TrainConfig, out: Path, force: bool = False) -> None:
     """Everything that can be refused before training starts: fail before hours of work, not after."""
     check_env(cfg.env_id)
+    observed(cfg.env_id, cfg.observe)
     bundles.check_destination(Path(out), force)
 
 
@@ -56,11 +57,11 @@ def evaluate_bundle(b: bundles.Bundle, episodes: int, seed: int, noise: float = 
         seen.append(x)
         return torch_act(x)
 
-    res = evaluate(recording, b.config.env_id, b.obs_norm, episodes, seed, noise)
+    res = evaluate(recording, b.config.env_id, b.obs_norm, episodes, seed, noise, b.config.observe)
     report = {"episodes": episodes, "noise": noise, "seed": seed,
               "torch": {"mean": res.mean, "std": res.std, "returns": res.returns.tolist()}}
     if b.integer is not None:
-        res = evaluate(b.policy("int"), b.config.env_id, b.obs_norm, episodes, seed, noise)
+        res = evaluate(b.policy("int"), b.config.env_id, b.obs_norm, episodes, seed, noise, b.config.observe)
         report["int"] = {"mean": res.mean, "std": res.std, "returns": res.returns.tolist()}
         observations = np.concatenate(seen)
         report["agreement"] = {

@@ -96,7 +96,7 @@ REPORT_ARTIFACT = "report"
 # Params
 PARAM_VALUE_MAX = 6_000  # MLflow's cap on a param value; ours are short, but never fail a trial on it
 NOT_IDENTITY = ("configuration",)  # a readable label derived from the others
-INTRODUCED: dict[str, str] = {}  # param -> the value that reproduces trials recorded before it existed
+INTRODUCED: dict[str, str] = {"observe": "all"}  # param -> the value that reproduces trials recorded before it existed
 
 FINISHED_TRIALS = f"tags.`{KIND_TAG}` = '{TRIAL}' and attributes.status = 'FINISHED'"
 
@@ -148,7 +148,7 @@ def trial_params(cfg: TrainConfig, configuration: str, final_episodes: int) -> d
     return encode({"env_id": cfg.env_id, "algo": cfg.algo, "fp32": q is None, **bits,
                    "width": cfg.policy.width, "depth": cfg.policy.depth, "seed": cfg.seed, "steps": cfg.total_steps,
                    "eval_every": cfg.eval_every, "eval_episodes": cfg.eval_episodes,
-                   "final_episodes": final_episodes, "configuration": configuration,
+                   "final_episodes": final_episodes, "configuration": configuration, "observe": cfg.observe,
                    **{f"algo_config.{k}": v for k, v in vars(cfg.algo_config).items()}})
 
 

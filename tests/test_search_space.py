@@ -60,6 +60,11 @@ def test_good_space(tmp_path):
     (with_(algo="a2c"), "algo", "unknown algorithm"),
     (with_(search={"searcher": "random"}), "search.searcher", "unknown searcher"),
     (with_(search={"objectives": ["return", "cost"]}), "search.objectives", "need searcher: optuna"),
+    (with_(observe="pixels"), "observe", "must be one of all, positions, velocities, got 'pixels'"),
+    (with_(observe="positions", sweep=[{"envs": ["Ant-v5"], "fp32": True}]), "observe",
+     "positions is defined for the v4/v5 MuJoCo tasks InvertedPendulum, InvertedDoublePendulum, Hopper, "
+     "Walker2d, HalfCheetah, not Ant-v5"),
+    (with_(observe="velocities", algo="ppo", algo_config={}), "observe", "ppo observes all of a task"),
 ])
 def test_bad_space_names_file_key_reason(tmp_path, data, key, reason):
     p = write(tmp_path, data)

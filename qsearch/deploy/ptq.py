@@ -86,7 +86,7 @@ def calibration_observations(b: bundles.Bundle, episodes: int, action_noise: flo
             a = np.clip(a + rng.normal(0.0, action_noise, a.shape), -1.0, 1.0).astype(np.float32)
         return a
 
-    evaluate(recording, b.config.env_id, b.obs_norm, episodes, seed)
+    evaluate(recording, b.config.env_id, b.obs_norm, episodes, seed, observe=b.config.observe)
     return np.concatenate(seen).astype(np.float32)
 
 

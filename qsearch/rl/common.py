@@ -175,7 +175,7 @@ class Monitor:
             metrics[name] = value
         if step % self.cfg.eval_every == 0 or step == self.cfg.total_steps:
             result = evaluate(torch_policy(self.actor), self.cfg.env_id, self.running.frozen(),
-                              self.cfg.eval_episodes, EVAL_SEED_OFFSET + self.cfg.seed)
+                              self.cfg.eval_episodes, EVAL_SEED_OFFSET + self.cfg.seed, observe=self.cfg.observe)
             metrics["eval_return_mean"], metrics["eval_return_std"] = result.mean, result.std
         self.rows.append(metrics)
         if self.progress is not None:

@@ -63,12 +63,54 @@ def log_mujoco_to(folder: Path) -> None:
     config.set()
 
 
-def make_env(env_id: str, seed: int) -> gym.Env:
-    """The plain environment (no observation wrappers: normalization is ours), action space seeded.
+# Partially observed tasks (Ni et al. 2022's -P and -V variants, here of the MuJoCo tasks): the indices
+# of each task's observation (gymnasium's v4/v5 layout, current x position excluded as by default)
+# that hold positions and velocities. InvertedDoublePendulum: x, sin and cos of both hinge angles, then
+# 3 velocities, then the constraint force on the cart (neither: left out of both).
+OBSERVED = {
+    "InvertedPendulum": {"positions": (0, 1), "velocities": (2, 3)},
+    "InvertedDoublePendulum": {"positions": (0, 1, 2, 3, 4), "velocities": (5, 6, 7)},
+    "Hopper": {"positions": tuple(range(0, 5)), "velocities": tuple(range(5, 11))},
+    "Walker2d": {"positions": tuple(range(0, 8)), "velocities": tuple(range(8, 17))},
+    "HalfCheetah": {"positions": tuple(range(0, 8)), "velocities": tuple(range(8, 17))},
+}
+
+
+def observed(env_id: str, observe: str) -> tuple[int, ...] | None:
+    """The observation indices a policy sees with `observe` (None: all of them); a task without an
+    index map is refused in one line."""
+    if observe == "all":
+        return None
+    task, _, version = env_id.rpartition("-")
+    if task not in OBSERVED or version not in ("v4", "v5"):
+        raise QsearchError(f"observe: {observe} is defined for the v4/v5 MuJoCo tasks "
+                           f"{', '.join(OBSERVED)}, not {env_id}")
+    return OBSERVED[task][observe]
+
+
+class Observe(gym.ObservationWrapper):
+    """Only the observation's `indices`: a partially observed version of the task."""
+
+    def __init__(self, env: gym.Env, indices: tuple[int, ...]):
+        super().__init__(env)
+        self.indices = np.array(indices)
+        space = env.observation_space
+        self.observation_space = gym.spaces.Box(space.low[self.indices], space.high[self.indices], dtype=space.dtype)
+
+    def observation(self, obs):
+        return obs[self.indices]
+
+
+def make_env(env_id: str, seed: int, observe: str = "all") -> gym.Env:
+    """The environment, action space seeded, with no observation wrapper (normalization is ours) but
+    the partial observation `observe` asks for.
 
     The caller seeds the dynamics with its first env.reset(seed=seed)."""
     check_env(env_id)
+    indices = observed(env_id, observe)
     env = _make(env_id)
+    if indices is not None:
+        env = Observe(env, indices)
     env.action_space.seed(seed)
     env.observation_space.seed(seed)
     return env

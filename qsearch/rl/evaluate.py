@@ -34,8 +34,9 @@ def torch_policy(actor: torch.nn.Module) -> Policy:
 
 
 def evaluate(policy: Policy, env_id: str, obs_norm: ObsNorm, episodes: int, seed: int,
-             noise_sigma: float = 0.0) -> EvalResult:
-    env = make_env(env_id, seed)
+             noise_sigma: float = 0.0, observe: str = "all") -> EvalResult:
+    """observe: what of the observation the policy sees (TrainConfig.observe)."""
+    env = make_env(env_id, seed, observe)
     scale, bias = action_scale(env.action_space), action_bias(env.action_space)
     noise = np.random.default_rng(seed)
     returns = np.zeros(episodes)

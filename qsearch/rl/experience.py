@@ -24,7 +24,7 @@ class Experience:
 
     def __init__(self, cfg: TrainConfig, buffer_size: int):
         self.seed = cfg.seed
-        self.env = make_env(cfg.env_id, cfg.seed)
+        self.env = make_env(cfg.env_id, cfg.seed, cfg.observe)
         space = self.env.action_space
         self.obs_dim, self.act_dim = self.env.observation_space.shape[0], space.shape[0]
         self.scale_np, self.bias_np = action_scale(space), action_bias(space)

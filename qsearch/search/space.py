@@ -29,7 +29,8 @@ from pathlib import Path
 import yaml
 
 from qsearch import trial_record
-from qsearch.config import ALGO_CONFIGS, ALGOS, CHECKPOINT_EVERY, SCOPES, PolicyConfig, QuantBits, TrainConfig, default
+from qsearch.config import (ALGO_CONFIGS, ALGOS, CHECKPOINT_EVERY, OBSERVE, SCOPES, PolicyConfig, QuantBits,
+                            TrainConfig, default)
 from qsearch.errors import QsearchError
 from qsearch.search.validate import Err, bit_width, config_of, field_value, integer, mapping, one_or_more
 
@@ -119,6 +120,8 @@ class SearchSpace:
     """what one trial reserves"""
     retries: int = 0
     """times Tune restarts a failed trial (from its latest checkpoint)"""
+    observe: str = "all"
+    """what of each task's observation the policies see: all, positions or velocities"""
     checkpoint_every: int = CHECKPOINT_EVERY
     """environment steps between two checkpoints of a trial's learner state (0: none); not part of a
     trial's identity"""
@@ -127,7 +130,7 @@ class SearchSpace:
         algo_config = dataclasses.replace(self.algo_config, **dict(conf.algo_overrides))
         return TrainConfig(env_id=conf.env_id, algo=self.algo, policy=conf.policy, total_steps=self.steps,
                            seed=seed, eval_every=self.eval_every, eval_episodes=self.eval_episodes,
-                           algo_config=algo_config)
+                           algo_config=algo_config, observe=self.observe)
 
     def trial_params(self, conf: Configuration, seed: int) -> dict[str, str]:
         """What a trial of `conf` and `seed` records in MLflow, and is found again by."""
@@ -141,9 +144,19 @@ class SearchSpace:
 
 
 TOP_KEYS = {"name", "envs", "algo", "algo_config", "steps", "seeds", "eval_every", "eval_episodes",
-            "final_episodes", "policy", "sweep", "search", "resources", "retries", "checkpoint_every"}
+            "final_episodes", "policy", "sweep", "search", "resources", "retries", "checkpoint_every", "observe"}
 REQUIRED = ("name", "envs", "steps", "seeds", "sweep")
 GROUP_KEYS = {"envs", "algo_config", "fp32", "scope", "bits", "width", "depth", *BIT_AXES}
+
+
+def _observed(err, envs, observe: str) -> None:
+    from qsearch.rl.envs import observed
+
+    for env_id in envs:
+        try:
+            observed(env_id, observe)
+        except QsearchError as e:
+            raise err("observe", str(e).removeprefix("observe: ")) from None
 
 
 def _env(err, key, v):
@@ -218,6 +231,12 @@ def parse(data, path: str = "<space>") -> SearchSpace:
                           gpu=_positive(err, "resources.gpu", res.get("gpu", default(Resources, "gpu")), zero=True))
     retries = integer(err, "retries", data.get("retries", default(SearchSpace, "retries")), lo=0)
     checkpoint_every = integer(err, "checkpoint_every", data.get("checkpoint_every", CHECKPOINT_EVERY), lo=0)
+    observe = data.get("observe", "all")
+    if observe not in OBSERVE:
+        raise err("observe", f"must be one of {', '.join(OBSERVE)}, got {observe!r}")
+    if observe != "all" and algo == "ppo":
+        raise err("observe", "applies to sac, ddpg and td3; ppo observes all of a task")
+    _observed(err, sorted({c.env_id for c in configurations}), observe)
     if algo == "ppo":  # one env runner per CPU of the trial
         if not resources.cpu.is_integer():
             raise err("resources.cpu", f"a PPO trial runs one env runner per CPU: must be a whole number, got {resources.cpu}")
@@ -225,7 +244,7 @@ def parse(data, path: str = "<space>") -> SearchSpace:
     return SearchSpace(name=name, path=path, algo=algo, algo_config=algo_config, steps=steps, seeds=seeds,
                        eval_every=eval_every, eval_episodes=eval_episodes, final_episodes=final_episodes,
                        configurations=tuple(configurations), search=search, resources=resources, retries=retries,
-                       checkpoint_every=checkpoint_every)
+                       checkpoint_every=checkpoint_every, observe=observe)
 
 
 def _positive(err, key, v, zero=False):

@@ -58,7 +58,7 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
         tune.report({"step": cfg.total_steps, **done})
         return
 
-    env = make_env(cfg.env_id, seed)
+    env = make_env(cfg.env_id, seed, cfg.observe)
     cost = weight_bits(env.observation_space.shape[0], env.action_space.shape[0], conf.policy)
     env.close()
 

@@ -31,7 +31,8 @@ def model_curve(bundle_files: dict[str, bytes], sigmas: list[float], episodes: i
             (Path(tmp) / name).write_bytes(data)
         b = bundles.read(Path(tmp))
     policy = b.policy("torch")
-    return [evaluate(policy, b.config.env_id, b.obs_norm, episodes, NOISE_SEED + seed, s).mean for s in sigmas]
+    return [evaluate(policy, b.config.env_id, b.obs_norm, episodes, NOISE_SEED + seed, s, b.config.observe).mean
+            for s in sigmas]
 
 
 def curves(models: dict[str, list[tuple[str, int]]], sigmas: list[float], episodes: int, log_dir: Path,
