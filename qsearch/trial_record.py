@@ -426,8 +426,10 @@ def finish_search(uri: str, experiment_id: str, parent_run_id: str, done_returns
 
 def start_selection(uri: str, experiment_id: str, name: str, params: dict) -> str:
     c = tracking.client(uri)
-    run_id = c.create_run(experiment_id, run_name=name, tags={KIND_TAG: SELECTION}).info.run_id
-    tracking.log_params(c, run_id, encode(params))
+    # Patient as start_search is, and not idempotent in the same way.
+    run_id = _patiently(uri, f"starting selection {name}",
+                        lambda: c.create_run(experiment_id, run_name=name, tags={KIND_TAG: SELECTION}).info.run_id)
+    _patiently(uri, f"starting selection {name}", lambda: tracking.log_params(c, run_id, encode(params)))
     return run_id
 
 
@@ -435,12 +437,16 @@ def mark_stopped(uri: str, stopped: dict[str, tuple[str, str | None, dict | None
     """Tag the runs of trials a lazy selection stopped: trial id -> (why, early rejection detail or
     None, the settings it was decided under or None)."""
     c = tracking.client(uri)
-    for trial_id, (why, rejected, settings) in stopped.items():
-        for r in _runs(uri, f"tags.`{TRIAL_ID_TAG}` = '{trial_id}'"):
-            c.set_tag(r.info.run_id, STOP_REASON_TAG, why)
-            if rejected is not None:
-                c.set_tag(r.info.run_id, REJECTED_TAG, rejected)
-                c.set_tag(r.info.run_id, REJECTION_SETTINGS_TAG, json.dumps(settings, sort_keys=True))
+
+    def tag_all():  # reads and tags only: safe to repeat after an outage
+        for trial_id, (why, rejected, settings) in stopped.items():
+            for r in _runs(uri, f"tags.`{TRIAL_ID_TAG}` = '{trial_id}'"):
+                c.set_tag(r.info.run_id, STOP_REASON_TAG, why)
+                if rejected is not None:
+                    c.set_tag(r.info.run_id, REJECTED_TAG, rejected)
+                    c.set_tag(r.info.run_id, REJECTION_SETTINGS_TAG, json.dumps(settings, sort_keys=True))
+
+    _patiently(uri, "tagging the stopped trials", tag_all)
 
 
 @dataclass(frozen=True)
@@ -472,21 +478,26 @@ def stopped_trials(uri: str) -> list[Stopped]:
 
 
 def log_selection_cost(uri: str, run_id: str, spent: int, reused: int, grid: int) -> None:
-    tracking.log_metrics(tracking.client(uri), run_id, {STEPS_SPENT: spent, STEPS_REUSED: reused, STEPS_GRID: grid}, 0)
+    c, items = tracking.client(uri), tracking.metric_items({STEPS_SPENT: spent, STEPS_REUSED: reused, STEPS_GRID: grid}, 0)
+    _patiently(uri, f"writing the cost of selection run {run_id}", lambda: tracking.log_metric_items(c, run_id, items))
 
 
 def set_selected(uri: str, envs: list[str], run_ids: list[str], selection: str | None = None) -> None:
     """Tag `run_ids` as selected (by the selection named `selection`); the tag an earlier selection
     left on these environments is cleared."""
     c = tracking.client(uri)
-    # Every tagged run, not one per key: a second run of a trial tagged by another selection is cleared too.
-    for r in _runs(uri, f"{FINISHED_TRIALS} and tags.`{SELECTED_TAG}` = 'true'"):
-        if r.data.params.get("env_id") in envs:
-            c.set_tag(r.info.run_id, SELECTED_TAG, "false")
-    for run_id in run_ids:
-        c.set_tag(run_id, SELECTED_TAG, "true")
-        if selection:
-            c.set_tag(run_id, SELECTION_TAG, selection)
+
+    def tag_all():  # reads and tags only: safe to repeat after an outage
+        # Every tagged run, not one per key: a second run of a trial tagged by another selection is cleared too.
+        for r in _runs(uri, f"{FINISHED_TRIALS} and tags.`{SELECTED_TAG}` = 'true'"):
+            if r.data.params.get("env_id") in envs:
+                c.set_tag(r.info.run_id, SELECTED_TAG, "false")
+        for run_id in run_ids:
+            c.set_tag(run_id, SELECTED_TAG, "true")
+            if selection:
+                c.set_tag(run_id, SELECTION_TAG, selection)
+
+    _patiently(uri, "tagging the selected trials", tag_all)
 
 
 def eval_history(c, run_id: str) -> dict[int, float]:
