@@ -24,6 +24,7 @@ def test_json_export_round_trips_to_the_engine(capsys, tmp_path, bundle_dir, rng
     assert code == 0 and "policy.json" in out
     d = json.loads((tmp_path / "j" / "policy.json").read_text())
     assert d["format"] == "qsearch-integer-policy" and d["env_id"] == "Hopper-v5"
+    assert (d["observe"], d["observation_indices"]) == ("all", None)
     assert [(l["in"], l["out"]) for l in d["layers"]] == [(11, 16), (16, 16), (16, 3)]
     assert d["output"]["action_scale"] == pytest.approx([0.4] * 3)
     original, loaded = bundles.read(bundle_dir).integer, read_json(tmp_path / "j" / "policy.json")

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -108,6 +110,9 @@ def test_a_partially_observed_policy_is_trained_recorded_and_evaluated_on_what_i
     assert b.config.observe == "positions" and b.actor.obs_dim == 2 and b.obs_norm.mean.shape == (2,)
     capsys.readouterr()
     assert main(["eval", str(out), "--episodes", "2", "--json"]) == 0  # evaluated on positions, as trained
+    assert main(["export", str(out), "--format", "json", "--out", str(tmp_path / "j")]) == 0
+    exported = json.loads((tmp_path / "j" / "policy.json").read_text())
+    assert (exported["observe"], exported["observation_indices"], exported["obs_dim"]) == ("positions", [0, 1], 2)
     # Trials recorded before `observe` existed keep their identity: "all" is what they did.
     params = record.trial_params(b.config, "label", 2)
     assert params["observe"] == "positions"

@@ -107,7 +107,8 @@ def _check_out(out: Path, force: bool) -> None:
 def _json(b: bundles.Bundle, tmp: Path) -> list[str]:
     from qsearch.deploy.json_export import write_json
 
-    path = write_json(b.integer, b.action_scale, b.action_bias, b.config.env_id, tmp / "policy.json")
+    path = write_json(b.integer, b.action_scale, b.action_bias, b.config.env_id, tmp / "policy.json",
+                      b.config.observe)
     return [f"integer model: {path.name} ({path.stat().st_size} bytes)"]
 
 

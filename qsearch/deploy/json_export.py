@@ -23,11 +23,17 @@ FORMAT = "qsearch-integer-policy"
 VERSION = 1
 
 
-def to_dict(model: IntegerModel, action_scale: np.ndarray, action_bias: np.ndarray, env_id: str) -> dict:
+def to_dict(model: IntegerModel, action_scale: np.ndarray, action_bias: np.ndarray, env_id: str,
+            observe: str = "all") -> dict:
+    from qsearch.rl.envs import observed
+
     in_lo, in_hi = int_range(model.input_bits, True)
+    indices = observed(env_id, observe)
     return {
         "format": FORMAT, "version": VERSION, "env_id": env_id,
         "obs_dim": model.obs_dim, "act_dim": model.act_dim,
+        # which entries of the environment's observation the policy takes, in order (None: all of them)
+        "observe": observe, "observation_indices": None if indices is None else list(indices),
         "input": {
             "bits": model.input_bits, "signed": True, "min": in_lo, "max": in_hi,
             "scale": float(model.input_scale),
@@ -49,9 +55,9 @@ def to_dict(model: IntegerModel, action_scale: np.ndarray, action_bias: np.ndarr
     }
 
 
-def write_json(model: IntegerModel, action_scale, action_bias, env_id: str, path: Path) -> Path:
+def write_json(model: IntegerModel, action_scale, action_bias, env_id: str, path: Path, observe: str = "all") -> Path:
     path = Path(path)
-    text = json.dumps(to_dict(model, action_scale, action_bias, env_id), indent=1)
+    text = json.dumps(to_dict(model, action_scale, action_bias, env_id, observe), indent=1)
     # one line per list of numbers (a weight row, a threshold table) instead of one line per number
     text = _NUMBER_LIST.sub(lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
     path.write_text(text + "\n")
