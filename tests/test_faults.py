@@ -78,6 +78,12 @@ def run_search(path, tmp_path, address, uri, storage):
                             env=ENV, stdout=open(tmp_path / "driver.log", "w"), stderr=subprocess.STDOUT)
 
 
+def launch(tmp_path, name, address):
+    """A one-trial search `name` started on the cluster: (space file, storage, tracking URI, driver)."""
+    path, storage, uri = one_trial_space(tmp_path, name), tmp_path / "storage", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return path, storage, uri, run_search(path, tmp_path, address, uri, storage)
+
+
 def trial_folder(storage, name):
     folders = [p for p in (storage / name).glob("*") if (p / "params.json").exists()] \
         if (storage / name).exists() else []
@@ -133,9 +139,7 @@ def test_worker_process_killed(cluster, tmp_path):
     address, root = cluster
     node = join_worker(address, open(tmp_path / "worker.log", "w"))
     try:
-        path, storage, uri = one_trial_space(tmp_path, "proc_kill"), tmp_path / "storage", \
-            f"sqlite:///{tmp_path / 'mlflow.db'}"
-        driver = run_search(path, tmp_path, address, uri, storage)
+        path, storage, uri, driver = launch(tmp_path, "proc_kill", address)
         wait_for("the first checkpoint", lambda: first_checkpoint(storage, "proc_kill") or driver.poll() is not None)
         # The trial's worker process, as Tune records it with every result.
         results = trial_folder(storage, "proc_kill") / "result.json"
@@ -152,9 +156,7 @@ def test_worker_node_killed_and_replaced(cluster, tmp_path):
     node = join_worker(address, open(tmp_path / "worker1.log", "w"))
     replacement = None
     try:
-        path, storage, uri = one_trial_space(tmp_path, "node_kill"), tmp_path / "storage", \
-            f"sqlite:///{tmp_path / 'mlflow.db'}"
-        driver = run_search(path, tmp_path, address, uri, storage)
+        path, storage, uri, driver = launch(tmp_path, "node_kill", address)
         wait_for("the first checkpoint", lambda: first_checkpoint(storage, "node_kill") or driver.poll() is not None)
         os.killpg(node.pid, signal.SIGKILL)  # the node's raylet, object store and workers at once
         node.wait()
@@ -172,9 +174,7 @@ def test_resumed_search_continues_the_trial_from_its_checkpoint(cluster, tmp_pat
     address, root = cluster
     node = join_worker(address, open(tmp_path / "worker.log", "w"))
     try:
-        path, storage, uri = one_trial_space(tmp_path, "driver_kill"), tmp_path / "storage", \
-            f"sqlite:///{tmp_path / 'mlflow.db'}"
-        driver = run_search(path, tmp_path, address, uri, storage)
+        path, storage, uri, driver = launch(tmp_path, "driver_kill", address)
         # Killed once the driver has saved a search state that knows the checkpoint: a resumed search
         # continues from the checkpoints Tune's saved state lists (saved every few seconds).
         wait_for("the checkpoint in the driver's saved state", lambda: state_knows_checkpoint(storage, "driver_kill"))
