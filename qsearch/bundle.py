@@ -54,7 +54,7 @@ class Bundle:
         if engine == "int":
             if self.integer is None:
                 raise QsearchError("this bundle holds an FP32 policy: it has no integer model (use --engine torch)")
-            return self.integer.act
+            return self.integer.policy()
         if engine == "torch":
             return torch_policy(self.actor)
         raise QsearchError(f"unknown engine {engine!r}; choose torch or int")

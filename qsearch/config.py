@@ -19,6 +19,7 @@ from qsearch.errors import QsearchError
 MIN_BITS, MAX_BITS = 2, 8
 SCOPES = ("all", "input", "output", "core")
 ALGOS = ("sac", "ddpg", "td3", "ppo")
+ENCODERS = ("none", "gru")  # what turns the observation stream into the MLP's input (quant/gru.py)
 OBSERVE = ("all", "positions", "velocities")  # what of a task's observation the policy sees (rl/envs.py OBSERVED)
 FIXED_BITS = 8  # the paper keeps every non-swept part of the network at 8 bits
 # Environment steps between two checkpoints of a trial's learner (rl/checkpoint.py): a run killed
@@ -40,7 +41,7 @@ class FieldError(QsearchError):
 # An integer field must be positive unless it is named here: (lowest, highest or None). By name, so
 # that a name means the same in every config (learning_starts in SAC's and DDPG's).
 BITS = (MIN_BITS, MAX_BITS)
-INT_BOUNDS = {"seed": (0, None), "learning_starts": (0, None), "bits": BITS,
+INT_BOUNDS = {"seed": (0, None), "learning_starts": (0, None), "burn_in": (0, None), "bits": BITS,
               "bits_in": BITS, "bits_weight": BITS, "bits_act": BITS, "bits_out": BITS}
 
 
@@ -120,21 +121,34 @@ class QuantBits:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """The actor network: `depth` hidden ReLU layers of `width` units."""
+    """The actor network: `depth` hidden ReLU layers of `width` units, fed the observation (encoder
+    none) or the hidden state of a GRU over the stream of observations (encoder gru)."""
 
     width: int = 256
     """units per hidden layer (paper: 256 for the FP32 baseline and stage 1)"""
     depth: int = 2
     """hidden layers (paper: 2)"""
     quant: QuantBits | None = field(default_factory=QuantBits)
-    """bit widths; None is the FP32 baseline"""
+    """bit widths; None is the FP32 baseline. A GRU encoder's weights take bits_weight, its gates and
+    hidden state bits_act: the `core` scope covers the encoder"""
+    encoder: str = "none"
+    """none: the MLP sees the observation; gru: a recurrent policy whose GRU carries a hidden state
+    from step to step of an episode (reset to zero at its start)"""
+    encoder_width: int = 64
+    """units of the GRU's hidden state (encoder gru)"""
 
     def __post_init__(self):
         check_fields(self)
+        if self.encoder not in ENCODERS:
+            raise FieldError("encoder", f"must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
 
     @property
     def fp32(self) -> bool:
         return self.quant is None
+
+    @property
+    def recurrent(self) -> bool:
+        return self.encoder != "none"
 
 
 @dataclass(frozen=True)
@@ -167,6 +181,10 @@ class SACConfig:
     """units per hidden layer of each of the two FP32 critics (paper: 256)"""
     sigma_width: int = 64
     """hidden units of the FP32 log-std branch, used only in training (paper Section 2.2)"""
+    sequence_length: int = 16
+    """recurrent policy: trained steps per sampled window; an update takes batch_size / sequence_length windows"""
+    burn_in: int = 8
+    """recurrent policy: steps before a window, run only to bring the hidden state up from zero (R2D2)"""
 
     def __post_init__(self):
         check_fields(self)
@@ -194,6 +212,10 @@ class DDPGConfig:
     """critic updates per actor update (paper: 2)"""
     critic_width: int = 256
     """units per hidden layer of the FP32 critics (paper: 256)"""
+    sequence_length: int = 16
+    """recurrent policy: trained steps per sampled window; an update takes batch_size / sequence_length windows"""
+    burn_in: int = 8
+    """recurrent policy: steps before a window, run only to bring the hidden state up from zero (R2D2)"""
 
     def __post_init__(self):
         check_fields(self)
@@ -347,6 +369,10 @@ class TrainConfig:
         if self.observe != "all" and self.algo == "ppo":
             # RLlib makes its environments from the id alone; a masked task would need a registered id.
             raise FieldError("observe", "applies to sac, ddpg and td3; ppo observes all of a task")
+        if self.policy.recurrent and self.algo == "ppo":
+            # RLlib's recurrent path wants its own model interface (state in, state out, max_seq_len
+            # padding in the learner); qsearch's PPO module is stateless.
+            raise FieldError("encoder", "gru applies to sac, ddpg and td3; ppo trains stateless policies")
         if self.algo_config is None:
             object.__setattr__(self, "algo_config", ALGO_CONFIGS[self.algo]())
         elif type(self.algo_config) is not ALGO_CONFIGS[self.algo]:

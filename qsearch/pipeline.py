@@ -14,7 +14,7 @@ from qsearch.config import TrainConfig
 from qsearch.quant import integer
 from qsearch.rl.common import EVAL_SEED_OFFSET
 from qsearch.rl.envs import check_env, observed
-from qsearch.rl.evaluate import evaluate
+from qsearch.rl.evaluate import evaluate, reset
 
 
 def check(cfg: TrainConfig, out: Path, force: bool = False) -> None:
@@ -47,25 +47,34 @@ def checkpoint_folder(out: Path) -> Path:
     return out.parent / f"{out.name}.checkpoints"
 
 
+class _Recording:
+    """A policy that keeps the observations of each episode it is given."""
+
+    def __init__(self, policy):
+        self.policy, self.episodes = policy, []
+
+    def reset(self) -> None:
+        self.episodes.append([])
+        reset(self.policy)
+
+    def __call__(self, x):
+        self.episodes[-1].append(x[0])
+        return self.policy(x)
+
+
 def evaluate_bundle(b: bundles.Bundle, episodes: int, seed: int, noise: float = 0.0) -> dict:
     """Returns with the torch model and, for quantized policies, the integer engine, and how often the
     two produce the same output integers on the observations the torch policy visited."""
-    seen = []
-    torch_act = b.policy("torch")
-
-    def recording(x):
-        seen.append(x)
-        return torch_act(x)
-
+    recording = _Recording(b.policy("torch"))
     res = evaluate(recording, b.config.env_id, b.obs_norm, episodes, seed, noise, b.config.observe)
     report = {"episodes": episodes, "noise": noise, "seed": seed,
               "torch": {"mean": res.mean, "std": res.std, "returns": res.returns.tolist()}}
     if b.integer is not None:
         res = evaluate(b.policy("int"), b.config.env_id, b.obs_norm, episodes, seed, noise, b.config.observe)
         report["int"] = {"mean": res.mean, "std": res.std, "returns": res.returns.tolist()}
-        observations = np.concatenate(seen)
+        seen = [np.array(ep) for ep in recording.episodes]
         report["agreement"] = {
-            "observations": int(len(observations)),
-            "equal_outputs": integer.agreement(b.actor, b.integer, observations),
+            "observations": sum(len(ep) for ep in seen),
+            "equal_outputs": integer.agreement(b.actor, b.integer, seen),
         }
     return report

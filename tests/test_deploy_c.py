@@ -9,7 +9,7 @@ import pytest
 from qsearch.deploy import c_export
 from qsearch.obs_norm import ObsNorm
 from qsearch.quant import integer
-from qsearch.quant.fastpath import int_range
+from qsearch.quant.layers import int_range
 from policies import CONFIGS, hard_observations, warmed_actor
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")

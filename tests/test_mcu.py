@@ -14,7 +14,7 @@ from qsearch.deploy import c_export, mcu
 from qsearch.errors import QsearchError
 from qsearch.quant import integer
 from qsearch.quant.actor import QuantActor
-from qsearch.quant.fastpath import int_range
+from qsearch.quant.layers import int_range
 from qsearch.obs_norm import ObsNorm
 from commands import refused, run
 from policies import warmed_actor, write_bundle

@@ -51,7 +51,7 @@ def test_search_runs_a_qat_ppo_trial_on_two_env_runners(tmp_path, capsys):
     assert [h["step"] for h in b.history] == [1024, 2048]
     assert b.evaluation["agreement"]["equal_outputs"] == 1.0  # the integer engine computes the torch model
     x = np.random.default_rng(0).normal(size=(256, 4)).astype(np.float32)  # beyond the visited states too
-    assert integer.agreement(b.actor, b.integer, x) == 1.0
+    assert integer.agreement(b.actor, b.integer, [x]) == 1.0
 
     import mlflow
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from qsearch.errors import QsearchError
-from qsearch.quant.fastpath import int_range
+from qsearch.quant.layers import int_range
 from qsearch.quant.integer import LUT_ONE, IntegerModel
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "deploy" / "c"

@@ -15,7 +15,7 @@ import numpy as np
 
 from qsearch.errors import QsearchError
 from qsearch.obs_norm import ObsNorm
-from qsearch.quant.fastpath import int_range
+from qsearch.quant.layers import int_range
 from qsearch.quant.integer import LUT_ONE, IntegerModel, IntLayer
 
 _NUMBER_LIST = re.compile(r"\[\s*([-+\d.eE,\s]+?)\s*\]")

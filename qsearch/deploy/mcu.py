@@ -27,7 +27,7 @@ import numpy as np
 
 from qsearch.deploy.c_export import TEMPLATES, compile_harness
 from qsearch.errors import QsearchError
-from qsearch.quant.fastpath import int_range
+from qsearch.quant.layers import int_range
 from qsearch.quant.integer import IntegerModel
 
 INSTALL_HINT = "pip install -e '.[mcu]' in the qsearch checkout (make install does it)"

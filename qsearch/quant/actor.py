@@ -10,16 +10,21 @@ deployed network adds them as integers.
 
 Convention: the actor is in training mode only inside its own gradient update; every other call
 (acting, target computation, evaluation) runs in eval mode, so the warm-up counts update batches.
+
+A recurrent actor (cfg.encoder gru) puts a GRU encoder (quant/gru.py) between the input quantizer and
+the MLP: the MLP sees the encoder's hidden state, not the observation. It runs over sequences
+(`sequence`, training) or one step at a time with the state carried by the caller (`step`, acting).
 """
 from __future__ import annotations
 
 import brevitas.nn as qnn
 import torch
-from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerTensorFloat, Int32Bias, Uint8ActPerTensorFloat
 from torch import nn
 
 from qsearch.config import PolicyConfig
 from qsearch.quant import fastpath
+from qsearch.quant.gru import GRUEncoder
+from qsearch.quant.layers import learned_act, quant_linear
 
 
 class QuantActor(nn.Module):
@@ -29,7 +34,10 @@ class QuantActor(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        dims = [obs_dim] + [cfg.width] * cfg.depth
+        self.recurrent = cfg.recurrent
+        if self.recurrent:
+            self.encoder = GRUEncoder(obs_dim, cfg.encoder_width, cfg.quant)
+        dims = [cfg.encoder_width if self.recurrent else obs_dim] + [cfg.width] * cfg.depth
         q = cfg.quant
         if q is None:
             layers = []
@@ -38,22 +46,20 @@ class QuantActor(nn.Module):
             layers.append(nn.Linear(dims[-1], act_dim))
             self.net = nn.Sequential(*layers)
             return
-        self.inp = qnn.QuantIdentity(act_quant=Int8ActPerTensorFloat, bit_width=q.bits_in, return_quant_tensor=True)
+        self.inp = learned_act(qnn.QuantIdentity, True, q.bits_in)
         self.linears = nn.ModuleList(
-            _quant_linear(d_in, d_out, q.bits_weight) for d_in, d_out in zip(dims, dims[1:] + [act_dim])
+            quant_linear(d_in, d_out, q.bits_weight) for d_in, d_out in zip(dims, dims[1:] + [act_dim])
         )
-        self.relus = nn.ModuleList(
-            qnn.QuantReLU(act_quant=Uint8ActPerTensorFloat, bit_width=q.bits_act, return_quant_tensor=True)
-            for _ in range(cfg.depth)
-        )
-        self.out = qnn.QuantIdentity(act_quant=Int8ActPerTensorFloat, bit_width=q.bits_out, return_quant_tensor=True)
+        self.relus = nn.ModuleList(learned_act(qnn.QuantReLU, False, q.bits_act) for _ in range(cfg.depth))
+        self.out = learned_act(qnn.QuantIdentity, True, q.bits_out)
 
     @property
     def quantized(self) -> bool:
         return self.cfg.quant is not None
 
     def act_quantizers(self) -> list[nn.Module]:
-        """The QuantIdentity / QuantReLU layers in forward order."""
+        """The QuantIdentity / QuantReLU layers with learned scales, in forward order (the encoder's
+        quantizers have constant scales)."""
         return [self.inp, *self.relus, self.out]
 
     def freeze_scales(self) -> None:
@@ -66,29 +72,79 @@ class QuantActor(nn.Module):
             for layer in self.act_quantizers():
                 fastpath.scaling_impl(layer).init_scale()
 
+    def _fast(self) -> dict | None:
+        """How the fast path runs now (fastpath.py): {} after the warm-up, warming=True for an eval-mode
+        call without gradients during it, None when brevitas' own forward must run."""
+        if fastpath.ready(self):
+            return {}
+        if not self.training and not torch.is_grad_enabled():  # acting or evaluating during the warm-up
+            return {"warming": True}
+        return None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, obs_dim) -> (B, act_dim). A recurrent actor takes (B, T, obs_dim) sequences from the zero
+        state and returns (B, T, act_dim)."""
+        if self.recurrent:
+            return self.sequence(x)[0]
         if not self.quantized:
             return self.net(x)
-        if fastpath.ready(self):
-            return fastpath.forward(self, x)
-        if not self.training and not torch.is_grad_enabled():  # acting or evaluating during the warm-up
-            return fastpath.forward(self, x, warming=True)
+        fast = self._fast()
+        if fast is not None:
+            return fastpath.forward(self, x, **fast)
         return self.quant_forward(x)[-1].value
 
     def quant_forward(self, x: torch.Tensor) -> list:
         """brevitas' own forward, returning the QuantTensor after every quantizer: the input, each
         hidden activation and the output. Their .int() values are what the integer engine must match."""
-        qts = [self.inp(x)]
+        qt = self.inp(x)
+        return [qt, *self.quant_head(qt)]
+
+    def quant_head(self, qt) -> list:
+        """brevitas' MLP on a QuantTensor: the QuantTensor after each hidden activation and the output."""
+        qts = [qt]
         for lin, relu in zip(self.linears[:-1], self.relus):
             qts.append(relu(lin(qts[-1])))
         qts.append(self.out(self.linears[-1](qts[-1])))
-        return qts
+        return qts[1:]
 
+    # ---- recurrent actors ----
 
-def _quant_linear(d_in: int, d_out: int, bits: int) -> qnn.QuantLinear:
-    return qnn.QuantLinear(
-        d_in, d_out, bias=True,
-        weight_quant=Int8WeightPerTensorFloat, weight_bit_width=bits,
-        weight_narrow_range=False,  # the paper's signed range [-2^(b-1), 2^(b-1)-1], q_s = 2^(b-1)
-        bias_quant=Int32Bias, return_quant_tensor=True,
-    )
+    def initial_state(self, batch: int, dtype=torch.float32) -> torch.Tensor:
+        """The hidden state at an episode's start: zero."""
+        return self.encoder.initial_state(batch, dtype)
+
+    def step(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of the stream: (B, obs_dim) and the state (B, H) -> the means (B, act_dim), the new state."""
+        means, states = self.sequence(x[:, None], h)
+        return means[:, 0], states[:, 0]
+
+    def sequence(self, x: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, obs_dim) from state h (zero if None) -> the means (B, T, act_dim) and the hidden state
+        after each step (B, T, H), the MLP's inputs."""
+        if h is None:
+            h = self.initial_state(x.shape[0], x.dtype)
+        if not self.quantized:
+            states = []
+            for t in range(x.shape[1]):
+                h = self.encoder.float_step(x[:, t], h)
+                states.append(h)
+            states = torch.stack(states, 1)
+            return self.net(states), states
+        fast = self._fast()
+        if fast is not None:
+            return fastpath.sequence(self, x, h, **fast)
+        means, states = [], []
+        for t in range(x.shape[1]):
+            parts, qts = self.quant_step(x[:, t], h)
+            h = parts["h"]
+            means.append(qts[-1].value)
+            states.append(h)
+        return torch.stack(means, 1), torch.stack(states, 1)
+
+    def quant_step(self, x: torch.Tensor, h: torch.Tensor) -> tuple[dict, list]:
+        """brevitas' own step: the encoder's parts (gate pre-activations ax and ah, gates r and z, n and
+        the new state h, as float values on their constant grids) and the QuantTensors of the input
+        and of the MLP's activations and output, as quant_forward gives them."""
+        x_qt = self.inp(x)
+        parts = self.encoder.quant_step(x_qt, h)
+        return parts, [x_qt, *self.quant_head(self.encoder.state(parts["h"]))]

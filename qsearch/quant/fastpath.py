@@ -32,18 +32,10 @@ import torch
 import torch.nn.functional as F
 from brevitas.function.ops_ste import scalar_clamp_min_ste
 
+from qsearch.quant.gru import update
+from qsearch.quant.layers import int_range, int_scale
+
 SCALING_MIN_VAL = 1e-10  # brevitas' scaling_min_val for the quantizers the actor uses
-
-
-def int_range(bits: int, signed: bool) -> tuple[int, int]:
-    """[q_min, q_max] of the paper's eq. (1), non-narrow."""
-    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
-
-
-def int_scale(bits: int, signed: bool) -> int:
-    """q_s = max(|q_min|, |q_max|)."""
-    lo, hi = int_range(bits, signed)
-    return max(-lo, hi)
 
 
 def scaling_impl(act_layer):
@@ -167,12 +159,25 @@ def _scaling_impls(actor) -> list:
 
 
 def _quantized_params(actor, warming: bool = False):
-    """Every activation scale and every quantized (weight, bias) of the actor. warming: the scales from
-    the running statistics, as brevitas' eval mode takes them during the warm-up."""
+    """Every activation scale and every quantized (weight, bias) of the actor: the MLP's linears and,
+    for a recurrent actor, the encoder's two. warming: the scales from the running statistics, as
+    brevitas' eval mode takes them during the warm-up."""
     values = [impl.buffer if warming else impl.value for impl in _scaling_impls(actor)]
     scales = [_act_scale(v, b, s) for v, (b, s) in zip(values, _bits(actor))]
-    linears = [_linear_params(lin, scales[i], actor.cfg.quant.bits_weight) for i, lin in enumerate(actor.linears)]
-    return scales, linears
+    bits = actor.cfg.quant.bits_weight
+    encoder, head_in = None, scales[0]
+    if actor.recurrent:
+        state = _encoder_scales(actor)["state"]
+        encoder = (_linear_params(actor.encoder.lin_x, scales[0], bits), _linear_params(actor.encoder.lin_h, state, bits))
+        head_in = state  # the MLP sees the hidden state
+    in_scales = [head_in, *scales[1:-1]]
+    linears = [_linear_params(lin, in_scales[i], bits) for i, lin in enumerate(actor.linears)]
+    return scales, linears, encoder
+
+
+def _encoder_scales(actor) -> dict[str, torch.Tensor]:
+    """The encoder's constant scales as float32 tensors (an autograd node's scale must be a tensor)."""
+    return {k: torch.tensor(v, dtype=torch.float32) for k, v in actor.encoder.scales().items()}
 
 
 # Without gradients (acting, target computation, evaluation) the quantized weights are reused until a
@@ -192,18 +197,45 @@ def _cached_params(actor):
     return entry["value"]
 
 
+def _params(actor, warming: bool):
+    if warming:
+        return _quantized_params(actor, warming=True)
+    return _quantized_params(actor) if torch.is_grad_enabled() else _cached_params(actor)
+
+
 def forward(actor, x: torch.Tensor, warming: bool = False) -> torch.Tensor:
     """brevitas' forward once ready(actor); with warming=True, brevitas' eval-mode forward during the
     warm-up (not cached: every training-mode call moves the statistics)."""
-    if warming:
-        scales, linears = _quantized_params(actor, warming=True)
-    else:
-        scales, linears = _quantized_params(actor) if torch.is_grad_enabled() else _cached_params(actor)
+    scales, linears, _ = _params(actor, warming)
     bits = _bits(actor)
-    h = _act(x, scales[0], *bits[0])
+    return _head(_act(x, scales[0], *bits[0]), scales, linears, bits)
+
+
+def _head(h, scales, linears, bits):
+    """The MLP after its input quantizer."""
     for i, (w_q, b_q) in enumerate(linears):
         h = F.linear(h, w_q, b_q)
         if i < len(linears) - 1:
             h = torch.relu(h)
         h = _act(h, scales[i + 1], *bits[i + 1])
     return h
+
+
+def sequence(actor, x: torch.Tensor, h: torch.Tensor, warming: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """A recurrent actor's QuantActor.sequence on the same terms as forward: (B, T, obs_dim) from the
+    state h -> (means (B, T, act_dim), states (B, T, H)). The input's products for all steps are one
+    matrix product; the recurrence is a loop over T with quant/gru.py's update."""
+    scales, linears, ((w_x, b_x), (w_h, b_h)) = _params(actor, warming)
+    bits, b = _bits(actor), actor.cfg.quant.bits_act
+    s = _encoder_scales(actor)
+    ax = _act(F.linear(_act(x, scales[0], *bits[0]), w_x, b_x), s["pre"], b, True)
+    sigmoid = lambda v: _act(torch.sigmoid(v), s["gate"], b, False)  # noqa: E731
+    tanh = lambda v: _act(torch.tanh(v), s["state"], b, True)  # noqa: E731
+    state = lambda v: _act(v, s["state"], b, True)  # noqa: E731
+    states = []
+    for t in range(x.shape[1]):
+        ah = _act(F.linear(h, w_h, b_h), s["pre"], b, True)
+        h = update(ax[:, t], ah, h, sigmoid, tanh, state)["h"]
+        states.append(h)
+    states = torch.stack(states, 1)
+    return _head(states, scales, linears, bits), states

@@ -12,6 +12,16 @@ Requantization uses thresholds, as FINN does. Level k is reached when acc * r >=
 r = s_in_layer * s_w / s_out_layer, rounding ties to even as torch.round does; the thresholds are
 computed exactly in rational arithmetic from the model's scales, so no float enters at run time.
 
+A recurrent model (format version 2) runs a GRU encoder (quant/gru.py) before the MLP, one step
+per call, with its hidden state h (signed integers) carried by the caller:
+  ax    = requantize(W_x x_int + b_x), ah = requantize(W_h h + b_h)   both to the gate grid
+  r, z  = count(sigmoid_thresholds <= ax + ah)                         their r and z rows
+  n     = q_min + count(tanh_thresholds <= ax_n * 2^g + r * ah_n)      g = the gates' bits
+  h'    = round_half_even((n * 2^g + z * (h - n)) / 2^g)               n + z (h - n), exactly
+and the MLP takes h'. The gate and state scales are powers of two, so each line is the exact integer
+form of the QAT model's float arithmetic; the two tables are counted from brevitas' own float64
+sigmoid and tanh quantizers evaluated at every integer they can be given.
+
 The reference the engine is checked against is the QAT model's own quantized forward pass run in
 float64 (`reference_ints`): in float64 every dequantized value x_int * s is exact, so brevitas'
 result differs from exact arithmetic by ~1e-16 relative, far below any realistic distance to a tie.
@@ -33,10 +43,12 @@ import torch
 from qsearch.errors import QsearchError
 from qsearch.obs_norm import ObsNorm
 from qsearch.quant.actor import QuantActor
-from qsearch.quant.fastpath import int_range
+from qsearch.quant.layers import int_range
+from qsearch.policy import Recurrent
 
 FORMAT = "qsearch-integer-model"
-VERSION = 1
+VERSION = 2  # 2: the recurrent encoder; a version 1 model (no encoder) still loads
+ENCODER_PARTS = ("ax", "ah", "r", "z", "n", "h")  # a recurrent model's run_int: [x, *these, MLP..., o]
 LUT_ONE = 32767  # tanh table entries are Q1.15: action = entry / 32767
 ENGINE_ACC_BITS = 63  # NumPy runs the accumulators in int64
 
@@ -59,6 +71,44 @@ class IntLayer:
 
 
 @dataclass
+class IntGRU:
+    """A recurrent model's encoder (see the module's docstring)."""
+
+    x: IntLayer  # W_x x + b_x, requantized to the gate grid (signed bits)
+    h: IntLayer  # W_h h + b_h, likewise
+    sigmoid: np.ndarray  # thresholds over ax + ah -> r, z (unsigned bits), increasing
+    tanh: np.ndarray  # thresholds over ax_n * 2^bits + r * ah_n -> n (signed bits), increasing
+    bits: int  # the gates' and the state's
+
+    @property
+    def width(self) -> int:
+        return self.h.weight.shape[1]
+
+    def step(self, x_int: np.ndarray, h: np.ndarray) -> list[np.ndarray]:
+        """(n, in) inputs and (n, width) states -> [ax, ah, r, z, n, h'] (ENCODER_PARTS)."""
+        w, b = self.width, self.bits
+        ax, ah = _requantize(self.x, x_int), _requantize(self.h, h)
+        rz = np.searchsorted(self.sigmoid, (ax + ah)[:, : 2 * w].ravel(), side="right").reshape(-1, 2 * w)
+        r, z = rz[:, :w].astype(np.int64), rz[:, w:].astype(np.int64)
+        u = (ax[:, 2 * w:] << b) + r * ah[:, 2 * w:]
+        n = np.searchsorted(self.tanh, u.ravel(), side="right").reshape(u.shape).astype(np.int64) + self.h.out_min
+        return [ax, ah, r, z, n, _round_half_even_shift((n << b) + z * (h - n), b)]
+
+
+def _requantize(layer: IntLayer, x: np.ndarray) -> np.ndarray:
+    acc = x @ layer.weight.T.astype(np.int64) + layer.bias
+    return np.searchsorted(layer.thresholds, acc.ravel(), side="right").reshape(acc.shape).astype(np.int64) + layer.out_min
+
+
+def _round_half_even_shift(w: np.ndarray, bits: int) -> np.ndarray:
+    """rint(w / 2^bits) with ties to even, in integers (what torch.round does to the exact quotient)."""
+    q = w >> bits  # floor
+    rem = w - (q << bits)
+    half = 1 << (bits - 1)
+    return q + ((rem > half) | ((rem == half) & (q & 1 == 1)))
+
+
+@dataclass
 class IntegerModel:
     obs_norm: ObsNorm
     input_scale: np.float32
@@ -66,10 +116,15 @@ class IntegerModel:
     layers: list[IntLayer]
     tanh_lut: np.ndarray  # (2**out_bits,) int16, indexed by o - q_min
     output_scale: float  # float scale of the output integer, documentation and checks only
+    encoder: IntGRU | None = None  # a recurrent model's GRU
+
+    @property
+    def recurrent(self) -> bool:
+        return self.encoder is not None
 
     @property
     def obs_dim(self) -> int:
-        return self.layers[0].weight.shape[1]
+        return (self.encoder.x if self.recurrent else self.layers[0]).weight.shape[1]
 
     @property
     def act_dim(self) -> int:
@@ -87,19 +142,47 @@ class IntegerModel:
         y = np.where(np.isnan(y), np.float32(0), y)
         return np.clip(np.rint(y), lo, hi).astype(np.int64)
 
-    def run_int(self, x_int: np.ndarray) -> list[np.ndarray]:
-        """Integer input -> every layer's integer output: [x_int, h_1, ..., h_depth, o]."""
+    def run_int(self, x_int: np.ndarray, state: np.ndarray | None = None) -> list[np.ndarray]:
+        """Integer input -> every quantizer's integer output: [x_int, h_1, ..., h_depth, o]. A recurrent
+        model takes its state too (initial_state at an episode's start) and returns
+        [x_int, ax, ah, r, z, n, h', h_1, ..., o]: h' (`next_state`) is the next step's state."""
         outs = [np.asarray(x_int, np.int64)]
+        if self.recurrent:
+            if state is None:
+                raise QsearchError("a recurrent integer model needs its state (initial_state at an episode's start)")
+            outs += self.encoder.step(outs[0], np.asarray(state, np.int64))
         for layer in self.layers:
-            acc = outs[-1] @ layer.weight.T.astype(np.int64) + layer.bias
-            level = np.searchsorted(layer.thresholds, acc.ravel(), side="right").reshape(acc.shape)
-            outs.append(level.astype(np.int64) + layer.out_min)
+            outs.append(_requantize(layer, outs[-1]))
         return outs
 
+    def initial_state(self, n: int) -> np.ndarray:
+        """A recurrent model's state at an episode's start: zero."""
+        return np.zeros((n, self.encoder.width), np.int64)
+
+    @staticmethod
+    def next_state(outs: list[np.ndarray]) -> np.ndarray:
+        """The new state in a recurrent model's run_int outputs."""
+        return outs[1 + ENCODER_PARTS.index("h")]
+
     def act(self, x_norm: np.ndarray) -> np.ndarray:
-        """Normalized observations -> actions in [-1, 1] (the evaluator's policy interface)."""
-        o = self.run_int(self.quantize_normalized(x_norm))[-1]
+        """Normalized observations -> actions in [-1, 1] (the evaluator's policy interface). Stateless
+        models only: a recurrent one acts through `policy`."""
+        return self.action(self.run_int(self.quantize_normalized(x_norm))[-1])
+
+    def action(self, o: np.ndarray) -> np.ndarray:
+        """Output integers -> actions in [-1, 1], through the tanh table."""
         return self.tanh_lut[o - self.layers[-1].out_min].astype(np.float32) / LUT_ONE
+
+    def policy(self):
+        """The evaluator's policy: `act`, or for a recurrent model one that carries the state (rl/evaluate.py)."""
+        if not self.recurrent:
+            return self.act
+
+        def step(x_norm, state):
+            outs = self.run_int(self.quantize_normalized(x_norm), state)
+            return self.action(outs[-1]), self.next_state(outs)
+
+        return Recurrent(step, self.initial_state)
 
     # ---- storage: plain .npz arrays and a .json description, no pickle ----
 
@@ -108,7 +191,11 @@ class IntegerModel:
             "obs_mean": self.obs_norm.mean, "obs_std": self.obs_norm.std,
             "input_scale": np.array([self.input_scale], np.float32), "tanh_lut": self.tanh_lut,
         }
-        for i, layer in enumerate(self.layers):
+        named = dict(enumerate(self.layers))
+        if self.recurrent:
+            named |= {"encoder_x": self.encoder.x, "encoder_h": self.encoder.h}
+            arrays |= {"encoder_sigmoid": self.encoder.sigmoid, "encoder_tanh": self.encoder.tanh}
+        for i, layer in named.items():
             arrays[f"weight_{i}"], arrays[f"bias_{i}"], arrays[f"thresholds_{i}"] = (
                 layer.weight, layer.bias, layer.thresholds)
         np.savez(folder / "integer.npz", **arrays)
@@ -117,12 +204,15 @@ class IntegerModel:
             "obs_dim": self.obs_dim, "act_dim": self.act_dim,
             "input": {"bits": self.input_bits, "signed": True, "scale": float(self.input_scale),
                       "quantize": "x_int = clip(rint(((obs - obs_mean) / obs_std) / input_scale)), float32"},
-            "layers": [
-                {"in": int(l.weight.shape[1]), "out": int(l.weight.shape[0]), "weight_bits": l.weight_bits,
-                 "in_bits": l.in_bits, "in_signed": l.in_signed, "out_bits": l.out_bits,
-                 "out_signed": l.out_signed, "acc_bits": l.acc_bits, "thresholds": int(l.thresholds.size)}
-                for l in self.layers
-            ],
+            "encoder": None if not self.recurrent else {
+                "kind": "gru", "width": self.encoder.width, "bits": self.encoder.bits,
+                "x": _layer_meta(self.encoder.x), "h": _layer_meta(self.encoder.h),
+                "step": ["ax = requantize(W_x x + b_x), ah = requantize(W_h h + b_h)  (rows r, z, n)",
+                         "r, z = count(encoder_sigmoid <= ax + ah)",
+                         "n = -2^(bits-1) + count(encoder_tanh <= ax_n * 2^bits + r * ah_n)",
+                         "h' = round_half_even((n * 2^bits + z * (h - n)) / 2^bits); the MLP takes h'",
+                         "h = 0 at an episode's start"]},
+            "layers": [_layer_meta(l) for l in self.layers],
             "requantize": "out = out_min + count(thresholds <= W @ h + bias)",
             "output": {"bits": self.layers[-1].out_bits, "scale": self.output_scale,
                        "tanh_lut": f"action = tanh_lut[o - out_min] / {LUT_ONE}, then the env's action scale"},
@@ -137,15 +227,29 @@ class IntegerModel:
                 raise QsearchError(f"{folder / 'integer.json'} is not a qsearch integer model")
             with np.load(folder / "integer.npz", allow_pickle=False) as z:
                 a = {k: z[k] for k in z.files}
-            layers = [
-                IntLayer(a[f"weight_{i}"], a[f"bias_{i}"], a[f"thresholds_{i}"], m["out_bits"], m["out_signed"],
-                         m["in_bits"], m["in_signed"], m["weight_bits"], m["acc_bits"])
-                for i, m in enumerate(meta["layers"])
-            ]
+            if meta.get("version", 1) > VERSION:
+                raise QsearchError(f"{folder / 'integer.json'} is a version {meta['version']} integer model; "
+                                   f"this qsearch reads up to version {VERSION}")
+            layers = [_layer(a, i, m) for i, m in enumerate(meta["layers"])]
+            encoder = None
+            if (e := meta.get("encoder")) is not None:
+                encoder = IntGRU(_layer(a, "encoder_x", e["x"]), _layer(a, "encoder_h", e["h"]),
+                                 a["encoder_sigmoid"], a["encoder_tanh"], e["bits"])
             return cls(ObsNorm(a["obs_mean"], a["obs_std"]), np.float32(a["input_scale"][0]),
-                       meta["input"]["bits"], layers, a["tanh_lut"], meta["output"]["scale"])
+                       meta["input"]["bits"], layers, a["tanh_lut"], meta["output"]["scale"], encoder)
         except (OSError, KeyError, ValueError, TypeError) as e:
             raise QsearchError(f"cannot read the integer model in {folder}: {e}") from None
+
+
+def _layer_meta(l: IntLayer) -> dict:
+    return {"in": int(l.weight.shape[1]), "out": int(l.weight.shape[0]), "weight_bits": l.weight_bits,
+            "in_bits": l.in_bits, "in_signed": l.in_signed, "out_bits": l.out_bits,
+            "out_signed": l.out_signed, "acc_bits": l.acc_bits, "thresholds": int(l.thresholds.size)}
+
+
+def _layer(a: dict, name, m: dict) -> IntLayer:
+    return IntLayer(a[f"weight_{name}"], a[f"bias_{name}"], a[f"thresholds_{name}"], m["out_bits"], m["out_signed"],
+                    m["in_bits"], m["in_signed"], m["weight_bits"], m["acc_bits"])
 
 
 # ---- extraction ----
@@ -185,50 +289,119 @@ def extract(actor: QuantActor, obs_norm: ObsNorm) -> IntegerModel:
     ref = reference_actor(actor)
     with torch.no_grad():
         probe = torch.zeros(1, actor.obs_dim, dtype=torch.float64)
-        qts = ref.quant_forward(probe)  # eval mode: scales are fixed, independent of the probe
-        scales = [float(t.scale) for t in qts]  # input, hidden activations, output
-        input_scale = np.float32(actor.quant_forward(probe.float())[0].scale)
-        layers = []
+        # eval mode: scales are fixed, independent of the probe
+        qts = ref.quant_step(probe, ref.initial_state(1, torch.float64))[1] if actor.recurrent else ref.quant_forward(probe)
+        scales = [t.scale for t in qts]  # input, hidden activations, output (float64 tensors)
+        input_scale = np.float32(actor.inp(probe.float()).scale)
         bits = [(q.bits_in, True)] + [(q.bits_act, False)] * actor.cfg.depth + [(q.bits_out, True)]
-        for i, lin in enumerate(ref.linears):
-            qw = lin.quant_weight()
-            w_int = qw.int().numpy().astype(np.int8)
-            w_scale = float(qw.scale)
-            # Int32Bias: bias integer at the accumulator scale, computed as brevitas does.
-            acc_scale = qw.scale * qts[i].scale
-            b_int = torch.clamp(torch.round(lin.bias / acc_scale), -(2**31), 2**31 - 1).numpy().astype(np.int64)
-            (in_bits, in_signed), (out_bits, out_signed) = bits[i], bits[i + 1]
-            bound = _acc_bound(w_int.shape[1], in_bits, in_signed, q.bits_weight, b_int)
-            acc_bits = bound.bit_length() + 1
-            if acc_bits > ENGINE_ACC_BITS:
-                raise QsearchError(f"layer {i} needs a {acc_bits}-bit accumulator; the engine has {ENGINE_ACC_BITS}")
-            r = Fraction(scales[i]) * Fraction(w_scale) / Fraction(scales[i + 1])
-            lo, hi = int_range(out_bits, out_signed)
-            thresholds = _round_half_even_thresholds(r, lo, hi, bound)
-            layers.append(IntLayer(w_int, b_int, thresholds, out_bits, out_signed, in_bits, in_signed,
-                                   q.bits_weight, acc_bits))
+        encoder = None
+        if actor.recurrent:
+            encoder = _extract_gru(ref.encoder, scales[0], q)
+            # the MLP takes the hidden state
+            scales[0], bits[0] = ref.encoder.state(ref.initial_state(1, torch.float64)).scale, (q.bits_act, True)
+        layers = [_int_layer(f"layer {i}", lin, scales[i], scales[i + 1], bits[i], bits[i + 1], q.bits_weight)
+                  for i, lin in enumerate(ref.linears)]
     lo, hi = int_range(q.bits_out, True)
-    levels = np.arange(lo, hi + 1, dtype=np.float64) * scales[-1]
+    levels = np.arange(lo, hi + 1, dtype=np.float64) * float(scales[-1])
     lut = np.clip(np.rint(np.tanh(levels) * LUT_ONE), -LUT_ONE, LUT_ONE).astype(np.int16)
-    return IntegerModel(obs_norm, input_scale, q.bits_in, layers, lut, scales[-1])
+    return IntegerModel(obs_norm, input_scale, q.bits_in, layers, lut, float(scales[-1]), encoder)
 
 
-def reference_ints(actor: QuantActor, model: IntegerModel, x_norm: np.ndarray) -> list[np.ndarray]:
-    """The QAT model's quantized forward pass, as integers after every quantizer.
+def _int_layer(name: str, lin, in_scale, out_scale, in_type, out_type, weight_bits: int) -> IntLayer:
+    """A QuantLinear of the float64 reference copy, its output requantized from in_scale * weight scale
+    to out_scale (float64 tensors)."""
+    qw = lin.quant_weight()
+    w_int = qw.int().numpy().astype(np.int8)
+    # Int32Bias: bias integer at the accumulator scale, computed as brevitas does.
+    acc_scale = qw.scale * in_scale
+    b_int = torch.clamp(torch.round(lin.bias / acc_scale), -(2**31), 2**31 - 1).numpy().astype(np.int64)
+    (in_bits, in_signed), (out_bits, out_signed) = in_type, out_type
+    bound = _acc_bound(w_int.shape[1], in_bits, in_signed, weight_bits, b_int)
+    acc_bits = bound.bit_length() + 1
+    if acc_bits > ENGINE_ACC_BITS:
+        raise QsearchError(f"{name} needs a {acc_bits}-bit accumulator; the engine has {ENGINE_ACC_BITS}")
+    r = Fraction(float(in_scale)) * Fraction(float(qw.scale)) / Fraction(float(out_scale))
+    thresholds = _round_half_even_thresholds(r, *int_range(out_bits, out_signed), bound)
+    return IntLayer(w_int, b_int, thresholds, out_bits, out_signed, in_bits, in_signed, weight_bits, acc_bits)
+
+
+def _extract_gru(enc, x_scale, q) -> IntGRU:
+    """The encoder of the float64 reference copy: its two products and its gate tables, counted from
+    brevitas' own float64 QuantSigmoid and QuantTanh at every integer they can be given."""
+    s, b = enc.scales(), q.bits_act
+    pre = (b, True)
+    x = _int_layer("the encoder's input product", enc.lin_x, x_scale, s["pre"], (q.bits_in, True), pre, q.bits_weight)
+    h = _int_layer("the encoder's state product", enc.lin_h, s["state"], s["pre"], (b, True), pre, q.bits_weight)
+    lo, hi = int_range(b, True)
+    v = np.arange(2 * lo, 2 * hi + 1)  # ax + ah
+    sigmoid = _table_thresholds(v, enc.sigmoid(torch.from_numpy(v * s["pre"])).int().numpy(), *int_range(b, False))
+    g = 2**b - 1  # the largest r
+    u = np.arange(lo * 2**b + g * lo, hi * 2**b + g * hi + 1)  # ax_n * 2^b + r * ah_n
+    tanh = _table_thresholds(u, enc.tanh(torch.from_numpy(u * (s["pre"] / 2**b))).int().numpy(), lo, hi)
+    return IntGRU(x, h, sigmoid, tanh, b)
+
+
+def _table_thresholds(v: np.ndarray, q: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Thresholds for a nondecreasing table q over the consecutive integers v: for each level k in
+    (lo, hi], the first v with q(v) >= k (one past the end if none), so q(v) = lo + count(T <= v)."""
+    q = q.astype(np.int64)
+    if np.any(np.diff(q) < 0):
+        raise QsearchError("a gate table of the encoder is not monotone; its integer form would be wrong")
+    return np.array([v[np.argmax(q >= k)] if q[-1] >= k else v[-1] + 1 for k in range(lo + 1, hi + 1)], np.int64)
+
+
+def reference_ints(actor: QuantActor, model: IntegerModel, x_norm: np.ndarray,
+                   state: np.ndarray | None = None) -> list[np.ndarray]:
+    """The QAT model's quantized forward pass, as integers after every quantizer, in run_int's order
+    (a recurrent model's from `state`, its integers).
 
     The input is quantized with float32 operations (what brevitas' float32 input quantizer does and
     what a device does); its dequantized value x_int * s_in is then fed to the float64 copy, whose
     input quantizer reproduces x_int exactly, and brevitas computes the rest."""
+    return _reference_ints(reference_actor(actor), model, x_norm, state)
+
+
+def reference_sequence(actor: QuantActor, model: IntegerModel, xs: np.ndarray) -> list[list[np.ndarray]]:
+    """A recurrent model's reference_ints over the steps of xs (T, n, obs_dim) from the initial state,
+    each step taking the reference's own new state."""
+    ref, state, out = reference_actor(actor), model.initial_state(xs.shape[1]), []
+    for x in xs:
+        out.append(_reference_ints(ref, model, x, state))
+        state = model.next_state(out[-1])
+    return out
+
+
+def _reference_ints(ref: QuantActor, model: IntegerModel, x_norm, state) -> list[np.ndarray]:
     x_int = model.quantize_normalized(x_norm)
-    ref = reference_actor(actor)
     with torch.no_grad():
         x_deq = torch.from_numpy(x_int.astype(np.float64)) * float(model.input_scale)
-        return [t.int().numpy().astype(np.int64) for t in ref.quant_forward(x_deq)]
+        if not ref.recurrent:
+            return [t.int().numpy().astype(np.int64) for t in ref.quant_forward(x_deq)]
+        s = ref.encoder.scales()
+        grid = {"ax": s["pre"], "ah": s["pre"], "r": s["gate"], "z": s["gate"], "n": s["state"], "h": s["state"]}
+        parts, qts = ref.quant_step(x_deq, torch.from_numpy(state * s["state"]))
+        encoder = [torch.round(parts[k] / grid[k]).numpy().astype(np.int64) for k in ENCODER_PARTS]  # exact: on the grid
+        return [qts[0].int().numpy().astype(np.int64), *encoder, *(t.int().numpy().astype(np.int64) for t in qts[1:])]
 
 
-def agreement(actor: QuantActor, model: IntegerModel, x_norm: np.ndarray) -> float:
-    """Share of observations whose integer output from the float32 training model equals the engine's."""
+def agreement(actor: QuantActor, model: IntegerModel, episodes: list[np.ndarray]) -> float:
+    """Share of steps whose integer output from the float32 training model equals the engine's, over
+    episodes of normalized observations (T, obs_dim). A recurrent model runs each episode from the
+    initial state, the two models each carrying their own state (one differing rounding carries on)."""
+    actor.eval()
     with torch.no_grad():
-        o_torch = actor.eval().quant_forward(torch.from_numpy(np.asarray(x_norm, np.float32)))[-1].int().numpy()
-    o_int = model.run_int(model.quantize_normalized(x_norm))[-1]
-    return float(np.mean(np.all(o_torch.astype(np.int64) == o_int, axis=1)))
+        if not model.recurrent:
+            x = np.concatenate(episodes)
+            o_torch = actor.quant_forward(torch.from_numpy(np.asarray(x, np.float32)))[-1].int().numpy()
+            return float(np.mean(np.all(o_torch.astype(np.int64) == model.run_int(model.quantize_normalized(x))[-1], axis=1)))
+        equal = []
+        for ep in episodes:
+            # the fast path's float32 forward is brevitas' to the bit (tests/test_gru.py)
+            means = actor.sequence(torch.from_numpy(np.asarray(ep, np.float32))[None])[0][0].double().numpy()
+            o_torch = np.rint(means / model.output_scale).astype(np.int64)
+            state = model.initial_state(1)
+            for x, o in zip(ep, o_torch):
+                outs = model.run_int(model.quantize_normalized(x[None]), state)
+                state = model.next_state(outs)
+                equal.append(np.array_equal(outs[-1][0], o))
+        return float(np.mean(equal))

@@ -1,17 +1,18 @@
 """Deterministic policy evaluation, optionally with Gaussian noise on the normalized observation
-(paper Section 3.3). Undiscounted returns; episode i is seeded seed + i."""
+(paper Section 3.3). Undiscounted returns; episode i is seeded seed + i.
+
+A policy (qsearch/policy.py) is a callable from normalized observations to actions; a recurrent one
+carries a state from call to call, reset at every episode's start."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 
 from qsearch.obs_norm import ObsNorm
+from qsearch.policy import Policy, Recurrent, reset
 from qsearch.rl.envs import action_bias, action_scale, make_env
-
-Policy = Callable[[np.ndarray], np.ndarray]  # normalized float32 obs (n, obs_dim) -> actions in [-1, 1]
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,15 @@ class EvalResult:
 
 def torch_policy(actor: torch.nn.Module) -> Policy:
     """A QuantActor (or any module returning pre-tanh means) as a Policy, run in eval mode."""
+    if getattr(actor, "recurrent", False):
+        def step(obs: np.ndarray, h: torch.Tensor):
+            if actor.training:
+                actor.eval()
+            with torch.no_grad():
+                means, h = actor.step(torch.from_numpy(obs), h)
+            return torch.tanh(means).numpy(), h
+
+        return Recurrent(step, actor.initial_state)
 
     def policy(obs: np.ndarray) -> np.ndarray:
         if actor.training:  # eval mode keeps brevitas' warm-up counters still
@@ -43,6 +53,7 @@ def evaluate(policy: Policy, env_id: str, obs_norm: ObsNorm, episodes: int, seed
     try:
         for ep in range(episodes):
             obs, _ = env.reset(seed=seed + ep)
+            reset(policy)
             done, total = False, 0.0
             while not done:
                 x = obs_norm(obs)[None]

@@ -11,7 +11,7 @@ from qsearch.hw.rtl import simulate as sims
 from qsearch.hw.rtl import testbench as tbs
 from qsearch.hw.rtl.arch import PARALLEL
 from qsearch.hw.rtl.generate import generate
-from qsearch.quant.fastpath import int_range
+from qsearch.quant.layers import int_range
 from qsearch.quant.integer import LUT_ONE, IntegerModel
 
 VECTORS = 1000

@@ -23,7 +23,7 @@ import numpy as np
 
 from qsearch.hw.rtl import arch as arches
 from qsearch.hw.rtl.arch import Arch
-from qsearch.quant.fastpath import int_range
+from qsearch.quant.layers import int_range
 from qsearch.quant.integer import IntegerModel
 
 TOP = "qpolicy"

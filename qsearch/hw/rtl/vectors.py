@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsearch.quant.fastpath import int_range
+from qsearch.quant.layers import int_range
 from qsearch.quant.integer import IntegerModel
 
 
