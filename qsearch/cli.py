@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from qsearch import ray_session, tracking
-from qsearch.config import (ALGO_CONFIGS, ALGOS, CALIB_STATISTICS, CHECKPOINT_EVERY, FIXED_BITS, OBSERVE, SCOPES,
+from qsearch.config import (ALGO_CONFIGS, ALGOS, CALIB_STATISTICS, CHECKPOINT_EVERY, ENCODERS, FIXED_BITS, OBSERVE, SCOPES,
                             CalibrationConfig, FieldError, PolicyConfig, QuantBits, TrainConfig, check_value, default,
                             field_doc, scalar_kind)
 from qsearch.errors import QsearchError
@@ -196,6 +196,7 @@ TRAIN_FLAGS = {
     "eval_episodes": {"flag": "--episodes"},
     "algo": {"choices": ALGOS},
     "observe": {"choices": OBSERVE},
+    "encoder": {"choices": ENCODERS},
 }
 
 

@@ -185,6 +185,8 @@ class SACConfig:
     """recurrent policy: trained steps per sampled window; an update takes batch_size / sequence_length windows"""
     burn_in: int = 8
     """recurrent policy: steps before a window, run only to bring the hidden state up from zero (R2D2)"""
+    critic_encoder_width: int = 128
+    """recurrent policy: units of the critics' own FP32 GRU (rl/sequences.py)"""
 
     def __post_init__(self):
         check_fields(self)
@@ -216,6 +218,8 @@ class DDPGConfig:
     """recurrent policy: trained steps per sampled window; an update takes batch_size / sequence_length windows"""
     burn_in: int = 8
     """recurrent policy: steps before a window, run only to bring the hidden state up from zero (R2D2)"""
+    critic_encoder_width: int = 128
+    """recurrent policy: units of the critics' own FP32 GRU (rl/sequences.py)"""
 
     def __post_init__(self):
         check_fields(self)

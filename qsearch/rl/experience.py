@@ -7,7 +7,7 @@ import torch
 
 from qsearch.config import TrainConfig
 from qsearch.errors import QsearchError
-from qsearch.rl.buffer import Batch, ReplayBuffer
+from qsearch.rl.buffer import Batch, ReplayBuffer, Sequences
 from qsearch.rl.envs import action_bias, action_scale, make_env
 from qsearch.rl.normalize import RunningNorm
 
@@ -42,20 +42,27 @@ class Experience:
         """The current observation, normalized, as a batch of one."""
         return torch.from_numpy(self.running(self.obs)[None])
 
-    def step(self, action) -> None:
+    def step(self, action) -> bool:
+        """Returns True when the episode ended (and a new one began)."""
         self.episode_actions.append(np.array(action, self.env.action_space.dtype))
         next_obs, reward, terminated, truncated, _ = self.env.step(action)
         self.running.update(next_obs)
-        self.rb.add(self.obs, next_obs, action, reward, terminated)  # next_obs is the true last obs at episode end
+        done = terminated or truncated
+        self.rb.add(self.obs, next_obs, action, reward, terminated, done)  # next_obs is the true last obs at episode end
         self.obs = next_obs
-        if terminated or truncated:
+        if done:
             self.episode_start, self.episode_actions = _rng_state(self.env.unwrapped), []
             self.obs, _ = self.env.reset()
             self.running.update(self.obs)
+        return done
 
     def sample(self, batch_size: int) -> Batch:
         """A batch normalized with the statistics of this moment (see buffer.py)."""
         return self.rb.sample(batch_size, self.running.frozen())
+
+    def sample_sequences(self, batch_size: int, length: int, burn_in: int) -> Sequences:
+        """batch_size / length windows of `length` trained steps after a burn-in (buffer.py)."""
+        return self.rb.sample_sequences(max(batch_size // length, 1), length, burn_in, self.running.frozen())
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         """(JSON-able state, arrays) for a checkpoint."""

@@ -2,6 +2,9 @@
 the action mean comes from the QAT actor, the log-std from a separate FP32 branch used only in
 training, and observations are normalized with running statistics.
 
+A recurrent policy (a GRU encoder) trains on windows of consecutive steps with burn-in, its critics
+with their own GRU (rl/sequences.py, rl/buffer.py); `batch` says what each network sees.
+
 Lean where it costs nothing in clarity: both critics are one batched ensemble, target updates are one
 fused lerp, the alpha loss reuses the actor loss' log-probabilities, the actor loss back-propagates
 into the actor only, and losses are read only when reported.
@@ -16,8 +19,9 @@ from torch import nn
 from qsearch.config import SACConfig, TrainConfig
 from qsearch.quant.actor import QuantActor
 from qsearch.rl.checkpoint import Checkpoints, LearnerCheckpoint
-from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, actor_adam, check_action,
-                               fused_adam, seed_everything, soft_update, target_copy)
+from qsearch.rl import sequences
+from qsearch.rl.common import (ModeSwitch, Monitor, TrainResult, actor_adam, check_action, fused_adam,
+                               seed_everything, soft_update, target_copy)
 from qsearch.rl.experience import Experience
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -56,8 +60,9 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
 
     actor = QuantActor(exp.obs_dim, exp.act_dim, cfg.policy).eval()
     actor_mode = ModeSwitch(actor)
+    stream = sequences.Stream(actor)  # a recurrent actor's state while acting
     log_std_net = LogStd(exp.obs_dim, exp.act_dim, args.sigma_width)
-    qf = QEnsemble(exp.obs_dim, exp.act_dim, args.critic_width, n=2)
+    qf = sequences.critics(exp, args, cfg.policy, n=2)
     qf_target = target_copy(qf)
     q_pairs = (list(qf_target.parameters()), list(qf.parameters()))
     q_optimizer = fused_adam(qf.parameters(), args.q_lr)
@@ -71,7 +76,7 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
 
     monitor = Monitor(cfg, progress, actor, exp.running)
     parts = {"actor": actor, "log_std": log_std_net, "qf": qf, "qf_target": qf_target,
-             "q_optimizer": q_optimizer, "actor_optimizer": actor_optimizer}
+             "q_optimizer": q_optimizer, "actor_optimizer": actor_optimizer, **stream.parts()}
     if args.autotune:
         parts |= {"log_alpha": log_alpha, "a_optimizer": a_optimizer}
     checkpoint = LearnerCheckpoint(checkpoints, cfg, parts, exp, monitor)
@@ -86,19 +91,21 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
         else:
             with torch.no_grad():
                 x = exp.policy_input()
-                action = sample_action(actor(x), log_std_net(x), scale, bias)[0][0].numpy()
+                action = sample_action(stream(x), log_std_net(x), scale, bias)[0][0].numpy()
             check_action(action, global_step + 1)
-        exp.step(action)
+        if exp.step(action):
+            stream.episode_ended()
 
         if global_step > args.learning_starts:
-            data = exp.sample(args.batch_size)
+            batch = sequences.batch(exp, args, actor.recurrent)
+            data = batch.data
             with torch.no_grad():
-                next_mean, next_log_std = actor(data.next_obs), log_std_net(data.next_obs)
+                next_mean, next_log_std = batch.next_policy(actor), batch.next_policy(log_std_net)
                 next_actions, next_log_pi = sample_action(next_mean, next_log_std, scale, bias)
-                min_qf_next = qf_target(data.next_obs, next_actions).amin(0) - alpha * next_log_pi
+                min_qf_next = qf_target(batch.next_critic(qf_target), next_actions).amin(0) - alpha * next_log_pi
                 next_q = data.rewards + (1 - data.terminations) * args.gamma * min_qf_next
             # sum over the two critics of each one's mean squared error, as CleanRL's qf1_loss + qf2_loss
-            qf_loss = (qf(data.obs, data.actions) - next_q).square().mean(1).sum()
+            qf_loss = batch.mean((qf(batch.critic(qf), data.actions) - next_q).square()).sum()
             q_optimizer.zero_grad()
             qf_loss.backward()
             q_optimizer.step()
@@ -106,17 +113,17 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
             if global_step % args.policy_frequency == 0:
                 for _ in range(args.policy_frequency):  # CleanRL: compensate for the delay
                     actor_mode(True)  # training mode for this forward only: brevitas' warm-up counts these
-                    mean = actor(data.obs)
+                    mean = batch.policy(actor)
                     actor_mode(False)
-                    pi, log_pi = sample_action(mean, log_std_net(data.obs), scale, bias)
-                    actor_loss = (alpha * log_pi - qf(data.obs, pi).amin(0)).mean()
+                    pi, log_pi = sample_action(mean, batch.policy(log_std_net), scale, bias)
+                    actor_loss = batch.mean(alpha * log_pi - qf(batch.critic(qf), pi).amin(0))
                     actor_optimizer.zero_grad()
                     actor_loss.backward(inputs=actor_params)  # the critics' weights need no gradient here
                     actor_optimizer.step()
                     actor_updates += 1
 
                     if args.autotune:
-                        alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
+                        alpha_loss = batch.mean(-log_alpha.exp() * (log_pi.detach() + target_entropy))
                         a_optimizer.zero_grad()
                         alpha_loss.backward()
                         a_optimizer.step()

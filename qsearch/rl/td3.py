@@ -7,6 +7,9 @@ DDPGConfig: one critic and no target policy smoothing. TD3 is DDPG plus three ch
 actor (policy_frequency = 2), so the other two are all that differ. With one critic the minimum over
 critics is that critic's value and the summed loss is its loss, the same arithmetic as CleanRL's DDPG;
 no smoothing noise is drawn, so the random stream is DDPG's own.
+
+A recurrent policy (a GRU encoder) trains on windows of consecutive steps with burn-in, its critics
+with their own GRU (rl/sequences.py, rl/buffer.py); `batch` says what each network sees.
 """
 from __future__ import annotations
 
@@ -15,8 +18,9 @@ import torch
 from qsearch.config import DDPGConfig, TD3Config, TrainConfig
 from qsearch.quant.actor import QuantActor
 from qsearch.rl.checkpoint import Checkpoints, LearnerCheckpoint
-from qsearch.rl.common import (ModeSwitch, Monitor, QEnsemble, TrainResult, actor_adam, check_action,
-                               fused_adam, seed_everything, soft_update, sync_warmup, target_copy)
+from qsearch.rl import sequences
+from qsearch.rl.common import (ModeSwitch, Monitor, TrainResult, actor_adam, check_action, fused_adam,
+                               seed_everything, soft_update, sync_warmup, target_copy)
 from qsearch.rl.experience import Experience
 
 
@@ -34,9 +38,10 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
 
     actor = QuantActor(exp.obs_dim, exp.act_dim, cfg.policy).eval()
     actor_mode = ModeSwitch(actor)
+    stream = sequences.Stream(actor)  # a recurrent actor's state while acting
     target_actor = target_copy(actor)
     actor_pairs = (list(target_actor.parameters()), list(actor.parameters()))
-    qf = QEnsemble(exp.obs_dim, exp.act_dim, args.critic_width, n=2 if smoothing else 1)
+    qf = sequences.critics(exp, args, cfg.policy, n=2 if smoothing else 1)
     qf_target = target_copy(qf)
     q_pairs = (list(qf_target.parameters()), list(qf.parameters()))
     q_optimizer = fused_adam(qf.parameters(), args.learning_rate)
@@ -46,7 +51,7 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
     monitor = Monitor(cfg, progress, actor, exp.running)
     checkpoint = LearnerCheckpoint(checkpoints, cfg, {
         "actor": actor, "target_actor": target_actor, "qf": qf, "qf_target": qf_target,
-        "q_optimizer": q_optimizer, "actor_optimizer": actor_optimizer}, exp, monitor)
+        "q_optimizer": q_optimizer, "actor_optimizer": actor_optimizer, **stream.parts()}, exp, monitor)
     start, counts = checkpoint.restore()  # (0, {}) for a fresh run
     actor_updates = counts.get("actor_updates", 0)
     qf_loss = actor_loss = None
@@ -56,34 +61,36 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
             action = exp.random_action()
         else:
             with torch.no_grad():
-                action = torch.tanh(actor(exp.policy_input()))[0] * scale + bias
+                action = torch.tanh(stream(exp.policy_input()))[0] * scale + bias
                 action = torch.normal(0.0, noise_std) + action
             action = action.numpy().clip(low, high)
             check_action(action, global_step + 1)
-        exp.step(action)
+        if exp.step(action):
+            stream.episode_ended()
 
         if global_step > args.learning_starts:
-            data = exp.sample(args.batch_size)
+            batch = sequences.batch(exp, args, actor.recurrent)
+            data = batch.data
             with torch.no_grad():
-                next_actions = torch.tanh(target_actor(data.next_obs)) * scale + bias
+                next_actions = torch.tanh(batch.next_policy(target_actor)) * scale + bias
                 if smoothing:  # clipped Gaussian noise on the target action
                     noise = torch.randn_like(data.actions) * args.policy_noise
                     noise = noise.clamp(-args.noise_clip, args.noise_clip)
                     next_actions = (next_actions + noise * scale).clamp(low_t, high_t)
-                min_qf_next = qf_target(data.next_obs, next_actions).amin(0)
+                min_qf_next = qf_target(batch.next_critic(qf_target), next_actions).amin(0)
                 next_q = data.rewards + (1 - data.terminations) * args.gamma * min_qf_next
             # sum over the critics of each one's mean squared error, as CleanRL's qf1_loss + qf2_loss
-            qf_loss = (qf(data.obs, data.actions) - next_q).square().mean(1).sum()
+            qf_loss = batch.mean((qf(batch.critic(qf), data.actions) - next_q).square()).sum()
             q_optimizer.zero_grad()
             qf_loss.backward()
             q_optimizer.step()
 
             if global_step % args.policy_frequency == 0:
                 actor_mode(True)  # training mode for this forward only: brevitas' warm-up counts these
-                mean = actor(data.obs)
+                mean = batch.policy(actor)
                 actor_mode(False)
                 # the actor follows the first critic only (TD3); n=1 skips the second one's forward
-                actor_loss = -qf(data.obs, torch.tanh(mean) * scale + bias, n=1)[0].mean()
+                actor_loss = -batch.mean(qf(batch.critic(qf), torch.tanh(mean) * scale + bias, n=1)[0])
                 actor_optimizer.zero_grad()
                 actor_loss.backward(inputs=actor_params)  # the critics' weights need no gradient here
                 actor_optimizer.step()

@@ -56,7 +56,8 @@ class Configuration:
         p, q = self.policy, self.policy.quant
         bits = "fp32" if q is None else f"i{q.bits_in}w{q.bits_weight}a{q.bits_act}o{q.bits_out}"
         extra = "".join(f"/{k}={v}" for k, v in self.algo_overrides)
-        return f"{self.env_id}/{bits}/h{p.width}x{p.depth}{extra}"
+        encoder = f"/{p.encoder}{p.encoder_width}" if p.recurrent else ""
+        return f"{self.env_id}/{bits}/h{p.width}x{p.depth}{encoder}{extra}"
 
 
 @dataclass(frozen=True)
@@ -212,16 +213,20 @@ def parse(data, path: str = "<space>") -> SearchSpace:
     final_episodes = integer(err, "final_episodes", data.get("final_episodes", eval_episodes), lo=1)
     envs = one_or_more(err, "envs", data["envs"], lambda k, v: _env(err, k, v))
 
-    pol = mapping(err, "policy", data.get("policy", {}), {"width", "depth"})
+    pol = mapping(err, "policy", data.get("policy", {}), {"width", "depth", "encoder", "encoder_width"})
     base_width = field_value(err, "policy.width", "width", pol.get("width", default(PolicyConfig, "width")))
     base_depth = field_value(err, "policy.depth", "depth", pol.get("depth", default(PolicyConfig, "depth")))
+    encoder = {k: pol[k] for k in ("encoder", "encoder_width") if k in pol}
+    config_of(err, "policy", PolicyConfig, encoder)  # checks the values, named by their key
+    if PolicyConfig(**encoder).recurrent and algo == "ppo":
+        raise err("policy.encoder", "gru applies to sac, ddpg and td3; ppo trains stateless policies")
 
     sweep = data["sweep"]
     if not isinstance(sweep, list) or not sweep:
         raise err("sweep", "must be a non-empty list of groups")
     configurations: list[Configuration] = []
     for i, group in enumerate(sweep):
-        for c in _group(err, f"sweep[{i}]", group, envs, base_width, base_depth, algo):
+        for c in _group(err, f"sweep[{i}]", group, envs, base_width, base_depth, algo, encoder):
             if c not in configurations:  # groups may overlap (e.g. 8 bits in every scope): train it once
                 configurations.append(c)
 
@@ -262,7 +267,7 @@ def _algo_config(err, algo, overrides, key="algo_config"):
     return config_of(err, key, cls, overrides)
 
 
-def _group(err, key, group, envs, width, depth, algo):
+def _group(err, key, group, envs, width, depth, algo, encoder: dict):
     mapping(err, key, group, GROUP_KEYS)
     # Per-group hyperparameters (e.g. a learning rate for one task); validated like the top level.
     given = group.get("algo_config", {})
@@ -302,7 +307,7 @@ def _group(err, key, group, envs, width, depth, algo):
         else:
             for i, w, a, o in itertools.product(*axes.values()):
                 quants.append(QuantBits(i, w, a, o))
-    return [Configuration(e, PolicyConfig(width=w, depth=d, quant=q), overrides)
+    return [Configuration(e, PolicyConfig(width=w, depth=d, quant=q, **encoder), overrides)
             for e, q, w, d in itertools.product(g_envs, quants, widths, depths)]
 
 
