@@ -49,6 +49,12 @@ class Bundle:
     history: list[dict] = field(default_factory=list)
     path: Path | None = None
 
+    def require_stateless(self, what: str) -> None:
+        """Refuse a recurrent policy where `what` cannot carry its state."""
+        if self.config.policy.recurrent:
+            raise QsearchError(f"{self.path} holds a recurrent policy (a GRU encoder): {what} has no recurrent "
+                               "layers; export it with --format c, json or mlflow")
+
     def policy(self, engine: str):
         """A callable from normalized observations to actions in [-1, 1], run by `engine`."""
         if engine == "int":

@@ -14,7 +14,8 @@ from qsearch.config import TrainConfig
 from qsearch.quant import integer
 from qsearch.rl.common import EVAL_SEED_OFFSET
 from qsearch.rl.envs import check_env, observed
-from qsearch.rl.evaluate import evaluate, reset
+from qsearch.policy import Recording
+from qsearch.rl.evaluate import evaluate
 
 
 def check(cfg: TrainConfig, out: Path, force: bool = False) -> None:
@@ -47,25 +48,10 @@ def checkpoint_folder(out: Path) -> Path:
     return out.parent / f"{out.name}.checkpoints"
 
 
-class _Recording:
-    """A policy that keeps the observations of each episode it is given."""
-
-    def __init__(self, policy):
-        self.policy, self.episodes = policy, []
-
-    def reset(self) -> None:
-        self.episodes.append([])
-        reset(self.policy)
-
-    def __call__(self, x):
-        self.episodes[-1].append(x[0])
-        return self.policy(x)
-
-
 def evaluate_bundle(b: bundles.Bundle, episodes: int, seed: int, noise: float = 0.0) -> dict:
     """Returns with the torch model and, for quantized policies, the integer engine, and how often the
     two produce the same output integers on the observations the torch policy visited."""
-    recording = _Recording(b.policy("torch"))
+    recording = Recording(b.policy("torch"))
     res = evaluate(recording, b.config.env_id, b.obs_norm, episodes, seed, noise, b.config.observe)
     report = {"episodes": episodes, "noise": noise, "seed": seed,
               "torch": {"mean": res.mean, "std": res.std, "returns": res.returns.tolist()}}

@@ -30,3 +30,20 @@ def reset(policy: Policy) -> None:
     """Start an episode: a policy with a state (Recurrent, or one wrapping a policy) resets it."""
     if hasattr(policy, "reset"):
         policy.reset()
+
+
+class Recording:
+    """A policy that keeps the normalized observations of each episode it is given (`episodes`, one
+    list of rows per episode) and passes its actions through `then` (exploration noise, say)."""
+
+    def __init__(self, policy: Policy, then: Callable[[np.ndarray], np.ndarray] | None = None):
+        self.policy, self.then, self.episodes = policy, then, []
+
+    def reset(self) -> None:
+        self.episodes.append([])
+        reset(self.policy)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        self.episodes[-1].extend(obs)
+        actions = self.policy(obs)
+        return actions if self.then is None else self.then(actions)

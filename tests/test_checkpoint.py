@@ -92,6 +92,26 @@ def _cfg():
                        algo_config=SACConfig(**ALGO["sac"]))
 
 
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_a_recurrent_run_continues_exactly(algo, tmp_path):
+    """A recurrent learner's checkpoint also holds the acting state and the buffer's episode records:
+    continued from its last checkpoint (step 400, seven steps into an episode, a non-zero state at 8
+    bits), the run ends where one that never stopped does."""
+    from qsearch.config import ALGO_CONFIGS, PolicyConfig, QuantBits, TrainConfig
+
+    cfg = TrainConfig(env_id="InvertedPendulum-v5", algo=algo, total_steps=500, seed=3, eval_every=500,
+                      eval_episodes=1, observe="positions",
+                      policy=PolicyConfig(width=8, quant=QuantBits(), encoder="gru", encoder_width=8),
+                      algo_config=ALGO_CONFIGS[algo](learning_starts=200, batch_size=32, critic_width=16,
+                                                     sequence_length=4, burn_in=2, critic_encoder_width=8))
+    pipeline.run(cfg, tmp_path / "whole", episodes=1)
+    folder = pipeline.checkpoint_folder(tmp_path / "cut")
+    pipeline.run(cfg, tmp_path / "first", episodes=1, checkpoints=FolderCheckpoints(folder, 200, resume=False))
+    assert sorted(p.name for p in folder.iterdir()) == [f"step-{200:012d}", f"step-{400:012d}"]
+    pipeline.run(cfg, tmp_path / "cut", episodes=1, checkpoints=FolderCheckpoints(folder, 200, resume=True))
+    assert_same_bundle(tmp_path / "whole", tmp_path / "cut")
+
+
 def test_train_resume_refusals(tmp_path, capsys):
     base = ["train", "--env", "InvertedPendulum-v5", "--steps", "200", "--out", str(tmp_path / "b")]
     assert main(base + ["--resume"]) == 2

@@ -40,6 +40,16 @@ def test_good_space(tmp_path):
     assert cfg.algo_config.q_lr == 1e-3  # not overridden: the paper's default
 
 
+def test_a_recurrent_space(tmp_path):
+    s = spaces.load(write(tmp_path, with_(policy={"width": 8, "encoder": "gru", "encoder_width": 16},
+                                          algo_config={"sequence_length": 12, "burn_in": 4})))
+    assert [c.key for c in s.configurations][:2] == ["InvertedPendulum-v5/fp32/h8x2/gru16",
+                                                     "InvertedPendulum-v5/i8w2a2o8/h8x2/gru16"]
+    cfg = s.train_config(s.configurations[1], 0)
+    assert (cfg.policy.encoder, cfg.policy.encoder_width, cfg.policy.width) == ("gru", 16, 8)
+    assert (cfg.algo_config.sequence_length, cfg.algo_config.burn_in) == (12, 4)
+
+
 @pytest.mark.parametrize("data, key, reason", [
     (with_(colour="red"), "colour", "unknown key"),
     (with_(sweep=[{"scope": "core", "bitz": 3}]), "sweep[0].bitz", "unknown key"),
@@ -65,6 +75,10 @@ def test_good_space(tmp_path):
      "positions is defined for the v4/v5 MuJoCo tasks InvertedPendulum, InvertedDoublePendulum, Hopper, "
      "Walker2d, HalfCheetah, not Ant-v5"),
     (with_(observe="velocities", algo="ppo", algo_config={}), "observe", "ppo observes all of a task"),
+    (with_(policy={"encoder": "lstm"}), "policy.encoder", "must be one of none, gru, got 'lstm'"),
+    (with_(policy={"encoder": "gru", "encoder_width": 0}), "policy.encoder_width", "must be a positive integer"),
+    (with_(policy={"encoder": "gru"}, algo="ppo", algo_config={}), "policy.encoder", "ppo trains stateless policies"),
+    (with_(algo_config={"burn_in": -1}), "algo_config.burn_in", "must be >= 0, got -1"),
 ])
 def test_bad_space_names_file_key_reason(tmp_path, data, key, reason):
     p = write(tmp_path, data)

@@ -57,7 +57,7 @@ def test_a_trial_round_trips(store, tmp_path):
     uri, exp, parent = store
     params = record.trial_params(CFG, LABEL, 3)
     # the encoding is the one earlier stores hold, plus params introduced since, which leave the key as it was
-    assert params == {**BEFORE_VERSIONS, "observe": "all"}
+    assert params == {**BEFORE_VERSIONS, "observe": "all", "encoder": "none"}
     assert record.trial_key(params) == record.trial_key(BEFORE_VERSIONS)
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "bundle.json").write_text("{}")
@@ -87,6 +87,17 @@ def test_the_key_ignores_the_label_and_tells_trials_apart():
     assert record.trial_key({**params, "configuration": "renamed"}) == record.trial_key(params)
     other_seed = record.trial_params(TrainConfig(**{**vars(CFG), "seed": 2}), LABEL, 3)
     assert record.trial_key(other_seed) != record.trial_key(params)
+
+
+def test_a_recurrent_trial_records_its_encoder_and_its_sequence_settings():
+    gru = PolicyConfig(width=64, depth=2, quant=QuantBits(4, 2, 2, 8), encoder="gru", encoder_width=32)
+    params = record.trial_params(TrainConfig(**{**vars(CFG), "policy": gru}), LABEL, 3)
+    assert (params["encoder"], params["encoder_width"]) == ("gru", "32")
+    assert (params["algo_config.sequence_length"], params["algo_config.burn_in"]) == ("16", "8")
+    assert record.trial_key(params) != record.trial_key(record.trial_params(CFG, LABEL, 3))
+    # a stateless policy's trial is the same whatever the settings only a recurrent one reads
+    longer = TrainConfig(**{**vars(CFG), "algo_config": SACConfig(learning_starts=500, batch_size=64, sequence_length=32)})
+    assert record.trial_params(longer, LABEL, 3) == record.trial_params(CFG, LABEL, 3)
 
 
 def test_a_trial_recorded_before_a_new_parameter_is_still_found(store, monkeypatch):

@@ -71,6 +71,8 @@ def export(ref: str, fmt: str, out: Path, tracking_uri: str | None = None, force
     if b.integer is None:
         raise QsearchError(f"{b.path} holds an FP32 policy without an integer model; export needs a quantized "
                            "policy (train with quantization, or run `qsearch ptq` on it)")
+    if fmt in STATELESS:
+        b.require_stateless(STATELESS[fmt])
     with replaced_folder(out) as tmp:
         lines = _c(b, tmp, c_options) if fmt == "c" else _WRITERS[fmt](b, tmp)
     return [f"wrote {out} ({fmt}) from {b.path}", *lines]
@@ -92,7 +94,8 @@ def _mlflow(ref: str, out, tracking_uri: str | None) -> list[str]:
 
     def write_exports(b: bundles.Bundle, folders: dict[str, Path]) -> None:
         _c(b, folders["c"], COptions())
-        _qonnx(b, folders["qonnx"])
+        if not b.config.policy.recurrent:  # QONNX has no recurrent graph qsearch's GRU fits (STATELESS)
+            _qonnx(b, folders["qonnx"])
 
     return register(ref, uri, bundle_path, write_exports)
 
@@ -172,3 +175,7 @@ def _verilog(b: bundles.Bundle, tmp: Path) -> list[str]:
 
 
 _WRITERS = {"qonnx": _qonnx, "json": _json, "finn": _finn, "verilog": _verilog}
+# Formats that cannot carry a recurrent policy's state: FINN and qsearch's RTL have no recurrent layers,
+# and brevitas exports its QuantRNN/QuantLSTM to QONNX as unrolled custom ops that no QONNX consumer
+# here executes, with no GRU among them.
+STATELESS = {"qonnx": "QONNX export", "finn": "FINN's dataflow", "verilog": "qsearch's RTL"}

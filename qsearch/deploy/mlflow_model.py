@@ -1,7 +1,10 @@
 """`qsearch export RUN --format mlflow`: a run's policy as a registered MLflow model.
 
 The model is a pyfunc whose `predict` runs qsearch's integer engine on raw observations (float32,
-one row per observation) and returns the actions in the environment's units. Its artifacts are the
+one row per observation) and returns the actions in the environment's units. A recurrent policy's
+`predict` takes its rows as one episode's consecutive steps from the episode's start: the hidden
+state starts at zero with every call and is carried from row to row (call it with the whole history
+so far, or run the exported C, which keeps the state between calls). Its artifacts are the
 bundle, with the C and QONNX exports beside it; its requirements name qsearch, so it loads wherever
 qsearch is installed:
 
@@ -50,8 +53,14 @@ class QsearchIntegerPolicy(mlflow.pyfunc.PythonModel):
 
 
 def act(b: bundles.Bundle, obs: np.ndarray) -> np.ndarray:
-    """Raw observations -> actions in the environment's units, through the integer engine."""
-    a = b.integer.act(b.integer.obs_norm(np.asarray(obs, np.float32)))
+    """Raw observations -> actions in the environment's units, through the integer engine (a recurrent
+    policy: the rows are one episode's steps from its start, see the module's docstring)."""
+    x = b.integer.obs_norm(np.asarray(obs, np.float32))
+    if b.integer.recurrent:
+        policy = b.integer.policy()
+        a = np.array([policy(row[None])[0] for row in x], np.float32).reshape(len(x), b.integer.act_dim)
+    else:
+        a = b.integer.act(x)
     return (a * b.action_scale + b.action_bias).astype(np.float32)
 
 
@@ -89,7 +98,8 @@ def register(run_id: str, uri: str, bundle_path: Path, write_exports) -> list[st
         for folder in exports.values():
             folder.mkdir()
         write_exports(b, exports)
-        artifacts = {ARTIFACT_BUNDLE: str(bundle_path), **{k: str(v) for k, v in exports.items()}}
+        # (a recurrent policy has no QONNX export: its folder stays empty and is left out)
+        artifacts = {ARTIFACT_BUNDLE: str(bundle_path), **{k: str(v) for k, v in exports.items() if any(v.iterdir())}}
         # MLflow's fluent API logs models; its URIs go into os.environ, which is put back afterwards
         saved = {k: os.environ.get(k) for k in URI_VARIABLES}
         try:

@@ -16,6 +16,10 @@ its force and fell. So the rollouts explore (Gaussian noise on the actions, as T
 and each quantizer's range is the largest value seen over the whole set (`max`), or brevitas'
 percentile over the whole set as one batch (`percentile`). Bohm et al. do not say how they
 calibrated.
+
+A recurrent policy (Böhm et al.'s GRU encoder) is calibrated the same way: its encoder's gate and
+state quantizers have constant ranges (quant/gru.py), and the MLP's are calibrated on the hidden
+states the FP32 encoder computes over each calibration episode from its reset.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from qsearch import bundle as bundles
 from qsearch.config import FIXED_BITS, CalibrationConfig, QuantBits
 from qsearch.errors import QsearchError
 from qsearch.pipeline import evaluate_bundle
+from qsearch.policy import Recording
 from qsearch.quant import fastpath, integer
 from qsearch.quant.actor import QuantActor
 from qsearch.rl.common import EVAL_SEED_OFFSET
@@ -53,7 +58,7 @@ def ptq(src: str | Path, out: Path, bits_core: int, bits_in: int, calib: Calibra
     if src_bundle.actor.quantized:
         raise QsearchError(f"{src} is already quantized; PTQ starts from an FP32 bundle")
     cfg = src_bundle.config
-    observations = calibration_observations(src_bundle, calib.episodes, calib.action_noise)
+    observations = calibration_episodes(src_bundle, calib.episodes, calib.action_noise)
     actor = quantize(src_bundle.actor, bits, observations, calib.statistic)
     b = bundles.Bundle(
         dataclasses.replace(cfg, policy=actor.cfg), actor, src_bundle.obs_norm,
@@ -63,44 +68,54 @@ def ptq(src: str | Path, out: Path, bits_core: int, bits_in: int, calib: Calibra
     b.evaluation = evaluate_bundle(b, episodes, seed=cfg.seed + EVAL_SEED_OFFSET)
     b.evaluation["ptq"] = {"source": str(src_bundle.path), "calib_episodes": calib.episodes,
                            "calib_action_noise": calib.action_noise, "calib_statistic": calib.statistic,
-                           "calib_observations": int(len(observations)), "calib_seed": cfg.seed,
+                           "calib_observations": sum(map(len, observations)), "calib_seed": cfg.seed,
                            "source_evaluation": src_bundle.evaluation.get("torch")}
     bundles.write(b, Path(out), force=force)
     return b
 
 
-def calibration_observations(b: bundles.Bundle, episodes: int, action_noise: float = 0.0,
-                             seed: int | None = None) -> np.ndarray:
-    """Normalized observations from rollouts of the FP32 policy, its actions perturbed by Gaussian
-    noise of std `action_noise` (clipped to [-1, 1]), seeded by default with the training seed (apart
-    from the evaluation seeds, so the policy is not calibrated on its test episodes)."""
-    seen = []
-    act = b.policy("torch")
+def calibration_episodes(b: bundles.Bundle, episodes: int, action_noise: float = 0.0,
+                         seed: int | None = None) -> list[np.ndarray]:
+    """Normalized observations (T, obs_dim) of each of `episodes` rollouts of the FP32 policy, its
+    actions perturbed by Gaussian noise of std `action_noise` (clipped to [-1, 1]), seeded by default
+    with the training seed (apart from the evaluation seeds, so the policy is not calibrated on its
+    test episodes)."""
     seed = b.config.seed if seed is None else seed
     rng = np.random.default_rng(seed)
 
-    def recording(x):
-        seen.append(x)
-        a = act(x)
-        if action_noise:
-            a = np.clip(a + rng.normal(0.0, action_noise, a.shape), -1.0, 1.0).astype(np.float32)
-        return a
+    def explore(a):
+        return np.clip(a + rng.normal(0.0, action_noise, a.shape), -1.0, 1.0).astype(np.float32) if action_noise else a
 
+    recording = Recording(b.policy("torch"), explore)
     evaluate(recording, b.config.env_id, b.obs_norm, episodes, seed, observe=b.config.observe)
-    return np.concatenate(seen).astype(np.float32)
+    return [np.array(ep, np.float32) for ep in recording.episodes]
 
 
-def quantize(fp32: QuantActor, bits: QuantBits, observations: np.ndarray, statistic: str = "max") -> QuantActor:
-    """A QuantActor holding `fp32`'s weights, its activation ranges calibrated on `observations`: brevitas'
-    percentile over them as one batch (one batch: an average of per-batch percentiles follows the typical
-    batch, not the rare large values), then, for `max`, each range widened to the largest |value| seen."""
+def calibration_observations(b: bundles.Bundle, episodes: int, action_noise: float = 0.0,
+                             seed: int | None = None) -> np.ndarray:
+    """calibration_episodes' observations as one set (n, obs_dim)."""
+    return np.concatenate(calibration_episodes(b, episodes, action_noise, seed))
+
+
+def quantize(fp32: QuantActor, bits: QuantBits, observations, statistic: str = "max") -> QuantActor:
+    """A QuantActor holding `fp32`'s weights, its activation ranges calibrated on `observations` (a set
+    (n, obs_dim), or a list of episodes, which a recurrent policy needs): brevitas' percentile over them
+    as one batch (one batch: an average of per-batch percentiles follows the typical batch, not the rare
+    large values), then, for `max`, each range widened to the largest |value| seen."""
     actor = with_weights(fp32, bits)
+    episodes = observations if isinstance(observations, list) else [observations]
+    x = torch.from_numpy(np.concatenate(episodes))
     largest = {}
     hooks = [layer.register_forward_pre_hook(lambda m, args: largest.__setitem__(m, _largest(m, args[0])))
              for layer in actor.act_quantizers()] if statistic == "max" else []
     with torch.no_grad():
         with calibration_mode(actor):  # float forward, activation statistics collected, then frozen
-            actor.quant_forward(torch.from_numpy(observations))  # forward() expects QuantTensors, absent here
+            if actor.recurrent:  # the MLP sees the FP32 encoder's states, each episode from its reset
+                states = torch.cat([fp32.sequence(torch.from_numpy(ep)[None])[1][0] for ep in episodes])
+                actor.inp(x)
+                actor.quant_head(states)
+            else:
+                actor.quant_forward(x)  # forward() expects QuantTensors, absent here
         for h in hooks:
             h.remove()
         for layer, value in largest.items():
@@ -111,10 +126,16 @@ def quantize(fp32: QuantActor, bits: QuantBits, observations: np.ndarray, statis
 def with_weights(fp32: QuantActor, bits: QuantBits) -> QuantActor:
     """A QuantActor of `bits` holding `fp32`'s weights, its activation ranges not yet calibrated."""
     actor = QuantActor(fp32.obs_dim, fp32.act_dim, dataclasses.replace(fp32.cfg, quant=bits)).eval()
+    pairs = list(zip(actor.linears, [m for m in fp32.net if isinstance(m, nn.Linear)], strict=True))
+    pairs = [(q.weight, q.bias, fp.weight, fp.bias) for q, fp in pairs]
+    if actor.recurrent:
+        fp = fp32.encoder.float_weights()
+        pairs += [(actor.encoder.lin_x.weight, actor.encoder.lin_x.bias, *fp["x"]),
+                  (actor.encoder.lin_h.weight, actor.encoder.lin_h.bias, *fp["h"])]
     with torch.no_grad():
-        for q_lin, fp_lin in zip(actor.linears, [m for m in fp32.net if isinstance(m, nn.Linear)], strict=True):
-            q_lin.weight.copy_(fp_lin.weight)
-            q_lin.bias.copy_(fp_lin.bias)
+        for q_weight, q_bias, weight, bias in pairs:
+            q_weight.copy_(weight)
+            q_bias.copy_(bias)
     return actor
 
 

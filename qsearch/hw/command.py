@@ -45,6 +45,7 @@ def _from_bundle(path: Path, run_id=None, uri=None) -> Source:
     b = bundles.read(path)
     if not b.actor.quantized:
         raise QsearchError(f"{path} holds an FP32 policy: it has no integer hardware")
+    b.require_stateless("FINN's dataflow and qsearch's RTL")
     return Source(HwPolicy(policy_name(b), b.actor, Path(path)), run_id, uri)
 
 

@@ -124,11 +124,7 @@ class QuantActor(nn.Module):
         if h is None:
             h = self.initial_state(x.shape[0], x.dtype)
         if not self.quantized:
-            states = []
-            for t in range(x.shape[1]):
-                h = self.encoder.float_step(x[:, t], h)
-                states.append(h)
-            states = torch.stack(states, 1)
+            states = self.encoder.float_sequence(x, h)
             return self.net(states), states
         fast = self._fast()
         if fast is not None:

@@ -19,8 +19,9 @@ Every scale after the input is a constant power of two, so r * ah_n, n + z * (h 
 sums are exact in float32 and float64, and the integer engine needs no rounding but the
 quantizers' own (quant/integer.py). The only learned scales are the input's and the MLP's.
 
-The FP32 encoder (quant None) is the same computation with nn.Linear and no quantizers. The hidden
-state starts at zero at every episode's start.
+The FP32 encoder (quant None) is PyTorch's nn.GRU: the same equations without quantizers, its gate
+rows in the same order (r, z, n), so `qsearch ptq` copies its weights into the two products. The
+hidden state starts at zero at every episode's start.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ class GRUEncoder(nn.Module):
         super().__init__()
         self.in_dim, self.width, self.quant = in_dim, width, quant
         if quant is None:
-            self.lin_x, self.lin_h = nn.Linear(in_dim, 3 * width), nn.Linear(width, 3 * width)
+            self.gru = nn.GRU(in_dim, width, batch_first=True)  # initialized as below
         else:
             b = quant.bits_act
             self.lin_x = quant_linear(in_dim, 3 * width, quant.bits_weight)
@@ -74,15 +75,20 @@ class GRUEncoder(nn.Module):
                        lambda v: self.state(v).value)
         return {"ax": ax, "ah": ah, **parts}
 
-    def float_step(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """The FP32 encoder's step."""
-        return update(self.lin_x(x), self.lin_h(h), h, torch.sigmoid, torch.tanh, lambda v: v)["h"]
+    def float_sequence(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The FP32 encoder over (B, T, in_dim) from the state h (B, H) -> the states (B, T, H)."""
+        return self.gru(x, h[None])[0]
+
+    def float_weights(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The FP32 encoder's (weight, bias) of the input product `x` and the state product `h`."""
+        g = self.gru
+        return {"x": (g.weight_ih_l0, g.bias_ih_l0), "h": (g.weight_hh_l0, g.bias_hh_l0)}
 
 
 def update(ax, ah, h, sigmoid, tanh, state) -> dict:
     """The GRU's gates and state update from the two products ax = W_x x + b_x and ah = W_h h + b_h
-    (rows r, z, n), with the nonlinearities (and quantizers) given. Written once for brevitas' path,
-    the fast path and the FP32 encoder, so that they compute the same thing in the same order."""
+    (rows r, z, n), with the nonlinearities and quantizers given. Written once for brevitas' path and
+    the fast path, so that they compute the same thing in the same order."""
     width = h.shape[-1]
     rz = sigmoid(ax[..., : 2 * width] + ah[..., : 2 * width])
     r, z = rz[..., :width], rz[..., width:]
