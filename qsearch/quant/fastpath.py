@@ -270,9 +270,9 @@ def _recurrence(ax, h, w_h, b_h, grid: dict, bits: int, keep: bool = False):
 
 class _Recurrence(torch.autograd.Function):
     """The GRU's recurrence as one autograd node: the forward is _recurrence, the backward
-    back-propagation through time written out. brevitas' autograd graph for the same steps has ~15
-    nodes per step, and its Python bookkeeping made a 24-step window's forward and backward cost
-    ~29 ms against ~X ms here (bench/recurrent_throughput.py). The gradient is brevitas' (straight-through
+    back-propagation through time written out. As separate autograd nodes (~15 per step, as brevitas'
+    modules record them) the Python bookkeeping dominates a window's forward and backward at these
+    small widths; bench/recurrent_throughput.py measures both. The gradient is brevitas' (straight-through
     rounding, zero outside a quantizer's range; the constant scales take none); tests/test_gru.py
     checks it against brevitas' graph."""
 

@@ -5,12 +5,16 @@ running mean and std drift during training, and transitions stored with old stat
 otherwise be fed to the networks on a different scale than fresh ones.
 
 For a recurrent policy the buffer also knows each transition's episode and its place in it, and
-samples windows of consecutive steps of one episode (`sample_sequences`). The hidden state is handled
-by burn-in (R2D2, Kapturowski et al. 2019): a window starts `burn_in` steps before its first trained
-step (or at its episode's start, if that is nearer), the networks run from the zero state over the
-burn-in, and only the steps from the first trained one on enter the losses. A window that starts at
-its episode's start computes exactly what the deployed policy computes from its reset; one that
-starts later approximates the state from burn_in steps of history.
+samples windows of consecutive steps of one episode (`sample_sequences`). The actor's hidden state is
+handled as R2D2 does (Kapturowski et al. 2019, stored state with burn-in): each transition keeps the
+state the acting actor carried into it, a window starts `burn_in` steps before its first trained step
+(or at its episode's start, if that is nearer) from the stored state there, the networks run over the
+burn-in to bring that stale state up to date, and only the steps from the first trained one on enter
+the losses. A window at its episode's start starts from the reset, zero, and computes exactly what
+the deployed policy computes. Stored states keep the actor trained on states that carry a whole
+episode's history, as the deployed one does, where windows from zero would train it only on a few
+dozen steps of history. The critics' own GRU starts
+from zero at every window: the critics are not deployed, and see their history the same way always.
 """
 from __future__ import annotations
 
@@ -37,10 +41,12 @@ class Sequences(NamedTuple):
     rewards: torch.Tensor  # (n * T,)
     terminations: torch.Tensor  # (n * T,)
     mask: torch.Tensor  # (n * T,), 1.0 for a trained step: in the window's episode, from its first trained step on
+    state: torch.Tensor  # (n, H): the actor's stored state at each window's start
 
 
 class ReplayBuffer:
-    def __init__(self, obs_dim: int, act_dim: int, capacity: int, seed: int):
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int, seed: int, state_dim: int = 0):
+        """state_dim: the width of a recurrent actor's hidden state, kept per transition (0: none)."""
         # np.zeros maps pages lazily, so a 1M-transition buffer only uses the memory it fills.
         self.obs = np.zeros((capacity, obs_dim), np.float32)
         self.next_obs = np.zeros((capacity, obs_dim), np.float32)
@@ -49,12 +55,14 @@ class ReplayBuffer:
         self.terminations = np.zeros(capacity, np.float32)
         self.episode = np.zeros(capacity, np.int64)  # which episode (counted from 0) each transition is of
         self.episode_pos = np.zeros(capacity, np.int64)  # its step in that episode
+        self.states = np.zeros((capacity, state_dim), np.float32)  # the actor's state carried into the step
         self.capacity, self.pos, self.size = capacity, 0, 0
         self.added, self.next_episode, self.next_pos = 0, 0, 0  # transitions ever added; where the next one goes
         self.rng = np.random.default_rng(seed)
 
-    def add(self, obs, next_obs, action, reward: float, terminated: bool, done: bool = False) -> None:
-        """done: the episode ended here (terminated or truncated)."""
+    def add(self, obs, next_obs, action, reward: float, terminated: bool, done: bool = False, state=None) -> None:
+        """done: the episode ended here (terminated or truncated). state: the recurrent actor's state
+        carried into this step (None: zero, as before the actor acts)."""
         i = self.pos
         self.obs[i] = obs
         self.next_obs[i] = next_obs
@@ -62,6 +70,7 @@ class ReplayBuffer:
         self.rewards[i] = reward
         self.terminations[i] = terminated
         self.episode[i], self.episode_pos[i] = self.next_episode, self.next_pos
+        self.states[i] = 0 if state is None else state
         self.next_episode, self.next_pos = (self.next_episode + 1, 0) if done else (self.next_episode, self.next_pos + 1)
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
@@ -96,6 +105,7 @@ class ReplayBuffer:
             torch.from_numpy(self.rewards[idx].ravel()),
             torch.from_numpy(self.terminations[idx].ravel()),
             torch.from_numpy(mask.ravel().astype(np.float32)),
+            torch.from_numpy(self.states[start % self.capacity]),
         )
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
@@ -103,7 +113,7 @@ class ReplayBuffer:
         n = self.size
         arrays = {"rb_obs": self.obs[:n], "rb_next_obs": self.next_obs[:n], "rb_actions": self.actions[:n],
                   "rb_rewards": self.rewards[:n], "rb_terminations": self.terminations[:n],
-                  "rb_episode": self.episode[:n], "rb_episode_pos": self.episode_pos[:n]}
+                  "rb_episode": self.episode[:n], "rb_episode_pos": self.episode_pos[:n], "rb_states": self.states[:n]}
         return {"pos": self.pos, "size": n, "rng": self.rng.bit_generator.state, "added": self.added,
                 "next_episode": self.next_episode, "next_pos": self.next_pos}, arrays
 
@@ -114,6 +124,6 @@ class ReplayBuffer:
         # checkpoints written before recurrent policies lack the episode records, which only they read
         self.added = state.get("added", n)
         self.next_episode, self.next_pos = state.get("next_episode", 0), state.get("next_pos", 0)
-        for name in ("obs", "next_obs", "actions", "rewards", "terminations", "episode", "episode_pos"):
+        for name in ("obs", "next_obs", "actions", "rewards", "terminations", "episode", "episode_pos", "states"):
             if f"rb_{name}" in arrays:
                 getattr(self, name)[:n] = arrays[f"rb_{name}"]

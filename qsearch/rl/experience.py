@@ -30,7 +30,8 @@ class Experience:
         self.scale_np, self.bias_np = action_scale(space), action_bias(space)
         self.scale, self.bias = torch.from_numpy(self.scale_np), torch.from_numpy(self.bias_np)
         self.running = RunningNorm(self.obs_dim)
-        self.rb = ReplayBuffer(self.obs_dim, self.act_dim, min(buffer_size, cfg.total_steps), cfg.seed)
+        state_dim = cfg.policy.encoder_width if cfg.policy.recurrent else 0
+        self.rb = ReplayBuffer(self.obs_dim, self.act_dim, min(buffer_size, cfg.total_steps), cfg.seed, state_dim)
         self.episode_start, self.episode_actions = None, []
         self.obs, _ = self.env.reset(seed=cfg.seed)
         self.running.update(self.obs)
@@ -42,13 +43,14 @@ class Experience:
         """The current observation, normalized, as a batch of one."""
         return torch.from_numpy(self.running(self.obs)[None])
 
-    def step(self, action) -> bool:
-        """Returns True when the episode ended (and a new one began)."""
+    def step(self, action, state=None) -> bool:
+        """Returns True when the episode ended (and a new one began). state: a recurrent actor's state
+        carried into this step, which the buffer keeps."""
         self.episode_actions.append(np.array(action, self.env.action_space.dtype))
         next_obs, reward, terminated, truncated, _ = self.env.step(action)
         self.running.update(next_obs)
         done = terminated or truncated
-        self.rb.add(self.obs, next_obs, action, reward, terminated, done)  # next_obs is the true last obs at episode end
+        self.rb.add(self.obs, next_obs, action, reward, terminated, done, state)  # next_obs is the true last obs at episode end
         self.obs = next_obs
         if done:
             self.episode_start, self.episode_actions = _rng_state(self.env.unwrapped), []

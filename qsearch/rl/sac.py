@@ -93,7 +93,7 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
                 x = exp.policy_input()
                 action = sample_action(stream(x), log_std_net(x), scale, bias)[0][0].numpy()
             check_action(action, global_step + 1)
-        if exp.step(action):
+        if exp.step(action, stream.carried):
             stream.episode_ended()
 
         if global_step > args.learning_starts:

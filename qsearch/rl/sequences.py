@@ -65,10 +65,17 @@ class Windows(Transitions):
     data: Sequences
 
     def policy(self, net: nn.Module) -> torch.Tensor:
-        return _current(net(self.data.obs))
+        return _current(self._run(net))
 
     def next_policy(self, net: nn.Module) -> torch.Tensor:
-        return _following(net(self.data.obs))
+        return _following(self._run(net))
+
+    def _run(self, net: nn.Module) -> torch.Tensor:
+        """The actor from each window's stored state (rl/buffer.py); another network (SAC's log-std
+        branch) sees the observations alone."""
+        if getattr(net, "recurrent", False):
+            return net.sequence(self.data.obs, self.data.state)[0]
+        return net(self.data.obs)
 
     def critic(self, qf: RecurrentCritic) -> torch.Tensor:
         return _current(qf.features(self.data.obs))
@@ -105,22 +112,27 @@ def critics(exp, args, policy, n: int) -> nn.Module:
 
 class Stream:
     """The acting state of a recurrent actor over the training environment's episodes: carried from
-    step to step, zero at every episode's start. A tensor, so a checkpoint saves and restores it."""
+    step to step, zero at every episode's start. A tensor, so a checkpoint saves and restores it.
+    `carried` is the state the latest step started from, which the replay buffer keeps (None for a
+    stateless actor)."""
 
     def __init__(self, actor):
         self.actor = actor
         self.state = actor.initial_state(1) if actor.recurrent else torch.zeros(0)
+        self.carried = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The actor's mean for the current observation (a batch of one), the state moved on."""
         if not self.actor.recurrent:
             return self.actor(x)
+        self.carried = self.state[0].numpy().copy()
         mean, h = self.actor.step(x, self.state)
         self.state.copy_(h)
         return mean
 
     def episode_ended(self) -> None:
         self.state.zero_()
+        self.carried = None
 
     def parts(self) -> dict:
         """What a checkpoint keeps of it (rl/checkpoint.py)."""

@@ -65,7 +65,7 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
                 action = torch.normal(0.0, noise_std) + action
             action = action.numpy().clip(low, high)
             check_action(action, global_step + 1)
-        if exp.step(action):
+        if exp.step(action, stream.carried):
             stream.episode_ended()
 
         if global_step > args.learning_starts:
