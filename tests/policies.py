@@ -1,4 +1,5 @@
-"""Policies for tests: warmed-up QAT actors, bundles written from them, and hard observations."""
+"""Policies for tests: warmed-up QAT actors, recurrent (GRU) ones, bundles written from them, and hard
+observations."""
 import copy
 import functools
 
@@ -32,6 +33,22 @@ def _warmed_actor(bits, obs_dim, act_dim, width, depth, updates, seed) -> QuantA
         opt.zero_grad()
         loss.backward()
         opt.step()
+    return actor.eval()
+
+
+def gru_actor(bits: int, warm: bool = False, obs_dim: int = 3) -> QuantActor:
+    """A QAT actor with a GRU encoder (8 units, then 16-16-2; 6-bit input, 5-bit output, `bits` for
+    the weights, activations, gates and state). warm: past the activation-scale warm-up (300
+    training-mode calls, the input's once per step); otherwise a few calls set the statistics and
+    freeze_scales ends the warm-up."""
+    torch.manual_seed(bits)
+    cfg = PolicyConfig(width=16, encoder="gru", encoder_width=8,
+                       quant=QuantBits(bits_in=6, bits_weight=bits, bits_act=bits, bits_out=5))
+    actor = QuantActor(obs_dim, 2, cfg).train()
+    for _ in range(31 if warm else 2):
+        actor.sequence(torch.randn(4, 10, obs_dim) * 2)
+    if not warm:
+        actor.freeze_scales()
     return actor.eval()
 
 

@@ -11,20 +11,7 @@ from qsearch.errors import QsearchError
 from qsearch.obs_norm import ObsNorm
 from qsearch.quant import fastpath, integer
 from qsearch.quant.actor import QuantActor
-
-
-def gru_actor(bits: int, warm: bool = False, obs_dim: int = 3) -> QuantActor:
-    """warm: past the activation-scale warm-up (300 training-mode calls, the input's once per step);
-    otherwise a few calls set the statistics and freeze_scales ends the warm-up."""
-    torch.manual_seed(bits)
-    cfg = PolicyConfig(width=16, encoder="gru", encoder_width=8,
-                       quant=QuantBits(bits_in=6, bits_weight=bits, bits_act=bits, bits_out=5))
-    actor = QuantActor(obs_dim, 2, cfg).train()
-    for _ in range(31 if warm else 2):
-        actor.sequence(torch.randn(4, 10, obs_dim) * 2)
-    if not warm:
-        actor.freeze_scales()
-    return actor.eval()
+from policies import gru_actor
 
 
 @pytest.mark.parametrize("bits", [8, 2])

@@ -6,6 +6,12 @@
  *   harness int       stdin: int8 integer observations, QP_OBS_DIM per row
  *                     stdout per row: o (int8 x QP_ACT_DIM), a_q15 (int16 x QP_ACT_DIM)
  *   harness bench N   N calls of qpolicy_act_q15 on 1024 varied inputs; prints CPU nanoseconds per call (CPU time: the machine may be shared)
+ *
+ * A recurrent policy's build (QP_RECURRENT) has, instead of float and int:
+ *   harness steps     stdin: per step 1 + QP_OBS_DIM float32, an episode-start flag (non-zero: reset the
+ *                     state first) and the observation; the state is carried from row to row
+ *                     stdout per step: step_row's bytes (step_row.h)
+ * and bench N calls qpolicy_step_q15 with the state carried, reset every 1024 steps.
  */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
@@ -16,6 +22,26 @@
 #include "qpolicy.h"
 
 #define BENCH_INPUTS 1024
+
+#if QP_RECURRENT
+#include "step_row.h"
+
+static int run_steps(void)
+{
+    float row[1 + QP_OBS_DIM];
+    uint8_t out[STEP_ROW_BYTES];
+    qpolicy_state state;
+
+    qpolicy_reset(&state);
+    while (fread(row, sizeof row, 1, stdin) == 1) {
+        step_row(&state, row[0] != 0.0f, row + 1, out);
+        if (fwrite(out, sizeof out, 1, stdout) != 1) {
+            return 1;
+        }
+    }
+    return ferror(stdin) ? 1 : 0;
+}
+#else
 
 static int run_float(void)
 {
@@ -49,6 +75,7 @@ static int run_int(void)
     }
     return ferror(stdin) ? 1 : 0;
 }
+#endif
 
 static int bench(long calls)
 {
@@ -59,6 +86,9 @@ static int bench(long calls)
     long n;
     int i, c;
     double ns;
+#if QP_RECURRENT
+    qpolicy_state s;
+#endif
 
     for (i = 0; i < BENCH_INPUTS; ++i) {
         for (c = 0; c < QP_OBS_DIM; ++c) {
@@ -68,7 +98,14 @@ static int bench(long calls)
     }
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
     for (n = 0; n < calls; ++n) {
+#if QP_RECURRENT
+        if (n % BENCH_INPUTS == 0) {
+            qpolicy_reset(&s);
+        }
+        qpolicy_step_q15(&s, inputs[n % BENCH_INPUTS], a);
+#else
         qpolicy_act_q15(inputs[n % BENCH_INPUTS], a);
+#endif
         sink += (uint32_t)a[0];
     }
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
@@ -79,15 +116,21 @@ static int bench(long calls)
 
 int main(int argc, char **argv)
 {
+#if QP_RECURRENT
+    if (argc == 2 && strcmp(argv[1], "steps") == 0) {
+        return run_steps();
+    }
+#else
     if (argc == 2 && strcmp(argv[1], "float") == 0) {
         return run_float();
     }
     if (argc == 2 && strcmp(argv[1], "int") == 0) {
         return run_int();
     }
+#endif
     if (argc == 3 && strcmp(argv[1], "bench") == 0) {
         return bench(atol(argv[2]));
     }
-    fprintf(stderr, "usage: %s float | int | bench N\n", argv[0]);
+    fprintf(stderr, "usage: %s %s | bench N\n", argv[0], QP_RECURRENT ? "steps" : "float | int");
     return 2;
 }

@@ -118,7 +118,6 @@ def _json(b: bundles.Bundle, tmp: Path) -> list[str]:
 def _c(b: bundles.Bundle, tmp: Path, opts: COptions) -> list[str]:
     """The C sources in the first layout that fits the flash budget, built and measured for the target."""
     import shutil
-    import tempfile
 
     from qsearch.deploy import c_export, mcu
 
@@ -142,15 +141,33 @@ def _c(b: bundles.Bundle, tmp: Path, opts: COptions) -> list[str]:
                            f"{'; '.join(tried)})")
     lines = [f"layout: {layout} weights", *size.describe(), *(report.describe() if report else [])]
     if opts.verify:
-        checks = mcu.verification_observations(b.integer, opts.verify)
-        if t is None:
-            with tempfile.TemporaryDirectory() as work:
-                mcu.verify_host(b.integer, tmp, Path(work), checks.obs)
-        else:
-            mcu.verify(b.integer, mcu.Core(t, tmp / t.name / "emulator.elf"), checks.obs)
-        lines.append(f"verified on {'this host' if t is None else 'the emulated ' + t.name}, {checks.describe()}: "
-                     "the same integers as the Python engine")
+        lines.append(_verify(b, t, tmp, opts.verify))
     return lines
+
+
+def _verify(b: bundles.Bundle, t, src: Path, n: int) -> str:
+    """The built C against the Python engine on `n` random observations and the special rows; a
+    recurrent policy's as streams of whole episodes, the state carried on both sides."""
+    import tempfile
+
+    from qsearch.deploy import mcu, stateful
+
+    where = "this host" if t is None else "the emulated " + t.name
+    with tempfile.TemporaryDirectory() as work:
+        if b.integer.recurrent:
+            streams = stateful.verification_streams(b.integer, n)
+            if t is None:
+                stateful.verify_host(b.integer, b.action_scale, b.action_bias, src, Path(work), streams)
+            else:
+                core = mcu.Core(t, src / t.name / "emulator.elf")
+                stateful.verify(b.integer, b.action_scale, b.action_bias, core, streams)
+            return f"verified on {where}, {streams.describe()}: the same integers as the Python engine at every step"
+        checks = mcu.verification_observations(b.integer, n)
+        if t is None:
+            mcu.verify_host(b.integer, src, Path(work), checks.obs)
+        else:
+            mcu.verify(b.integer, mcu.Core(t, src / t.name / "emulator.elf"), checks.obs)
+    return f"verified on {where}, {checks.describe()}: the same integers as the Python engine"
 
 
 def _qonnx(b: bundles.Bundle, tmp: Path) -> list[str]:

@@ -13,6 +13,10 @@ call, as a control loop makes it: the headline, since on cores without an FPU th
 cost more than the network) and from an integer observation (`qpolicy_run` alone). Latency is an estimate,
 instructions / clock: it ignores flash wait states, pipeline stalls and multi-cycle instructions
 (loads, taken branches, multiplies on small cores).
+
+A recurrent policy's build is measured over consecutive steps from the reset, the state carried in
+the core's memory (`mcu_step_from_float`, then `qpolicy_step_run` from the same state), its RAM
+including the state the caller keeps; it is checked step by step by qsearch/deploy/stateful.py.
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-g", "
 STACK_BYTES = 64 * 1024
 IO_BYTES = 4 * 1024 * 1024  # observations in, rows out: a region the emulator maps beside the image
 BATCH_ROWS = 2048
+STATE_BYTES = 64 * 1024  # the bottom of the I/O region holds a recurrent policy's state
 STACK_FILL = 0xA5
 
 
@@ -176,13 +181,14 @@ class Core:
             from unicorn import arm_const as c
             self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
             self.uc.ctl_set_cpu_model(getattr(c, t.cpu))
-            self.args, self.sp, self.ra = [c.UC_ARM_REG_R0, c.UC_ARM_REG_R1, c.UC_ARM_REG_R2], c.UC_ARM_REG_SP, c.UC_ARM_REG_LR
+            self.args = [c.UC_ARM_REG_R0, c.UC_ARM_REG_R1, c.UC_ARM_REG_R2, c.UC_ARM_REG_R3]
+            self.sp, self.ra = c.UC_ARM_REG_SP, c.UC_ARM_REG_LR
             self.pc = c.UC_ARM_REG_PC
         else:
             from unicorn import riscv_const as c
             self.uc = unicorn.Uc(unicorn.UC_ARCH_RISCV, unicorn.UC_MODE_RISCV32)
             self.uc.ctl_set_cpu_model(getattr(c, t.cpu))
-            self.args = [c.UC_RISCV_REG_A0, c.UC_RISCV_REG_A1, c.UC_RISCV_REG_A2]
+            self.args = [c.UC_RISCV_REG_A0, c.UC_RISCV_REG_A1, c.UC_RISCV_REG_A2, c.UC_RISCV_REG_A3]
             self.sp, self.ra, self.pc = c.UC_RISCV_REG_SP, c.UC_RISCV_REG_RA, c.UC_RISCV_REG_PC
         self.uc.mem_map(t.flash_base, 8 << 20)
         self.uc.mem_map(t.ram_base, 256 << 10)
@@ -248,6 +254,26 @@ class Core:
         raw = np.concatenate(rows).reshape(len(obs), row)
         return raw[:, :d].view(np.int8), raw[:, d:d + a].view(np.int8), raw[:, d + a:].copy().view(np.int16)
 
+    def steps(self, rows: np.ndarray, row_bytes: int) -> np.ndarray:
+        """mcu_steps over rows of (episode-start flag, observation), float32: step_row.h's bytes per row,
+        (len(rows), row_bytes). The state lives in the mapped region, so it carries across calls."""
+        rows = np.ascontiguousarray(rows, np.float32)
+        state_at, in_at, out_at = self.t.io_base, self.t.io_base + STATE_BYTES, self.t.io_base + IO_BYTES // 2
+        self.uc.mem_write(state_at, bytes(STATE_BYTES))
+        per_call = max(1, min(BATCH_ROWS, (IO_BYTES // 2 - STATE_BYTES) // rows[0].nbytes, IO_BYTES // 2 // row_bytes))
+        out = []
+        for start in range(0, len(rows), per_call):
+            chunk = rows[start:start + per_call]
+            self.uc.mem_write(in_at, chunk.tobytes())
+            self.call("mcu_steps", state_at, in_at, len(chunk), out_at)
+            out.append(np.frombuffer(bytes(self.uc.mem_read(out_at, len(chunk) * row_bytes)), np.uint8))
+        return np.concatenate(out).reshape(len(rows), row_bytes)
+
+    def returned(self, name: str, *args: int) -> int:
+        """What `name(*args)` returns (a 32-bit value)."""
+        self.call(name, *args)
+        return self.uc.reg_read(self.args[0])
+
 
 # ---- what a firmware engineer needs to know ----
 
@@ -269,6 +295,10 @@ class McuReport:
     instructions_per_action_int_obs_max: int
     observations: int  # how many observations the means are over
     mhz: float
+    # a recurrent policy's: qpolicy_state's bytes, which the caller keeps between steps; the counts are
+    # then per step (mcu_step_from_float; qpolicy_step_run), over consecutive steps from the reset
+    state: int = 0
+    recurrent: bool = False
 
     @property
     def flash(self) -> int:
@@ -276,7 +306,7 @@ class McuReport:
 
     @property
     def ram(self) -> int:
-        return self.static_ram + self.stack
+        return self.static_ram + self.stack + self.state
 
     @property
     def latency_us(self) -> float:
@@ -288,16 +318,20 @@ class McuReport:
         return self.instructions_per_action_int_obs / self.mhz
 
     def describe(self) -> list[str]:
+        run = "qpolicy_step_run" if self.recurrent else "qpolicy_run"
+        ram = (f"RAM {self.ram} bytes (stack high-water mark {self.stack}, state {self.state}, static {self.static_ram})"
+               if self.recurrent else f"RAM {self.ram} bytes (stack high-water mark {self.stack}, static {self.static_ram})")
+        over = (f"{self.observations} consecutive steps from the reset, the state carried" if self.recurrent
+                else f"{self.observations} observations")
         return [
             f"{self.target} ({self.layout} weights): flash {self.flash} bytes (engine code {self.engine_code}, "
-            f"model constants {self.model_const}, runtime helpers {self.runtime_code}, data {self.static_ram}); "
-            f"RAM {self.ram} bytes (stack high-water mark {self.stack}, static {self.static_ram})",
+            f"model constants {self.model_const}, runtime helpers {self.runtime_code}, data {self.static_ram}); {ram}",
             f"{self.target}: {self.instructions_per_action:,.0f} instructions per action from a float observation "
-            f"(qpolicy_quantize_obs then qpolicy_run; max {self.instructions_per_action_max:,}), about "
+            f"(qpolicy_quantize_obs then {run}; max {self.instructions_per_action_max:,}), about "
             f"{self.latency_us:.1f} us at {self.mhz:g} MHz",
             f"{self.target}: {self.instructions_per_action_int_obs:,.0f} instructions per action from an integer "
-            f"observation (qpolicy_run alone; max {self.instructions_per_action_int_obs_max:,}), about "
-            f"{self.latency_us_int_obs:.1f} us; means over {self.observations} observations, latency estimated at "
+            f"observation ({run} alone; max {self.instructions_per_action_int_obs_max:,}), about "
+            f"{self.latency_us_int_obs:.1f} us; means over {over}, latency estimated at "
             "one instruction per cycle (ignores flash wait states, pipeline stalls and multi-cycle instructions)",
         ]
 
@@ -312,24 +346,55 @@ def random_observations(model: IntegerModel, n: int, rng: np.random.Generator) -
 def measure(model: IntegerModel, t: Target, layout: str, build_dir: Path, mhz: float | None = None,
             core: Core | None = None, n_obs: int = 32, seed: int = 0) -> McuReport:
     """Sizes from the built files, stack and instruction counts from the emulated core: per action from
-    each of `n_obs` random float observations, and from its integer observation."""
+    each of `n_obs` random float observations, and from its integer observation. A recurrent model's
+    are `n_obs` consecutive steps of a random stream from the reset, the state carried."""
     obj, elf = build_dir / "qpolicy.o", build_dir / "emulator.elf"
     core = core or Core(t, elf)
     own = _section_sizes(obj)
     engine_functions = set(_functions(obj)) | set(_functions(build_dir / "harness.o"))
     runtime = sum(size for name, size in _functions(elf).items() if name not in engine_functions)
+    count = _count_steps if model.recurrent else _count_actions
+    from_float, from_int, stack, state = count(model, core, n_obs, np.random.default_rng(seed))
+    extra = {"state": state, "recurrent": True} if model.recurrent else {}
+    return McuReport(t.name, layout, own["code"], own["const"], runtime, own["data"] + own["bss"], stack,
+                     float(np.mean(from_float)), int(max(from_float)), float(np.mean(from_int)), int(max(from_int)),
+                     n_obs, float(mhz or t.mhz), **extra)
+
+
+def _count_actions(model: IntegerModel, core: Core, n_obs: int, rng: np.random.Generator):
+    t = core.t
     x_at, o_at, obs_at = t.io_base, t.io_base + 4096, t.io_base + 8192
     from_float, from_int = [], []
-    for obs in random_observations(model, n_obs, np.random.default_rng(seed)):
+    for obs in random_observations(model, n_obs, rng):
         core.uc.mem_write(obs_at, obs.tobytes())
         from_float.append(core.call("mcu_action_from_float", obs_at, x_at, o_at, count=True))
         # the integer observation it gave, still at x_at: the network alone on the same input
         from_int.append(core.call("qpolicy_run", x_at, o_at, count=True))
     stack = max(core.stack_used("qpolicy_quantize_obs", obs_at, x_at), core.stack_used("qpolicy_act_q15", x_at, o_at),
                 core.stack_used("qpolicy_action_float", o_at, obs_at))
-    return McuReport(t.name, layout, own["code"], own["const"], runtime, own["data"] + own["bss"], stack,
-                     float(np.mean(from_float)), int(max(from_float)), float(np.mean(from_int)), int(max(from_int)),
-                     n_obs, float(mhz or t.mhz))
+    return from_float, from_int, stack, 0
+
+
+def _count_steps(model: IntegerModel, core: Core, n_obs: int, rng: np.random.Generator):
+    """Each step twice from the same state: from the float observation, then from the integer one it
+    gave (the state put back in between), so both counts see the same gates."""
+    from qsearch.deploy.stateful import stream_observations
+
+    t = core.t
+    x_at, o_at, obs_at, act_at, state_at = (t.io_base + k * 4096 for k in range(5))
+    state_bytes = core.returned("mcu_state_bytes")
+    core.call("qpolicy_reset", state_at)
+    from_float, from_int = [], []
+    for obs in stream_observations(model, n_obs, rng):
+        core.uc.mem_write(obs_at, obs.tobytes())
+        before = bytes(core.uc.mem_read(state_at, state_bytes))
+        from_float.append(core.call("mcu_step_from_float", state_at, obs_at, x_at, o_at, count=True))
+        core.uc.mem_write(state_at, before)
+        from_int.append(core.call("qpolicy_step_run", state_at, x_at, o_at, count=True))
+    stack = max(core.stack_used("qpolicy_step", state_at, obs_at, act_at),
+                core.stack_used("qpolicy_step_q15", state_at, x_at, o_at),
+                core.stack_used("qpolicy_reset", state_at))
+    return from_float, from_int, stack, state_bytes
 
 
 # ---- verification against the NumPy engine ----
@@ -433,11 +498,16 @@ def verify(model: IntegerModel, core: Core, obs: np.ndarray) -> None:
 
 
 def write_report(report: McuReport, path: Path) -> None:
+    run = "qpolicy_step_run" if report.recurrent else "qpolicy_run"
     d = asdict(report) | {"flash": report.flash, "ram": report.ram, "latency_us": report.latency_us,
                           "latency_us_int_obs": report.latency_us_int_obs,
                           "latency_note": "instructions / clock: ignores wait states and pipeline stalls",
                           "instructions_note": "instructions_per_action: from a float observation, "
-                          "qpolicy_quantize_obs then qpolicy_run (what a control loop pays); "
-                          "instructions_per_action_int_obs: from an integer observation, qpolicy_run alone"}
+                          f"qpolicy_quantize_obs then {run} (what a control loop pays); "
+                          f"instructions_per_action_int_obs: from an integer observation, {run} alone"}
+    if report.recurrent:
+        d["state_note"] = "state: bytes of qpolicy_state, kept by the caller between steps; counted in ram"
+    else:  # a stateless report keeps the fields it always had
+        del d["state"], d["recurrent"]
     path.write_text(json.dumps(d, indent=2) + "\n")
 
