@@ -2,8 +2,14 @@
 
 Everything a re-implementation needs is in the file: the float32 normalization and input scale (as
 JSON numbers that round-trip to the same float32), integer weights, biases and thresholds per layer,
-and the tanh table. `read_json` loads it back into the NumPy engine, so the file is checked against
-the engine it came from.
+and the tanh table; for a recurrent policy the GRU encoder (`encoder`: its two products, its sigmoid
+and tanh thresholds, the gate and state bits). `read_json` loads it back into the NumPy engine, so
+the file is checked against the engine it came from.
+
+Version 2 added the encoder. A file states the lowest version that reads it: a stateless policy's is
+a version 1 file, field for field, so version 1 readers read it as before; a recurrent policy's is
+version 2, which a version 1 reader that checks the version refuses (one that ignores the encoder
+would act without the state).
 """
 from __future__ import annotations
 
@@ -16,11 +22,11 @@ import numpy as np
 from qsearch.errors import QsearchError
 from qsearch.obs_norm import ObsNorm
 from qsearch.quant.layers import int_range
-from qsearch.quant.integer import LUT_ONE, IntegerModel, IntLayer
+from qsearch.quant.integer import LUT_ONE, IntegerModel, IntGRU, IntLayer
 
 _NUMBER_LIST = re.compile(r"\[\s*([-+\d.eE,\s]+?)\s*\]")
 FORMAT = "qsearch-integer-policy"
-VERSION = 1
+VERSION = 2  # the highest this qsearch writes and reads
 
 
 def to_dict(model: IntegerModel, action_scale: np.ndarray, action_bias: np.ndarray, env_id: str,
@@ -29,8 +35,8 @@ def to_dict(model: IntegerModel, action_scale: np.ndarray, action_bias: np.ndarr
 
     in_lo, in_hi = int_range(model.input_bits, True)
     indices = observed(env_id, observe)
-    return {
-        "format": FORMAT, "version": VERSION, "env_id": env_id,
+    d = {
+        "format": FORMAT, "version": 2 if model.recurrent else 1, "env_id": env_id,
         "obs_dim": model.obs_dim, "act_dim": model.act_dim,
         # which entries of the environment's observation the policy takes, in order (None: all of them)
         "observe": observe, "observation_indices": None if indices is None else list(indices),
@@ -39,19 +45,37 @@ def to_dict(model: IntegerModel, action_scale: np.ndarray, action_bias: np.ndarr
             "scale": float(model.input_scale),
             "obs_mean": _floats(model.obs_norm.mean), "obs_std": _floats(model.obs_norm.std),
         },
-        "layers": [
-            {"in": int(l.weight.shape[1]), "out": int(l.weight.shape[0]),
-             "weight_bits": l.weight_bits, "in_bits": l.in_bits, "in_signed": l.in_signed,
-             "out_bits": l.out_bits, "out_signed": l.out_signed, "out_min": l.out_min, "acc_bits": l.acc_bits,
-             "weights": l.weight.astype(int).tolist(), "bias": l.bias.astype(int).tolist(),
-             "thresholds": l.thresholds.astype(int).tolist()}
-            for l in model.layers
-        ],
+    }
+    if model.recurrent:  # absent otherwise: a stateless policy's file is the version 1 file it always was
+        d["encoder"] = _encoder_dict(model.encoder)
+    d |= {
+        "layers": [_layer_dict(l) for l in model.layers],
         "output": {
             "bits": model.layers[-1].out_bits, "scale": model.output_scale, "lut_one": LUT_ONE,
             "tanh_lut": model.tanh_lut.astype(int).tolist(),
             "action_scale": _floats(action_scale), "action_bias": _floats(action_bias),
         },
+    }
+    return d
+
+
+def _layer_dict(l: IntLayer) -> dict:
+    return {"in": int(l.weight.shape[1]), "out": int(l.weight.shape[0]),
+            "weight_bits": l.weight_bits, "in_bits": l.in_bits, "in_signed": l.in_signed,
+            "out_bits": l.out_bits, "out_signed": l.out_signed, "out_min": l.out_min, "acc_bits": l.acc_bits,
+            "weights": l.weight.astype(int).tolist(), "bias": l.bias.astype(int).tolist(),
+            "thresholds": l.thresholds.astype(int).tolist()}
+
+
+def _encoder_dict(e: IntGRU) -> dict:
+    state_lo, state_hi = int_range(e.bits, True)
+    gate_lo, gate_hi = int_range(e.bits, False)
+    return {
+        "kind": "gru", "width": e.width, "rows": "r, z, n",
+        "gate_bits": e.bits, "gate_min": gate_lo, "gate_max": gate_hi,
+        "state_bits": e.bits, "state_min": state_lo, "state_max": state_hi, "initial_state": 0,
+        "x": _layer_dict(e.x), "h": _layer_dict(e.h),
+        "sigmoid_thresholds": e.sigmoid.astype(int).tolist(), "tanh_thresholds": e.tanh.astype(int).tolist(),
     }
 
 
@@ -70,15 +94,27 @@ def read_json(path: Path) -> IntegerModel:
         d = json.loads(Path(path).read_text())
         if d.get("format") != FORMAT:
             raise QsearchError(f"{path} is not a qsearch integer policy JSON file")
-        layers = [IntLayer(np.array(l["weights"], np.int8), np.array(l["bias"], np.int64),
-                           np.array(l["thresholds"], np.int64), l["out_bits"], l["out_signed"],
-                           l["in_bits"], l["in_signed"], l["weight_bits"], l["acc_bits"]) for l in d["layers"]]
+        if d.get("version", 1) > VERSION:
+            raise QsearchError(f"{path} is a version {d['version']} policy file; this qsearch reads up to version "
+                               f"{VERSION}")
+        layers = [_layer(l) for l in d["layers"]]
         inp = d["input"]
         norm = ObsNorm(np.array(inp["obs_mean"], np.float32), np.array(inp["obs_std"], np.float32))
+        encoder = None
+        if (e := d.get("encoder")) is not None:
+            if e["kind"] != "gru" or e["state_bits"] != e["gate_bits"]:
+                raise QsearchError(f"{path}: the engine runs a GRU whose state has its gates' bits")
+            encoder = IntGRU(_layer(e["x"]), _layer(e["h"]), np.array(e["sigmoid_thresholds"], np.int64),
+                             np.array(e["tanh_thresholds"], np.int64), e["gate_bits"])
         return IntegerModel(norm, np.float32(inp["scale"]), inp["bits"], layers,
-                            np.array(d["output"]["tanh_lut"], np.int16), d["output"]["scale"])
+                            np.array(d["output"]["tanh_lut"], np.int16), d["output"]["scale"], encoder)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise QsearchError(f"cannot read {path}: {e}") from None
+
+
+def _layer(l: dict) -> IntLayer:
+    return IntLayer(np.array(l["weights"], np.int8), np.array(l["bias"], np.int64), np.array(l["thresholds"], np.int64),
+                    l["out_bits"], l["out_signed"], l["in_bits"], l["in_signed"], l["weight_bits"], l["acc_bits"])
 
 
 def _floats(values) -> list[float]:
