@@ -42,7 +42,7 @@ def random_actor(cfg: PolicyConfig, obs_dim: int, act_dim: int, seed: int = 0) -
     actor = QuantActor(obs_dim, act_dim, cfg).train()
     with torch.no_grad():  # a few statistics-collecting calls, then the scales are frozen
         for _ in range(3):
-            actor(torch.randn(256, obs_dim))
+            actor(torch.randn(256, 8, obs_dim) if cfg.recurrent else torch.randn(256, obs_dim))  # recurrent: sequences
     actor.freeze_scales()
     return actor.eval()
 
