@@ -266,3 +266,14 @@ def test_policy_json_carries_the_encoder(capsys, tmp_path, gru_bundle, bundle_di
     (tmp_path / "v3.json").write_text(json.dumps({**d, "version": 3}))
     with pytest.raises(QsearchError, match="is a version 3 policy file; this qsearch reads up to version 2"):
         read_json(tmp_path / "v3.json")
+
+
+def test_compiles_for_32_bit_freestanding(tmp_path):
+    """The stateful engine needs only <stdint.h> as well: strict C99 with -m32 -ffreestanding (compiled
+    only; this machine has no 32-bit libc to link against, see tests/test_deploy_c.py)."""
+    export(model(8), tmp_path / "src")
+    p = subprocess.run(["gcc", "-m32", "-ffreestanding", *c_export.CFLAGS, "-Wundef", "-O2", f"-I{tmp_path / 'src'}", "-c",
+                        str(tmp_path / "src" / "qpolicy.c"), "-o", str(tmp_path / "q32.o")], capture_output=True, text=True)
+    if "cannot find" in p.stderr or "unrecognized command-line option" in p.stderr:
+        pytest.skip(f"gcc has no 32-bit x86 target here: {p.stderr.strip().splitlines()[-1]}")
+    assert p.returncode == 0, p.stderr

@@ -97,7 +97,7 @@ def test_report(model, builds):
         assert r.instructions_per_action_max >= r.instructions_per_action > r.instructions_per_action_int_obs
         assert r.observations == 32
     m4, m4_packed = reports["cortex-m4", "int8"], reports["cortex-m4", "packed"]
-    assert m4.instructions_per_action_int_obs <= 2400 and m4.instructions_per_action_int_obs < m4_packed.instructions_per_action_int_obs
+    assert m4.instructions_per_action_int_obs <= 2400 < m4_packed.instructions_per_action_int_obs
     assert m4.model_const > m4_packed.model_const
     assert m4.runtime_code == 0 and m4.instructions_per_action - m4.instructions_per_action_int_obs < 1000
     quantize = {key: r.instructions_per_action - r.instructions_per_action_int_obs for key, r in reports.items()}

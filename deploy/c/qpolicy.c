@@ -11,7 +11,8 @@
  *   r, z = #{k : S_k <= ax + ah}                     S: the sigmoid thresholds (rows r, then z)
  *   n    = QP_STATE_MIN + #{k : U_k <= ax_n 2^g + r ah_n}   U: the tanh thresholds
  *   h'   = round_half_even((n 2^g + z (h - n)) / 2^g)       = n + z (h - n) on the state grid
- * and the MLP takes h'. Its stack holds three buffers: the input, ax and ah. */
+ * and the MLP takes h'. Its stack holds three buffers, the input, ax and ah; the state h is the
+ * caller's (qpolicy_state). */
 #include "qpolicy.h"
 
 /* Weights in reading order: rows in blocks of four (zero rows pad the last), each block column by
@@ -42,27 +43,46 @@ typedef int32_t qp_gate_t;
 
 #include "qpolicy_model.h"
 
-/* out[i] = out_min + how many thresholds are <= s[i], for the four accumulators of a row block. There
- * are 2^b - 1 thresholds, so a binary search takes exactly b steps of one load, one compare and one
- * conditional add, without data-dependent loop exits; repeated thresholds are fine. `step` is
- * 2^(b-1). The table starts with one unused entry, so threshold k is t[k + 1] and the step's load
- * needs no offset. The four searches share one loop: the paper's Hopper policy (int8 weights) took
- * 2,155 instructions per action on Cortex-M4 instead of 2,361 with a loop per search. */
-static void count_reached4(const qp_acc_t s[4], const qp_acc_t *t, unsigned step, int16_t out_min, int16_t *out)
+/* How many thresholds are <= acc. There are 2^b - 1 of them, so a binary search takes exactly b
+ * steps of one load, one compare and one conditional add, without data-dependent loop exits;
+ * repeated thresholds are fine. `step` is 2^(b-1). The table starts with one unused entry, so
+ * threshold k is t[k + 1] and the step's load needs no offset. */
+#if !QP_RECURRENT
+static unsigned count_reached(qp_acc_t acc, const qp_acc_t *t, unsigned step)
+{
+    const qp_acc_t *p = t;
+
+    do { /* step >= 1: every layer has at least one threshold, so no test before the first step */
+        if (p[step] <= acc) {
+            p += step;
+        }
+        step >>= 1;
+    } while (step > 0u);
+    return (unsigned)(p - t);
+}
+#else
+/* The same for the four accumulators of a row block in one loop, out[i] = out_min + the count for
+ * s_i. A recurrent build searches so: its GRU products' short rows make the searches weigh, and on
+ * Cortex-M4 a step of bench/gru_mcu.py's GRU16 policy took 10,742 instructions instead of 11,246. A
+ * stateless build keeps a loop per search, the machine code it was measured with: on the M0, whose
+ * eight low registers would also hold the four searches, the joint loop made the paper's Table-1
+ * MLPs up to 7% slower (int8 weights). */
+static void count_reached4(qp_acc_t s0, qp_acc_t s1, qp_acc_t s2, qp_acc_t s3, const qp_acc_t *t, unsigned step,
+                           int16_t out_min, int16_t *out)
 {
     const qp_acc_t *p0 = t, *p1 = t, *p2 = t, *p3 = t;
 
-    do { /* step >= 1: every layer has at least one threshold, so no test before the first step */
-        if (p0[step] <= s[0]) {
+    do {
+        if (p0[step] <= s0) {
             p0 += step;
         }
-        if (p1[step] <= s[1]) {
+        if (p1[step] <= s1) {
             p1 += step;
         }
-        if (p2[step] <= s[2]) {
+        if (p2[step] <= s2) {
             p2 += step;
         }
-        if (p3[step] <= s[3]) {
+        if (p3[step] <= s3) {
             p3 += step;
         }
         step >>= 1;
@@ -72,6 +92,7 @@ static void count_reached4(const qp_acc_t s[4], const qp_acc_t *t, unsigned step
     out[2] = (int16_t)(out_min + (int16_t)(p2 - t));
     out[3] = (int16_t)(out_min + (int16_t)(p3 - t));
 }
+#endif
 
 #define WEIGHT_MASK ((1u << QP_WEIGHT_BITS) - 1u)
 #define WEIGHT_SIGN (1u << (QP_WEIGHT_BITS - 1))
@@ -95,8 +116,8 @@ static void count_reached4(const qp_acc_t s[4], const qp_acc_t *t, unsigned step
 #endif
 
 /* Kept out of line: inlined into qpolicy_run, its only caller in a stateless build, clang -O2 (zig
- * 0.17) spills more registers in its loops: the paper's Hopper policy (packed weights) took 5,280
- * instead of 5,012 instructions per action on Cortex-M0, 2,419 instead of 2,378 on the M4. */
+ * 0.17) spills more registers in its loops: the paper's Hopper policy took 2,724 instead of 2,302
+ * instructions per action on Cortex-M4 (int8 weights), as many as before this function existed. */
 #if defined(__GNUC__)
 #define QP_NOINLINE __attribute__((noinline))
 #else
@@ -109,7 +130,7 @@ static void count_reached4(const qp_acc_t s[4], const qp_acc_t *t, unsigned step
 QP_NOINLINE static int16_t *forward(const qp_layer *layers, uint16_t n_layers, int16_t *h, int16_t *next)
 {
     int16_t *swap;
-    uint16_t l, r;
+    uint16_t l, r, c;
 
     for (l = 0; l < n_layers; ++l) {
         /* The layer's fields as locals: the stores to next[] (int16_t) could alias the struct's 16-bit
@@ -127,27 +148,28 @@ QP_NOINLINE static int16_t *forward(const qp_layer *layers, uint16_t n_layers, i
          * rows' weights lie side by side (block-interleaved), so the weights are read in order. */
         for (r = 0; r < n_out; r = (uint16_t)(r + 4u)) {
             /* biases and the activation buffers are padded to whole blocks: no bounds checks here */
-            qp_acc_t s[4];
-            const int16_t *in = h, *in_end = h + n_in;
-
-            s[0] = bias[r];
-            s[1] = bias[r + 1u];
-            s[2] = bias[r + 2u];
-            s[3] = bias[r + 3u];
-            while (in != in_end) { /* a pointer to the end: on Cortex-M4 the fewest spills of the forms tried */
-                const qp_acc_t v = *in++;
+            qp_acc_t s0 = bias[r], s1 = bias[r + 1u], s2 = bias[r + 2u], s3 = bias[r + 3u];
+            for (c = 0; c < n_in; ++c) {
+                const qp_acc_t v = h[c];
 #if QP_LAYOUT_INT8
-                s[0] += w[0] * v;
-                s[1] += w[1] * v;
-                s[2] += w[2] * v;
-                s[3] += w[3] * v;
+                s0 += w[0] * v;
+                s1 += w[1] * v;
+                s2 += w[2] * v;
+                s3 += w[3] * v;
                 w += 4;
 #else
-                TAKE_TWO(s[0], s[1]);
-                TAKE_TWO(s[2], s[3]);
+                TAKE_TWO(s0, s1);
+                TAKE_TWO(s2, s3);
 #endif
             }
-            count_reached4(s, thresholds, first_step, out_min, next + r);
+#if QP_RECURRENT
+            count_reached4(s0, s1, s2, s3, thresholds, first_step, out_min, next + r);
+#else
+            next[r] = (int16_t)(out_min + (int16_t)count_reached(s0, thresholds, first_step));
+            next[r + 1u] = (int16_t)(out_min + (int16_t)count_reached(s1, thresholds, first_step));
+            next[r + 2u] = (int16_t)(out_min + (int16_t)count_reached(s2, thresholds, first_step));
+            next[r + 3u] = (int16_t)(out_min + (int16_t)count_reached(s3, thresholds, first_step));
+#endif
         }
         swap = h;
         h = next;
@@ -177,7 +199,9 @@ static void tanh_table(const int8_t o[QP_ACT_DIM], int16_t a_q15[QP_ACT_DIM])
 }
 
 #if !QP_RECURRENT
-void qpolicy_run(const int8_t x[QP_OBS_DIM], int8_t o[QP_ACT_DIM])
+/* Out of line too, as before forward() existed: inlined into qpolicy_act_q15, it would copy the
+ * input loop there (Humanoid's 376 inputs: ~460 bytes more flash on Cortex-M4). */
+QP_NOINLINE void qpolicy_run(const int8_t x[QP_OBS_DIM], int8_t o[QP_ACT_DIM])
 {
     int16_t buf_a[QP_BUF_DIM], buf_b[QP_BUF_DIM];
     uint16_t c;
@@ -202,7 +226,7 @@ void qpolicy_act_q15(const int8_t x[QP_OBS_DIM], int16_t a_q15[QP_ACT_DIM])
  * keeps the parity of the quotient, which rounding to even looks at. */
 #define ROUND_OFFSET ((int32_t)1 << (2 * QP_GATE_BITS + 1))
 
-/* count_reached4's search for one value in a gate table; its steps are constants, so the compiler
+/* count_reached for a gate table; its steps are constants, so the compiler
  * writes them out. */
 static unsigned count_gate(int32_t v, const qp_gate_t *t)
 {
