@@ -116,8 +116,8 @@ static void count_reached4(qp_acc_t s0, qp_acc_t s1, qp_acc_t s2, qp_acc_t s3, c
 #endif
 
 /* Kept out of line: inlined into qpolicy_run, its only caller in a stateless build, clang -O2 (zig
- * 0.17) spills more registers in its loops: the paper's Hopper policy took 2,724 instead of 2,302
- * instructions per action on Cortex-M4 (int8 weights), as many as before this function existed. */
+ * 0.17) spills more registers in its loops: the paper's Hopper policy took 2,724 instructions per
+ * action on Cortex-M4 (int8 weights) instead of 2,302, what it took before this function existed. */
 #if defined(__GNUC__)
 #define QP_NOINLINE __attribute__((noinline))
 #else
