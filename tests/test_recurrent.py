@@ -1,14 +1,16 @@
 """Recurrent policies end to end: a short recurrent SAC run learns a position-only task, its integer
-engine equals the QAT model at every step of whole episodes, INT8 PTQ of an FP32 recurrent policy, the
+engine equals the QAT model and its exported C the engine at every step of whole episodes, INT8 PTQ of an FP32 recurrent policy, the
 MLflow model carries the state, and what cannot carry it refuses in one line."""
 import numpy as np
 import pytest
 
 from qsearch import bundle as bundles
 from qsearch.deploy.mlflow_model import act
-from qsearch.policy import Recording
-from qsearch.quant import integer
+from qsearch.deploy import c_export, stateful
+from qsearch.policy import Recording, reset
+from qsearch.rl.envs import make_env
 from qsearch.rl.evaluate import evaluate
+from qsearch.quant import integer
 from commands import refused, run
 
 ENV = "InvertedPendulum-v5"
@@ -37,11 +39,27 @@ def test_a_recurrent_sac_run_learns_the_pendulum_from_positions(qat):
     assert qat.evaluation["int"]["mean"] > 40
 
 
-def test_the_engine_equals_the_qat_model_at_every_step_of_whole_episodes(qat):
-    recording = Recording(qat.integer.policy())
-    evaluate(recording, ENV, qat.obs_norm, 2, seed=7, observe="positions")
-    for episode in recording.episodes:
-        xs = np.array(episode, np.float32)[:, None]  # (T, 1, obs_dim): one stream
+@pytest.fixture(scope="module")
+def episodes(qat):
+    """The raw observations of 2 whole episodes of the integer policy, as a control loop feeds them."""
+    env, policy, out = make_env(ENV, 7, observe="positions"), qat.integer.policy(), []
+    for i in range(2):
+        obs, _ = env.reset(seed=7 + i)
+        reset(policy)
+        rows, done = [], False
+        while not done:
+            rows.append(obs)
+            action = policy(qat.obs_norm(obs)[None])[0] * qat.action_scale + qat.action_bias
+            obs, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+        out.append(np.array(rows, np.float32))
+    assert sum(map(len, out)) > 100  # whole episodes of a policy that balances a while
+    return out
+
+
+def test_the_engine_equals_the_qat_model_at_every_step_of_whole_episodes(qat, episodes):
+    for episode in episodes:
+        xs = qat.obs_norm(episode)[:, None]  # (T, 1, obs_dim): one stream
         want = integer.reference_sequence(qat.actor, qat.integer, xs)
         state = qat.integer.initial_state(1)
         for x, w in zip(xs, want):
@@ -49,7 +67,19 @@ def test_the_engine_equals_the_qat_model_at_every_step_of_whole_episodes(qat):
             state = qat.integer.next_state(outs)
             for got, ref in zip(outs, w, strict=True):
                 np.testing.assert_array_equal(got, ref)
-    assert sum(map(len, recording.episodes)) > 100  # whole episodes of a policy that balances a while
+
+
+def test_the_c_export_equals_the_engine_at_every_step_of_whole_episodes(qat, episodes, tmp_path):
+    """The same episodes through the exported C on this host, reset at each episode's start and the
+    state carried: every step's integers (input, output, action, state) equal the engine's."""
+    (tmp_path / "src").mkdir()
+    c_export.write_c(qat.integer, qat.action_scale, qat.action_bias, tmp_path / "src")
+    exe = c_export.compile_harness(tmp_path / "src", tmp_path / "harness")
+    obs = np.concatenate(episodes)
+    starts = np.concatenate([np.arange(len(e)) == 0 for e in episodes])
+    rows = stateful.host_rows(qat.integer, exe, obs, starts)
+    stateful.compare(qat.integer, qat.action_scale, qat.action_bias, obs, starts, rows, "the host build")
+    assert np.unique(rows["h"]).size > 4  # the state moved
 
 
 def test_the_mlflow_model_runs_a_call_as_one_episode_from_its_start(qat):
