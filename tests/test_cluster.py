@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from services import BIN, ENV, free_port, space, start, stop
+from services import BIN, ENV, free_port, space, start, stop_ray
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,8 @@ def cluster(tmp_path_factory):
         yield address
     finally:
         if worker is not None:
-            stop(worker)
-        stop(head)
+            stop_ray(worker)
+        stop_ray(head)
 
 
 def test_search_on_two_nodes_with_shared_storage_then_hw_on_the_finn_node(cluster, tmp_path):

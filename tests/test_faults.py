@@ -22,7 +22,7 @@ from qsearch import pipeline
 from qsearch import trial_record as record
 from qsearch import tracking
 from qsearch.search import space as spaces
-from services import BIN, ENV, assert_same_bundle, free_port, start, stop
+from services import BIN, ENV, assert_same_bundle, free_port, start, stop_ray
 
 def cpus(address) -> float:
     """The cluster's CPUs, as `ray status` counts them."""
@@ -58,7 +58,7 @@ def cluster(tmp_path_factory):
     wait_for("the head", lambda: subprocess.run([str(BIN / "ray"), "status", "--address", address],
                                                 capture_output=True, env=ENV).returncode == 0, 120)
     yield address, root
-    stop(head)
+    stop_ray(head)
 
 
 def one_trial_space(tmp_path, name):
@@ -148,7 +148,7 @@ def test_worker_process_killed(cluster, tmp_path):
         os.kill(pid, signal.SIGKILL)
         check_outcome(path, tmp_path, storage, "proc_kill", uri, driver)
     finally:
-        stop(node)
+        stop_ray(node)
 
 
 def test_worker_node_killed_and_replaced(cluster, tmp_path):
@@ -165,7 +165,7 @@ def test_worker_node_killed_and_replaced(cluster, tmp_path):
     finally:
         for n in (node, replacement):
             if n is not None:
-                stop(n)
+                stop_ray(n)
 
 
 def test_resumed_search_continues_the_trial_from_its_checkpoint(cluster, tmp_path):
@@ -185,4 +185,4 @@ def test_resumed_search_continues_the_trial_from_its_checkpoint(cluster, tmp_pat
                                    env=ENV, stdout=open(tmp_path / "driver.log", "w"), stderr=subprocess.STDOUT)
         check_outcome(path, tmp_path, storage, "driver_kill", uri, resumed)
     finally:
-        stop(node)
+        stop_ray(node)

@@ -13,7 +13,7 @@ import yaml
 
 from qsearch import bundle as bundles
 from qsearch.search.run import search
-from services import BIN, ENV, assert_same_bundle, free_port, space, sqlite_store, start, start_mlflow, stop
+from services import BIN, ENV, assert_same_bundle, free_port, space, sqlite_store, start, start_mlflow, stop, stop_ray
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory):
@@ -29,7 +29,7 @@ def services(tmp_path_factory):
     finally:
         if mlflow is not None:
             stop(mlflow)
-        stop(ray)
+        stop_ray(ray)
 
 
 def api(url, path, **body):

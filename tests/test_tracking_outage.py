@@ -13,7 +13,7 @@ import yaml
 
 from qsearch import trial_record as record
 from qsearch.search.run import search
-from services import BIN, free_port, space, sqlite_store, start, start_mlflow, stop, wait_healthy
+from services import BIN, free_port, space, sqlite_store, start, start_mlflow, stop, stop_ray, wait_healthy
 
 OUTAGE = 20  # seconds from stopping the server to starting it again (it then takes ~15 s to answer)
 STEPS, EVAL_EVERY = 8_000, 2_000  # ~40 s of training per trial on an idle machine: well past the outage
@@ -117,4 +117,4 @@ def test_a_search_rides_out_a_stopped_tracking_server(tmp_path):
         assert (counts["trials_done"], counts["trials_failed"]) == (2, 0)
     finally:
         stop(server[0])
-        stop(ray)
+        stop_ray(ray)

@@ -21,7 +21,7 @@ from qsearch import tracking
 from qsearch.search.run import search
 from qsearch.select.selection import select
 from select_store import ENV, fill, selection_file
-from services import BIN, free_port, space, start, start_mlflow, start_postgres, stop, stop_postgres
+from services import BIN, free_port, space, start, start_mlflow, start_postgres, stop, stop_postgres, stop_ray
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def server(tmp_path_factory):
             stop(mlflow)  # before PostgreSQL: its connections end first
         if pg is not None:
             stop_postgres(pg)
-        stop(ray)
+        stop_ray(ray)
 
 
 def sql(pg, query: str, *args) -> list[tuple]:
