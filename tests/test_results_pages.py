@@ -58,21 +58,25 @@ def test_a_study_report_is_what_its_data_draws(data, tmp_path, capsys):
     assert sorted(p.name for p in drawn.iterdir()) == sorted(p.name for p in committed.iterdir())
 
 
+def redrawn(tmp_path, bench: str, page: str, flag: str) -> Path:
+    """bench/<bench>.py's table and figure drawn from a copy of docs/results/<page>.json alone, by the
+    command the page names: the folder they are drawn in."""
+    copy = tmp_path / f"{page}.json"
+    shutil.copy(RESULTS / copy.name, copy)
+    subprocess.run([sys.executable, str(ROOT / "bench" / f"{bench}.py"), flag, str(copy)], check=True, capture_output=True)
+    return tmp_path
+
+
 def test_the_open_synthesis_table_is_what_its_data_draws(tmp_path):
-    copy = tmp_path / "open_synthesis.json"
-    shutil.copy(RESULTS / "open_synthesis.json", copy)
-    subprocess.run([sys.executable, str(ROOT / "bench" / "open_synthesis.py"), "--from-data", str(copy)],
-                   check=True, capture_output=True)
-    table = (tmp_path / "open_synthesis_table.md").read_text()
+    drawn = redrawn(tmp_path, "open_synthesis", "open_synthesis", "--from-data")
+    table = (drawn / "open_synthesis_table.md").read_text()
     assert table == (RESULTS / "open_synthesis_table.md").read_text()
-    assert table.count("| open (yosys) |") >= 5 and (tmp_path / "open_synthesis.png").stat().st_size > 10_000
+    assert table.count("| open (yosys) |") >= 5 and (drawn / "open_synthesis.png").stat().st_size > 10_000
 
 
-def test_the_tracking_load_table_is_what_its_data_draws(tmp_path):
-    copy = tmp_path / "tracking_load.json"
-    shutil.copy(RESULTS / "tracking_load.json", copy)
-    subprocess.run([sys.executable, str(ROOT / "bench" / "tracking_load.py"), "--report", str(copy)],
-                   check=True, capture_output=True)
-    table = (tmp_path / "tracking_load_table.md").read_text()
-    assert table == (RESULTS / "tracking_load_table.md").read_text()
-    assert table in (RESULTS / "tracking_load.md").read_text()  # the page shows the table its data draws
+@pytest.mark.parametrize("bench, page, flag", [("tracking_load", "tracking_load", "--report"),
+                                               ("recurrent_evidence", "recurrent", "--from-data")])
+def test_a_bench_pages_table_is_what_its_data_draws(tmp_path, bench, page, flag):
+    table = (redrawn(tmp_path, bench, page, flag) / f"{page}_table.md").read_text()
+    assert table == (RESULTS / f"{page}_table.md").read_text()
+    assert table in (RESULTS / f"{page}.md").read_text()  # the page shows the table its data draws
