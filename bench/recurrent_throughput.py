@@ -8,7 +8,7 @@ Variants on InvertedPendulum-v5 with positions only (what a recurrent policy is 
 and the actor's 300-update warm-up first; steps/s is measured over the learning steps after it, in wall
 time and in the process's CPU time.
 
-    .venv/bin/python bench/recurrent_throughput.py [--steps 1500] [--encoder-width 32]
+    .venv/bin/python bench/recurrent_throughput.py [--steps 2000] [--encoder-width 32]
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from qsearch.config import PolicyConfig, QuantBits, SACConfig, TrainConfig
 from qsearch.quant import fastpath
 from qsearch.quant.actor import QuantActor
 from qsearch.quant.gru import update
+from qsearch.rl.common import REPORT_EVERY
 
 ENV, LEARNING_STARTS, WARMUP = "InvertedPendulum-v5", 1_000, 300
 
@@ -33,7 +34,7 @@ def learning_rate(policy: PolicyConfig, steps: int) -> tuple[float, float]:
     def progress(m):
         marks[m["step"]] = (time.perf_counter(), time.process_time())
 
-    start = LEARNING_STARTS + WARMUP + 1_000  # rounded up to the next progress report
+    start = -(-(LEARNING_STARTS + WARMUP) // REPORT_EVERY) * REPORT_EVERY  # rounded up to the next progress report
     cfg = TrainConfig(env_id=ENV, policy=policy, total_steps=start + steps, eval_every=10**9, eval_episodes=1,
                       observe="positions", algo_config=SACConfig(learning_starts=LEARNING_STARTS))
     rl.train(cfg, progress)
@@ -79,7 +80,7 @@ def window_ms(width: int, repeats: int = 20) -> tuple[float, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=1_500)
+    p.add_argument("--steps", type=int, default=2_000)
     p.add_argument("--encoder-width", type=int, default=32)
     a = p.parse_args()
     torch.set_num_threads(1)
