@@ -1,12 +1,15 @@
 """The evidence for recurrent policies (docs/results/recurrent.md): on InvertedPendulum-v5 without its
 velocities, 3 seeds each of
   FP32 MLP on the full observation (the reference), FP32 MLP on positions only,
-  FP32 GRU on positions only, QAT GRU on positions only at core 8 and 2 bits,
+  FP32 GRU on positions only, QAT GRU on positions only at core 8, 4 and 2 bits,
   and INT8 PTQ of each FP32 GRU (qsearch ptq, Böhm et al.'s setting).
 Every run is `qsearch train` (and `qsearch ptq`) into runs/recurrent_evidence/, two at a time; a run
-whose bundle exists is not run again, so the study continues where it stopped.
+whose bundle exists is not run again, so the study continues where it stopped. --only trains the
+variants whose names contain one of its words; the others keep the runs the page's data records
+(each run records the commit it was made at).
 
     .venv/bin/python bench/recurrent_evidence.py [--steps 20000] [--jobs 2]   # train, then write the page
+    .venv/bin/python bench/recurrent_evidence.py --only "QAT GRU"   # re-run the QAT rows alone
     .venv/bin/python bench/recurrent_evidence.py --from-data docs/results/recurrent.json   # redraw the page
 
 The page's data (recurrent.json) holds every run's command, final returns (torch and integer engine)
@@ -32,6 +35,7 @@ VARIANTS = {  # name -> qsearch train flags (besides env, steps, seed, out)
     "FP32 MLP, positions": ["--fp32", "--observe", "positions"],
     "FP32 GRU, positions": ["--fp32", "--observe", "positions", *GRU],
     "QAT GRU core 8, positions": ["--scope", "core", "--bits", "8", "--observe", "positions", *GRU],
+    "QAT GRU core 4, positions": ["--scope", "core", "--bits", "4", "--observe", "positions", *GRU],
     "QAT GRU core 2, positions": ["--scope", "core", "--bits", "2", "--observe", "positions", *GRU],
 }
 PTQ = "INT8 PTQ of the FP32 GRU, positions"
@@ -68,14 +72,20 @@ def _run(cmd: list[str], out: Path) -> None:
     print(f"{out.name}: {time.time() - t:.0f} s", flush=True)
 
 
-def collect(work: Path, commands: dict) -> dict:
+def collect(work: Path, names: list[str], commands: dict, kept: dict) -> dict:
+    """The runs of `names` from their bundles; every other variant's from `kept` (the page's data)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     runs = []
     for name in [*VARIANTS, PTQ]:
         for seed in SEEDS:
+            if name not in names:
+                runs.append(kept[name, seed])
+                continue
             b = folder(work, name, seed)
             ev = json.loads((b / "eval.json").read_text())
             history = json.loads((b / "history.json").read_text())
-            runs.append({"variant": name, "seed": seed, "command": commands.get((name, seed)),
+            command = [str(Path(c).relative_to(ROOT)) if c.startswith(str(ROOT)) else c for c in commands[name, seed]]
+            runs.append({"variant": name, "seed": seed, "commit": commit, "command": command,
                          "torch": ev["torch"]["mean"], "int": ev.get("int", {}).get("mean"),
                          "curve": [[h["step"], h["eval_return_mean"]] for h in history]})
     return {"format": "qsearch-recurrent-evidence", "env_id": ENV, "seeds": list(SEEDS), "runs": runs}
@@ -110,18 +120,26 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "recurrent_evidence")
+    p.add_argument("--only", nargs="+", metavar="WORD", help="train only the variants whose names contain one of these")
     p.add_argument("--from-data", type=Path, help="redraw the table and figure from this file alone")
     a = p.parse_args()
     if a.from_data:
         write_page(json.loads(a.from_data.read_text()), a.from_data.parent)
         return
     common = ["--eval-every", str(a.steps // 10), "--episodes", "10", "--learning-starts", "1000"]
-    jobs = [(name, seed) for seed in SEEDS for name in VARIANTS]
+    names = [n for n in [*VARIANTS, PTQ] if not a.only or any(w in n for w in a.only)]
+    data_file = RESULTS / "recurrent.json"
+    kept = {} if not data_file.exists() else {
+        (r["variant"], r["seed"]): r for r in json.loads(data_file.read_text())["runs"]}
+    if missing := [n for n in [*VARIANTS, PTQ] if n not in names and (n, SEEDS[0]) not in kept]:
+        sys.exit(f"{data_file} has no runs of {', '.join(missing)}; train them too")
+    jobs = [(name, seed) for seed in SEEDS for name in VARIANTS if name in names]
     with ThreadPoolExecutor(a.jobs) as pool:
         commands = dict(zip(jobs, pool.map(lambda j: train(a.work, *j, a.steps, common), jobs)))
-        commands |= dict(zip([(PTQ, s) for s in SEEDS], pool.map(lambda s: ptq(a.work, s), SEEDS)))
-    data = collect(a.work, commands)
-    (RESULTS / "recurrent.json").write_text(json.dumps(data, indent=1) + "\n")
+        if PTQ in names:
+            commands |= dict(zip([(PTQ, s) for s in SEEDS], pool.map(lambda s: ptq(a.work, s), SEEDS)))
+    data = collect(a.work, names, commands, kept)
+    data_file.write_text(json.dumps(data, indent=1) + "\n")
     write_page(data, RESULTS)
 
 

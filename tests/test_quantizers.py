@@ -6,6 +6,7 @@ from qsearch.config import PolicyConfig, QuantBits
 from qsearch.errors import QsearchError
 from qsearch.quant import fastpath
 from qsearch.quant.actor import QuantActor
+from qsearch.quant.layers import OutputRange
 from policies import warmed_actor
 
 
@@ -79,6 +80,38 @@ def test_warmup_counts_training_calls_then_learns_scale():
         assert impl.value.grad is not None and impl.value.grad.abs() > 0
         opt.step()
     assert not torch.equal(before, impl.value.detach())
+
+
+
+def _warm_up(actor, make_input):
+    actor.train()
+    with torch.no_grad():
+        for _ in range(301):  # the 301st call ends the warm-up
+            actor(make_input())
+    return fastpath.scaling_impl(actor.out)
+
+
+def test_the_output_range_starts_at_least_at_its_floor_then_is_learned_and_kept():
+    """A recurrent actor's outputs leave the warm-up nearly constant (its MLP sees a GRU state near
+    zero); brevitas' statistic alone gives them a range Adam takes through zero in a few hundred updates
+    (layers.OutputRange). The floor lifts it; it leaves a wider range, and a loaded one, as they are."""
+    torch.manual_seed(0)
+    policy = PolicyConfig(width=16, quant=QuantBits.from_scope("core", 8), encoder="gru", encoder_width=8)
+    gru = QuantActor(2, 1, policy)
+    impl = _warm_up(gru, lambda: torch.randn(16, 10, 2))
+    assert impl.buffer < OutputRange.MIN_START  # what brevitas' statistic alone would have started from
+    assert impl.value.item() == OutputRange.MIN_START
+
+    mlp = QuantActor(5, 2, PolicyConfig(width=16, quant=QuantBits.from_scope("core", 4)))
+    impl = _warm_up(mlp, lambda: 3 * torch.randn(64, 5))
+    assert impl.buffer > OutputRange.MIN_START and torch.equal(impl.value.detach(), impl.buffer)
+
+    with torch.no_grad():
+        fastpath.scaling_impl(gru.out).value.fill_(0.1)  # as if learned below the floor
+    loaded = QuantActor(2, 1, policy)
+    loaded.load_state_dict(gru.state_dict())
+    loaded.freeze_scales()  # what saving and extraction call
+    assert fastpath.scaling_impl(loaded.out).value.item() == pytest.approx(0.1)
 
 
 def test_fp32_baseline_is_plain_torch():

@@ -165,7 +165,7 @@ def _config_header(model: IntegerModel, acc: int, max_dim: int, buf_dim: int, la
         e = model.encoder
         defines |= {
             "QP_RECURRENT": 1, "QP_STATE_DIM": e.width, "QP_STATE_BITS": e.bits,
-            "QP_STATE_MIN": f"({e.h.out_min})", "QP_GATE_BITS": e.bits,
+            "QP_STATE_MIN": f"({e.state_min})", "QP_GATE_BITS": e.bits,
             # the two products' buffers, which the MLP then takes as its own
             "QP_GATE_BUF": max(_padded(e.x.weight.shape[0]), buf_dim), "QP_GATE_TABLE_BITS": gate_table_bits(model),
         }

@@ -24,7 +24,7 @@ from torch import nn
 from qsearch.config import PolicyConfig
 from qsearch.quant import fastpath
 from qsearch.quant.gru import GRUEncoder
-from qsearch.quant.layers import learned_act, quant_linear
+from qsearch.quant.layers import OutputRange, learned_act, quant_linear
 
 
 class QuantActor(nn.Module):
@@ -51,7 +51,7 @@ class QuantActor(nn.Module):
             quant_linear(d_in, d_out, q.bits_weight) for d_in, d_out in zip(dims, dims[1:] + [act_dim])
         )
         self.relus = nn.ModuleList(learned_act(qnn.QuantReLU, False, q.bits_act) for _ in range(cfg.depth))
-        self.out = learned_act(qnn.QuantIdentity, True, q.bits_out)
+        self.out = learned_act(qnn.QuantIdentity, True, q.bits_out, OutputRange)
 
     @property
     def quantized(self) -> bool:

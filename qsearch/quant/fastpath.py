@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from brevitas.function.ops_ste import scalar_clamp_min_ste
 
-from qsearch.quant.gru import update
+from qsearch.quant.gru import PRE_BITS, update
 from qsearch.quant.layers import int_range, int_scale
 
 SCALING_MIN_VAL = 1e-10  # brevitas' scaling_min_val for the quantizers the actor uses
@@ -228,7 +228,7 @@ def sequence(actor, x: torch.Tensor, h: torch.Tensor, warming: bool = False) -> 
     scales, linears, ((w_x, b_x), (w_h, b_h)) = _params(actor, warming)
     bits, b = _bits(actor), actor.cfg.quant.bits_act
     grid = actor.encoder.scales()
-    ax = _act(F.linear(_act(x, scales[0], *bits[0]), w_x, b_x), torch.tensor(grid["pre"]), b, True)
+    ax = _act(F.linear(_act(x, scales[0], *bits[0]), w_x, b_x), torch.tensor(grid["pre"]), PRE_BITS, True)
     if torch.is_grad_enabled():
         states = _Recurrence.apply(ax, h, w_h, b_h, grid, b)
     else:
@@ -253,7 +253,7 @@ def _recurrence(ax, h, w_h, b_h, grid: dict, bits: int, keep: bool = False):
             return c * scale
         return q
 
-    pre = quantizer("ah", grid["pre"], *signed)
+    pre = quantizer("ah", grid["pre"], *int_range(PRE_BITS, True))
     sigmoid = quantizer("sig", grid["gate"], *unsigned, torch.sigmoid)
     tanh = quantizer("tanh", grid["state"], *signed, torch.tanh)
     state = quantizer("hp", grid["state"], *signed)

@@ -9,7 +9,7 @@ PyTorch's GRU (the same gates and update, in the form that needs one product few
 Quantized (brevitas has no QuantGRU), every part is an integer the engine computes exactly:
   x        the actor's input quantizer's output (bits_in, learned scale)
   ax, ah   the two matrix products (QuantLinear, bits_weight, Int32Bias), each requantized by one
-           shared quantizer to the gate pre-activation grid: signed bits_act, constant range
+           shared quantizer to the gate pre-activation grid: signed PRE_BITS, constant range
            +-GATE_RANGE (sigmoid and tanh are flat beyond it). Sharing one scale makes ax + ah an
            integer sum.
   r, z     QuantSigmoid: unsigned bits_act, constant scale 2^-bits_act (so 0 <= z < 1)
@@ -35,6 +35,12 @@ from qsearch.config import QuantBits
 from qsearch.quant.layers import const_act, int_scale, quant_linear
 
 GATE_RANGE = 4.0  # the gate pre-activations' range: sigmoid(4) = 0.982, tanh(4) = 0.9993
+# The pre-activations' grid is 8 bits at every core width. They are sums the gate thresholds compare,
+# never stored or multiplied, so their precision costs search steps in the two products' requantization
+# (8 instead of bits_act), not gate levels. On the core's grid they fail at low widths: at 2 bits the
+# grid is {-4, -2, 0, 2}, an initialized GRU's pre-activations (|W x + b| < 1) all round to 0, and the
+# state stays 0 for ever (measured: every QAT core-2 GRU run of the first evidence study).
+PRE_BITS = 8
 
 
 class GRUEncoder(nn.Module):
@@ -49,7 +55,7 @@ class GRUEncoder(nn.Module):
             b = quant.bits_act
             self.lin_x = quant_linear(in_dim, 3 * width, quant.bits_weight)
             self.lin_h = quant_linear(width, 3 * width, quant.bits_weight)
-            self.pre = const_act(qnn.QuantIdentity, True, b, GATE_RANGE)
+            self.pre = const_act(qnn.QuantIdentity, True, PRE_BITS, GATE_RANGE)
             self.sigmoid = const_act(qnn.QuantSigmoid, False, b, (2**b - 1) / 2**b)  # scale 2^-b
             self.tanh = const_act(qnn.QuantTanh, True, b, 1.0)  # scale 2^-(b-1)
             self.state = const_act(qnn.QuantIdentity, True, b, 1.0)
@@ -60,7 +66,7 @@ class GRUEncoder(nn.Module):
     def scales(self) -> dict[str, float]:
         """The constant scales: gate pre-activations, gates r and z, and n and the hidden state."""
         b = self.quant.bits_act
-        return {"pre": GATE_RANGE / int_scale(b, True), "gate": 2.0**-b, "state": 2.0 ** -(b - 1)}
+        return {"pre": GATE_RANGE / int_scale(PRE_BITS, True), "gate": 2.0**-b, "state": 2.0 ** -(b - 1)}
 
     def initial_state(self, batch: int, dtype=torch.float32) -> torch.Tensor:
         return torch.zeros(batch, self.width, dtype=dtype)

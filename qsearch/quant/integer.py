@@ -43,6 +43,7 @@ import torch
 from qsearch.errors import QsearchError
 from qsearch.obs_norm import ObsNorm
 from qsearch.quant.actor import QuantActor
+from qsearch.quant.gru import PRE_BITS
 from qsearch.quant.layers import int_range
 from qsearch.policy import Recurrent
 
@@ -84,6 +85,11 @@ class IntGRU:
     def width(self) -> int:
         return self.h.weight.shape[1]
 
+    @property
+    def state_min(self) -> int:
+        """The smallest state (and n) integer: signed `bits`."""
+        return int_range(self.bits, True)[0]
+
     def step(self, x_int: np.ndarray, h: np.ndarray) -> list[np.ndarray]:
         """(n, in) inputs and (n, width) states -> [ax, ah, r, z, n, h'] (ENCODER_PARTS)."""
         w, b = self.width, self.bits
@@ -91,7 +97,7 @@ class IntGRU:
         rz = np.searchsorted(self.sigmoid, (ax + ah)[:, : 2 * w].ravel(), side="right").reshape(-1, 2 * w)
         r, z = rz[:, :w].astype(np.int64), rz[:, w:].astype(np.int64)
         u = (ax[:, 2 * w:] << b) + r * ah[:, 2 * w:]
-        n = np.searchsorted(self.tanh, u.ravel(), side="right").reshape(u.shape).astype(np.int64) + self.h.out_min
+        n = np.searchsorted(self.tanh, u.ravel(), side="right").reshape(u.shape).astype(np.int64) + self.state_min
         return [ax, ah, r, z, n, _round_half_even_shift((n << b) + z * (h - n), b)]
 
 
@@ -329,15 +335,15 @@ def _extract_gru(enc, x_scale, q) -> IntGRU:
     """The encoder of the float64 reference copy: its two products and its gate tables, counted from
     brevitas' own float64 QuantSigmoid and QuantTanh at every integer they can be given."""
     s, b = enc.scales(), q.bits_act
-    pre = (b, True)
+    pre = (PRE_BITS, True)
     x = _int_layer("the encoder's input product", enc.lin_x, x_scale, s["pre"], (q.bits_in, True), pre, q.bits_weight)
     h = _int_layer("the encoder's state product", enc.lin_h, s["state"], s["pre"], (b, True), pre, q.bits_weight)
-    lo, hi = int_range(b, True)
+    lo, hi = int_range(*pre)
     v = np.arange(2 * lo, 2 * hi + 1)  # ax + ah
     sigmoid = _table_thresholds(v, enc.sigmoid(torch.from_numpy(v * s["pre"])).int().numpy(), *int_range(b, False))
     g = 2**b - 1  # the largest r
     u = np.arange(lo * 2**b + g * lo, hi * 2**b + g * hi + 1)  # ax_n * 2^b + r * ah_n
-    tanh = _table_thresholds(u, enc.tanh(torch.from_numpy(u * (s["pre"] / 2**b))).int().numpy(), lo, hi)
+    tanh = _table_thresholds(u, enc.tanh(torch.from_numpy(u * (s["pre"] / 2**b))).int().numpy(), *int_range(b, True))
     return IntGRU(x, h, sigmoid, tanh, b)
 
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import brevitas.nn as qnn
-from brevitas.core.scaling import ScalingImplType
+import torch
+from brevitas.core.scaling import ParameterFromRuntimeStatsScaling, ScalingImplType
 from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerTensorFloat, Int32Bias, Uint8ActPerTensorFloat
 
 
@@ -26,10 +27,36 @@ def quant_linear(d_in: int, d_out: int, bits: int) -> qnn.QuantLinear:
     )
 
 
-def learned_act(layer, signed: bool, bits: int):
-    """An activation quantizer whose scale is learned (after the statistics warm-up, quant/actor.py)."""
-    return layer(act_quant=Int8ActPerTensorFloat if signed else Uint8ActPerTensorFloat, bit_width=bits,
-                 return_quant_tensor=True)
+def learned_act(layer, signed: bool, bits: int, scaling_impl=None):
+    """An activation quantizer whose scale is learned (after the statistics warm-up, quant/actor.py);
+    scaling_impl replaces brevitas' ParameterFromRuntimeStatsScaling (OutputRange)."""
+    act_quant = Int8ActPerTensorFloat if signed else Uint8ActPerTensorFloat
+    if scaling_impl is not None:
+        act_quant = act_quant.let(scaling_impl=scaling_impl)
+    return layer(act_quant=act_quant, bit_width=bits, return_quant_tensor=True)
+
+
+class OutputRange(ParameterFromRuntimeStatsScaling):
+    """brevitas' learned scale, whose range starts at least at MIN_START when the warm-up ends and is
+    learned freely from there: the actor's output quantizer.
+
+    Why: Adam moves the range by about the learning rate per update whatever the gradient's size, so a
+    range that starts near zero is a few hundred updates from crossing it. A recurrent actor's MLP sees
+    the GRU's state, which starts near zero, so its outputs leave the warm-up nearly constant (measured:
+    std 0.005 around 0.05, range 0.03); they sit at the range's edge, all saturate once they drift,
+    and then only the range gets a gradient: it went through zero in 3 of 6 runs, a constant action for
+    the rest of the run. brevitas' own scaling_min_val cannot hold the range up: it clamps the range in
+    training mode but the scale (range / q_s) in eval mode. An MLP actor's outputs start wider (range
+    0.39-1.25 on the five tasks measured), so a floor below that leaves its training unchanged."""
+
+    MIN_START = 0.25
+
+    def init_scale(self):
+        starting = self.counter <= self.collect_stats_steps  # brevitas' own test: a loaded or started range stays
+        super().init_scale()
+        if starting:
+            with torch.no_grad():
+                self.value.clamp_(min=self.MIN_START)
 
 
 def const_act(layer, signed: bool, bits: int, max_value: float):
