@@ -5,7 +5,7 @@ scale = the tensor's absolute maximum, not learned), after every ReLU (unsigned,
 the final tanh (signed, bits_out). The integer scale is q_s = max(|q_min|, |q_max|), which is brevitas'
 IntScaling for non-narrow ranges. Activation scales come from brevitas' ParameterFromRuntimeStats: an
 exponential moving 99.999th percentile over the first 300 training-mode calls (the warm-up), then a
-parameter learned by gradient. Biases are quantized to the accumulator's scale (Int32Bias) so the
+parameter learned by gradient; the output's starts at a range of at least 0.25 (layers.OutputRange). Biases are quantized to the accumulator's scale (Int32Bias) so the
 deployed network adds them as integers.
 
 Convention: the actor is in training mode only inside its own gradient update; every other call

@@ -42,12 +42,14 @@ class OutputRange(ParameterFromRuntimeStatsScaling):
 
     Why: Adam moves the range by about the learning rate per update whatever the gradient's size, so a
     range that starts near zero is a few hundred updates from crossing it. A recurrent actor's MLP sees
-    the GRU's state, which starts near zero, so its outputs leave the warm-up nearly constant (measured:
-    std 0.005 around 0.05, range 0.03); they sit at the range's edge, all saturate once they drift,
-    and then only the range gets a gradient: it went through zero in 3 of 6 runs, a constant action for
-    the rest of the run. brevitas' own scaling_min_val cannot hold the range up: it clamps the range in
-    training mode but the scale (range / q_s) in eval mode. An MLP actor's outputs start wider (range
-    0.39-1.25 on the five tasks measured), so a floor below that leaves its training unchanged."""
+    the GRU's state, which starts near zero, so its outputs leave the warm-up nearly constant, in a
+    narrow range (bench/output_range_start.py: 0.16 at core 8, 0.007 at core 2, InvertedPendulum
+    positions). They sit at its edge, all saturate once they drift, and then only the range gets a
+    gradient: in the first recurrent evidence study it went through zero in 4 of 6 QAT runs, a constant
+    action for the rest of the run. brevitas' own scaling_min_val cannot hold the range up: it clamps
+    the range in training mode but the scale (range / q_s) in eval mode. MLP actors start wider (0.40-1.26
+    on five tasks, the same bench), so this floor leaves their training unchanged.
+    """
 
     MIN_START = 0.25
 
