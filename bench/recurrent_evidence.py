@@ -72,9 +72,9 @@ def _run(cmd: list[str], out: Path) -> None:
     print(f"{out.name}: {time.time() - t:.0f} s", flush=True)
 
 
-def collect(work: Path, names: list[str], commands: dict, kept: dict) -> dict:
-    """The runs of `names` from their bundles; every other variant's from `kept` (the page's data)."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+def collect(work: Path, names: list[str], commands: dict, kept: dict, commit: str) -> dict:
+    """The runs of `names` from their bundles (trained at `commit`); every other variant's from `kept`
+    (the page's data)."""
     runs = []
     for name in [*VARIANTS, PTQ]:
         for seed in SEEDS:
@@ -127,6 +127,7 @@ def main() -> None:
         write_page(json.loads(a.from_data.read_text()), a.from_data.parent)
         return
     common = ["--eval-every", str(a.steps // 10), "--episodes", "10", "--learning-starts", "1000"]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     names = [n for n in [*VARIANTS, PTQ] if not a.only or any(w in n for w in a.only)]
     data_file = RESULTS / "recurrent.json"
     kept = {} if not data_file.exists() else {
@@ -138,7 +139,7 @@ def main() -> None:
         commands = dict(zip(jobs, pool.map(lambda j: train(a.work, *j, a.steps, common), jobs)))
         if PTQ in names:
             commands |= dict(zip([(PTQ, s) for s in SEEDS], pool.map(lambda s: ptq(a.work, s), SEEDS)))
-    data = collect(a.work, names, commands, kept)
+    data = collect(a.work, names, commands, kept, commit)
     data_file.write_text(json.dumps(data, indent=1) + "\n")
     write_page(data, RESULTS)
 
