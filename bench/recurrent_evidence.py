@@ -129,6 +129,8 @@ def main() -> None:
     common = ["--eval-every", str(a.steps // 10), "--episodes", "10", "--learning-starts", "1000"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     names = [n for n in [*VARIANTS, PTQ] if not a.only or any(w in n for w in a.only)]
+    if not names:
+        p.error(f"--only {' '.join(a.only)} matches none of: {', '.join([*VARIANTS, PTQ])}")
     data_file = RESULTS / "recurrent.json"
     kept = {} if not data_file.exists() else {
         (r["variant"], r["seed"]): r for r in json.loads(data_file.read_text())["runs"]}
