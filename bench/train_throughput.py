@@ -6,7 +6,8 @@ between variants, while CPU-time figures stay comparable. Compare ratios within 
 
 Runs, in one process one after another so the figures are comparable (the machines are noisy, so
 compare ratios within one run): the matrix-multiplication floor, the CleanRL-style FP32 reference
-loop, qsearch's FP32 SAC, and qsearch's QAT SAC with a 3-bit and a 2-bit core. Each qsearch run first
+loop, qsearch's FP32 SAC, qsearch's QAT SAC with a 3-bit and a 2-bit core, and, given --jax-python, sbx's
+JAX SAC in its own virtual environment (bench/jax_sac.py says how to make it). Each qsearch run first
 passes the learning start and the actor's 300-update warm-up, whose cost is reported separately;
 steps/s is then measured over the following learning steps, as in the bulk of a 1M-step run.
 
@@ -14,12 +15,32 @@ The floor is the time of the matrix multiplications alone that one SAC step need
 (see floor_shapes): no implementation of the same algorithm can avoid them, so "x floor" (time per
 step over the floor's) says how much of a step is everything else.
 
-    .venv/bin/python bench/train_throughput.py [--steps 2000] [--env Hopper-v5] [--repeats 1]
+    .venv/bin/python bench/train_throughput.py [--steps 2000] [--env Hopper-v5] [--repeats 1] \
+        [--jax-python runs/jax-venv/bin/python]
+
+Measured 2026-12-06 22:49, machine to itself, `--jax-python runs/jax-venv/bin/python` (sbx-rl 0.28.0,
+jax 0.10.2), Hopper-v5, width 256, batch 256, one thread, 2,000 learning steps per variant:
+
+    variant                        steps/CPU s  x ref  x floor  first 1k learning steps, CPU s
+    matrix-multiplication floor          239.8   3.22     1.00
+    CleanRL-style FP32 reference          74.5   1.00     3.22
+    qsearch SAC FP32                      93.2   1.25     2.57
+    qsearch SAC QAT core 3-bit            71.9   0.97     3.33   15.9 (warm-up)
+    qsearch SAC QAT core 2-bit            70.8   0.95     3.39   15.9 (warm-up)
+    sbx (JAX) SAC                        131.4   1.76     1.83   11.6 (XLA's compilation)
+
+sbx's speed: its whole update (both critics, the target, the actor, the temperature and their Adam
+steps) is one jax.jit-compiled function (sbx/sac/sac.py, `_train`), so a step is one XLA program
+with its element-wise work fused, instead of a few hundred separately dispatched torch operations;
+it spends 1.83x its matrix products' time against qsearch FP32's 2.57x.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -100,6 +121,19 @@ def qsearch_sac(env_id: str, quant: QuantBits | None, steps: int) -> tuple[float
     return steps / (w1 - w0), steps / (c1 - c0), c0 - cs
 
 
+def jax_sac(python: str, env_id: str, steps: int) -> tuple[float, float, float]:
+    """bench/jax_sac.py in its own environment, held to one core: CPU 0 by affinity, and XLA's CPU
+    client told to use one thread for its Eigen operations and intra-op parallelism."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+           "OMP_NUM_THREADS": "1"}
+    cmd = ["taskset", "-c", "0", python, str(Path(__file__).with_name("jax_sac.py")), "--env", env_id, "--steps", str(steps)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"bench/jax_sac.py failed under {python}: {(run.stderr.strip().splitlines() or ['?'])[-1]}")
+    r = json.loads(run.stdout.strip().splitlines()[-1])
+    return r["wall"], r["cpu"], r["first_1k_cpu"]
+
+
 VARIANTS = {"fp32": None, "q3": QuantBits.from_scope("core", 3), "q2": QuantBits.from_scope("core", 2)}
 NAMES = {"fp32": "qsearch SAC FP32", "q3": "qsearch SAC QAT core 3-bit", "q2": "qsearch SAC QAT core 2-bit"}
 
@@ -110,7 +144,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2000, help="learning steps measured per variant (multiple of 1,000)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--jax-python", help="the Python of a virtual environment with sbx-rl: adds its JAX SAC")
     a = p.parse_args()
+    if a.jax_python and not Path(a.jax_python).is_file():
+        p.error(f"--jax-python {a.jax_python}: no such file (bench/jax_sac.py says how to make that environment)")
     rows = []
     for r in range(a.repeats):
         floor_wall, floor_cpu = floor_seconds(a.env)
@@ -121,6 +158,8 @@ def main() -> None:
         for v in a.variants:
             wall, cpu, warm = qsearch_sac(a.env, VARIANTS[v], a.steps)
             rows.append((r, NAMES[v], wall, cpu, warm if VARIANTS[v] else None, ref))
+        if a.jax_python:  # its first 1,000 learning steps hold XLA's compilation, not a warm-up
+            rows.append((r, "sbx (JAX) SAC", *jax_sac(a.jax_python, a.env, a.steps), ref))
     print(f"\n{a.env}, width 256, batch 256, one thread, {a.steps} learning steps per variant")
     print(f"{'#':>2s} {'variant':30s} {'steps/wall s':>12s} {'x ref':>6s} {'x floor':>7s} "
           f"{'steps/CPU s':>12s} {'x ref':>6s} {'x floor':>7s} {'first 1k learning steps, CPU s':>31s}")
