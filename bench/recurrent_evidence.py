@@ -72,9 +72,9 @@ def _run(cmd: list[str], out: Path) -> None:
     print(f"{out.name}: {time.time() - t:.0f} s", flush=True)
 
 
-def collect(work: Path, names: list[str], commands: dict, kept: dict, commit: str) -> dict:
+def collect(work: Path, names: list[str], commands: dict, kept: dict, commit: str, defect: dict | None) -> dict:
     """The runs of `names` from their bundles (trained at `commit`); every other variant's from `kept`
-    (the page's data)."""
+    (the page's data). defect: the figures the page's defect section quotes, carried over as they are."""
     runs = []
     for name in [*VARIANTS, PTQ]:
         for seed in SEEDS:
@@ -88,7 +88,8 @@ def collect(work: Path, names: list[str], commands: dict, kept: dict, commit: st
             runs.append({"variant": name, "seed": seed, "commit": commit, "command": command,
                          "torch": ev["torch"]["mean"], "int": ev.get("int", {}).get("mean"),
                          "curve": [[h["step"], h["eval_return_mean"]] for h in history]})
-    return {"format": "qsearch-recurrent-evidence", "env_id": ENV, "seeds": list(SEEDS), "runs": runs}
+    return {"format": "qsearch-recurrent-evidence", "env_id": ENV, "seeds": list(SEEDS), "runs": runs,
+            "defect": defect}
 
 
 def write_page(data: dict, out: Path) -> None:
@@ -132,8 +133,8 @@ def main() -> None:
     if not names:
         p.error(f"--only {' '.join(a.only)} matches none of: {', '.join([*VARIANTS, PTQ])}")
     data_file = RESULTS / "recurrent.json"
-    kept = {} if not data_file.exists() else {
-        (r["variant"], r["seed"]): r for r in json.loads(data_file.read_text())["runs"]}
+    earlier = json.loads(data_file.read_text()) if data_file.exists() else {"runs": []}
+    kept = {(r["variant"], r["seed"]): r for r in earlier["runs"]}
     if missing := [n for n in [*VARIANTS, PTQ] if n not in names and (n, SEEDS[0]) not in kept]:
         sys.exit(f"{data_file} has no runs of {', '.join(missing)}; train them too")
     jobs = [(name, seed) for seed in SEEDS for name in VARIANTS if name in names]
@@ -141,7 +142,7 @@ def main() -> None:
         commands = dict(zip(jobs, pool.map(lambda j: train(a.work, *j, a.steps, common), jobs)))
         if PTQ in names:
             commands |= dict(zip([(PTQ, s) for s in SEEDS], pool.map(lambda s: ptq(a.work, s), SEEDS)))
-    data = collect(a.work, names, commands, kept, commit)
+    data = collect(a.work, names, commands, kept, commit, earlier.get("defect"))
     data_file.write_text(json.dumps(data, indent=1) + "\n")
     write_page(data, RESULTS)
 
