@@ -67,21 +67,16 @@ class _QDQ(torch.autograd.Function):
 
     Autograd records ~10 kernels for the same thing; here the backward is two products and a sum,
     and the sum differs from brevitas' graph by float32 rounding only.
-    The mask is a float computed with arithmetic, m = max(1 - |round(y) - c|, 0) (round(y) - c is 0
-    inside the range and an integer of magnitude >= 1 outside): on these machines a float comparison
-    into a bool tensor costs ~45 us and torch.where ~125 us on a 256 x 256 batch, against ~5 us for an
-    in-place arithmetic pass, which took the two hidden quantizers' forward and backward from ~0.7 ms
-    to ~0.2 ms per actor update. g * m equals torch.where(m, g, 0) but for the sign of a zero
-    gradient, which no parameter update can see.
+    The mask is a float written in place by a comparison (round(y) == c): on these machines a float
+    comparison into a bool tensor costs ~45 us and torch.where ~125 us on a 256 x 256 batch, against
+    ~11 us for eq_ into round(y)'s own float buffer (bench/qat_overhead.py). g * m equals
+    torch.where(m, g, 0) but for the sign of a zero gradient, which no parameter update can see.
     brevitas' `+ zero_point` (0.0) is left out, which changes only the sign of a zero."""
 
     @staticmethod
     def forward(ctx, x, scale, lo: int, hi: int):
-        y = x / scale
-        r = torch.round(y)
-        c = torch.clamp(r, lo, hi)
-        m = r.sub_(c).abs_().neg_().add_(1.0).clamp_min_(0.0)  # r is not needed any more
-        ctx.save_for_backward(m, y.mul_(m).neg_().add_(c))  # c - m * y, in y's buffer
+        c, m, e = _qdq_parts(x, scale, lo, hi)
+        ctx.save_for_backward(m, e)
         return c * scale
 
     @staticmethod
@@ -90,38 +85,55 @@ class _QDQ(torch.autograd.Function):
         return g * m, (g * e).sum(), None, None
 
 
-class _WeightQDQ(torch.autograd.Function):
-    """A QuantLinear's weight quantizer in one node: the per-tensor scale s = max(|w|, 1e-10) / q_s
-    (brevitas' abs-max with scalar_clamp_min_ste) and clamp(round(w / s)) * s with a straight-through
-    clamp (TensorClampSte). Returns (w_q, s); s also scales the bias. The gradient is brevitas' graph
-    written out:
+def _qdq_parts(x, scale, lo: int, hi: int):
+    """(c, m, c - m * y) of _QDQ's docstring, for y = x / scale: six passes over x."""
+    y = x / scale
+    r = torch.round(y)
+    c = torch.clamp(r, lo, hi)
+    m = r.eq_(c)  # r is not needed any more
+    return c, m, torch.addcmul(c, m, y, value=-1.0)
 
-        dw = g_w  +  e_argmax * sign(w_argmax) * (ds / q_s),   ds = g_s + sum(g_w * (c - y))
+
+class _LinearQDQ(torch.autograd.Function):
+    """A QuantLinear's weight and bias quantizers in one node. The weight: the per-tensor scale
+    s = max(|w|, 1e-10) / q_s (brevitas' abs-max with scalar_clamp_min_ste) and clamp(round(w / s)) * s
+    with a straight-through clamp (TensorClampSte). The bias: Int32Bias, an activation quantizer
+    (_QDQ) at the accumulator's scale s_b = s * x_scale. The gradient is brevitas' graph written out,
+    in the same float operations as separate nodes for the weight, the bias and the product s * x_scale
+    would compute (so results are bit for bit those of separate nodes; one node saves two autograd
+    nodes' Python overhead per linear and per call):
+
+        db = g_b * m_b,  ds_b = sum(g_b * e_b)                  (_QDQ's backward)
+        dx_scale = ds_b * s,  g_s = ds_b * x_scale              (the product's)
+        dw = g_w  +  e_argmax * sign(w_argmax) * (ds / q_s),  ds = sum(g_w * (c - y)) + g_s
 
     torch's max() splits its gradient evenly between tied maxima; a tie of the largest |w| in a float
-    weight matrix does not occur in practice, so the whole gradient goes to the one argmax here. This
-    replaces ~10 passes over the weights per update (abs, max and their backward, the sums) with three."""
+    weight matrix does not occur in practice, so the whole gradient goes to the one argmax here."""
 
     @staticmethod
-    def forward(ctx, w, q_s: int, lo: int, hi: int):
+    def forward(ctx, w, b, x_scale, q_s: int, lo: int, hi: int):
         flat = w.reshape(-1)
         top, idx = flat.abs().max(0)
         s = torch.clamp_min(top, SCALING_MIN_VAL) / float(q_s)
         y = w / s
         c = torch.round(y).clamp_(lo, hi)
+        b_scale = s * x_scale
+        c_b, m_b, e_b = _qdq_parts(b, b_scale, *BIAS_RANGE)
         ctx.q_s = q_s
-        ctx.save_for_backward(y, c, idx, torch.sign(flat[idx]))
-        return c * s, s
+        ctx.save_for_backward(y, c, idx, torch.sign(flat[idx]), m_b, e_b, s, x_scale)
+        return c * s, c_b * b_scale
 
     @staticmethod
-    def backward(ctx, g_w, g_s):
-        y, c, idx, sign = ctx.saved_tensors
-        ds = torch.dot(g_w.reshape(-1), (c - y).reshape(-1))
-        if g_s is not None:
-            ds = ds + g_s
+    def backward(ctx, g_w, g_b):
+        y, c, idx, sign, m_b, e_b, s, x_scale = ctx.saved_tensors
+        ds_b = (g_b * e_b).sum()
+        ds = torch.dot(g_w.reshape(-1), (c - y).reshape(-1)) + ds_b * x_scale
         dw = g_w.clone()
         dw.view(-1)[idx] += sign * ds / float(ctx.q_s)
-        return dw, None, None, None
+        return dw, g_b * m_b, ds_b * s, None, None, None
+
+
+BIAS_RANGE = int_range(32, True)  # Int32Bias clamps like a 32-bit signed activation
 
 
 def _act(x, scale, bits, signed):
@@ -139,9 +151,7 @@ def _act_scale(value, bits, signed):
 def _linear_params(lin, x_scale, bits):
     """QuantLinear: per-tensor abs-max weight scale, STE clamp; bias at the accumulator scale, int32."""
     lo, hi = int_range(bits, True)
-    w_q, w_scale = _WeightQDQ.apply(lin.weight, int_scale(bits, True), lo, hi)
-    b_q = _act(lin.bias, w_scale * x_scale, 32, True)  # Int32Bias clamps like an activation
-    return w_q, b_q
+    return _LinearQDQ.apply(lin.weight, lin.bias, x_scale, int_scale(bits, True), lo, hi)
 
 
 def _bits(actor) -> list[tuple[int, bool]]:

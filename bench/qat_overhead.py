@@ -1,0 +1,195 @@
+"""Where QAT SAC's extra time per step goes, and whether compiling the critics' update pays, on one core.
+
+1. The actor's share of two SAC steps (policy_frequency 2: two gradient updates, one refill of the
+   no-grad weight cache, two batch-1 actions and two batch-256 next-action passes), for the FP32 actor
+   and the QAT actor with a 3-bit core, past the activation warm-up, Hopper-v5's shapes, width 256.
+   Timed without the profiler, then profiled with torch.profiler: the operators whose self CPU time
+   differs most between the two, per SAC step.
+2. The critics' update (target values, both critics' loss, backward, fused Adam, soft update) eager
+   and with its target and loss functions through torch.compile (inductor), with the compile's CPU time
+   (wall time: inductor compiles in worker processes) from a cold cache (a fresh
+   TORCHINDUCTOR_CACHE_DIR) and the break-even step count.
+
+    PYTHONPATH=. .venv/bin/python bench/qat_overhead.py [--iterations 300]
+
+Measured 2026-12-07 00:50, machine otherwise idle but for a pinned test run on the other core,
+`taskset -c 0`, torch 2.13.0+cpu, after fastpath's one-node-per-linear change:
+
+    actor's share of a SAC step, CPU ms (mean of 300 pairs of steps): FP32 2.784, QAT core 3 4.604; difference 1.820
+
+    operator (self CPU per SAC step)               calls FP32 calls QAT  us FP32   us QAT QAT - FP32
+    aten::mul                                            26.0      74.5     54.0    389.2      335.2
+    _LinearQDQ                                            0.0       4.5      0.0    172.5      172.5
+    aten::div                                             2.0      40.5      7.1    160.4      153.3
+    _LinearQDQBackward                                    0.0       3.0      0.0    114.1      114.1
+    _QDQ                                                  0.0       4.0      0.0     79.8       79.8
+    aten::abs                                             0.0      21.0      0.0     79.7       79.7
+    aten::addcmul                                         0.0       8.5      0.0     76.4       76.4
+    aten::round                                           0.0      13.0      0.0     71.9       71.9
+    aten::max                                             0.0       4.5      0.0     70.7       70.7
+    _QDQBackward                                          0.0       4.0      0.0     64.0       64.0
+    aten::clamp                                           0.0       8.5      0.0     62.8       62.8
+    aten::addmm                                          15.0      15.0    604.3    655.6       51.3
+    ScalarClampMinSteFn                                   0.0       6.0      0.0     42.1       42.1
+    aten::sum                                             8.0      15.0     41.4     82.6       41.2
+    aten::sub                                             5.0       8.0     13.4     50.4       37.0
+    aten::clamp_                                          0.0      12.5      0.0     36.0       36.0
+    aten::eq_                                             0.0       8.5      0.0     28.8       28.8
+    aten::_to_copy                                       49.0      78.5     34.0     59.0       25.0
+    autograd::engine::evaluate_function: _LinearQD        0.0       3.0      0.0     24.0       24.0
+    aten::copy_                                          65.0     100.5    141.0    164.7       23.7
+    all operators                                                         2963.9   4819.4     1855.5
+
+    critics' update, CPU ms per step: eager 2.986, compiled 3.357 (x0.89); first compiled call 1.4 CPU s
+    (cold cache); break-even never (no saving)
+
+What the table says: QAT's extra ~1.8 ms per step is spread over ~50 more operator calls, none large:
+fake quantization is a handful of element-wise passes per tensor (divide, round, clamp, mask, the
+products of the backward), each a few microseconds at these sizes (a 256 x 256 multiply ~6 us), plus
+the scale arithmetic on 0-dim tensors (abs, clamp, divide, ~5 us each with autograd) and about 30 us of
+Python per custom autograd node and call. What fastpath.py already fuses is fused; what is left would
+need one compiled kernel per quantizer, whose backward sums in another order (not the same bits), and
+inductor's kernels were slower than eager here (fastpath.py's docstring). Compiling the critics'
+update does not pay on this CPU: its time is the batched matrix products (bench/train_throughput.py's
+floor), which inductor calls the same way, and its few element-wise operations are not worth the
+guards it adds.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="inductor-cold-"))  # a cold compile
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
+from qsearch.config import PolicyConfig, QuantBits  # noqa: E402
+from qsearch.quant.actor import QuantActor  # noqa: E402
+from qsearch.rl.common import ModeSwitch, QEnsemble, actor_adam, fused_adam, soft_update, target_copy  # noqa: E402
+from qsearch.rl.sac import LogStd, sample_action  # noqa: E402
+
+OBS, ACT, WIDTH, BATCH = 11, 3, 256, 256  # Hopper-v5
+WARMUP = 300  # the activation quantizers' statistics warm-up, in actor updates
+
+
+def actor_steps(quant: QuantBits | None):
+    """A function running the actor's part of two SAC steps, on an actor past its warm-up."""
+    actor = QuantActor(OBS, ACT, PolicyConfig(width=WIDTH, quant=quant)).eval()
+    log_std = LogStd(OBS, ACT, WIDTH)
+    params = [*actor.parameters(), *log_std.parameters()]
+    optimizer, mode = actor_adam(params, 3e-4), ModeSwitch(actor)
+    obs, one = torch.randn(BATCH, OBS), torch.randn(1, OBS)
+    scale, bias = torch.ones(ACT), torch.zeros(ACT)
+
+    def update():
+        mode(True)
+        mean = actor(obs)
+        mode(False)
+        pi, log_pi = sample_action(mean, log_std(obs), scale, bias)
+        loss = (0.2 * log_pi - pi.sum(1)).mean()  # the critics' value is left out: not the actor's cost
+        optimizer.zero_grad()
+        loss.backward(inputs=params)
+        optimizer.step()
+
+    def act_and_next():
+        with torch.no_grad():
+            actor(one), log_std(one), actor(obs), log_std(obs)
+
+    def two_steps():
+        update(), update()
+        act_and_next(), act_and_next()  # the first refills the quantized-weight cache
+
+    for _ in range(WARMUP):
+        update()
+    return two_steps
+
+
+def cpu_ms(f, n: int) -> float:
+    for _ in range(20):
+        f()
+    start = time.process_time()
+    for _ in range(n):
+        f()
+    return (time.process_time() - start) / n * 1e3
+
+
+def by_operator(f, n: int) -> dict[str, tuple[float, float]]:
+    """operator -> (calls, self CPU microseconds) per call of f."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(n):
+            f()
+    return {e.key: (e.count / n, e.self_cpu_time_total / n) for e in prof.key_averages()}
+
+
+def actor_share(n: int) -> None:
+    variants = {"FP32": actor_steps(None), "QAT core 3": actor_steps(QuantBits.from_scope("core", 3))}
+    ms = {name: cpu_ms(f, n) / 2 for name, f in variants.items()}  # per SAC step
+    print(f"actor's share of a SAC step, CPU ms (mean of {n} pairs of steps): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in ms.items()) + f"; difference {ms['QAT core 3'] - ms['FP32']:.3f}")
+    ops = {name: by_operator(f, n // 2) for name, f in variants.items()}
+    fp, q = ops["FP32"], ops["QAT core 3"]
+    rows = sorted(((q.get(k, (0, 0))[1] - fp.get(k, (0, 0))[1]) / 2, k) for k in set(fp) | set(q))[::-1]
+    print(f"\n{'operator (self CPU per SAC step)':46s} {'calls FP32':>10s} {'calls QAT':>9s} {'us FP32':>8s} {'us QAT':>8s} {'QAT - FP32':>10s}")
+    for diff, k in rows[:20]:
+        (cf, tf), (cq, tq) = fp.get(k, (0, 0)), q.get(k, (0, 0))
+        print(f"{k[:46]:46s} {cf / 2:10.1f} {cq / 2:9.1f} {tf / 2:8.1f} {tq / 2:8.1f} {diff:10.1f}")
+    print(f"{'all operators':46s} {'':10s} {'':9s} {sum(t for _, t in fp.values()) / 2:8.1f} "
+          f"{sum(t for _, t in q.values()) / 2:8.1f} {sum(d for d, _ in rows):10.1f}")
+
+
+def critic_update(n: int) -> None:
+    qf = QEnsemble(OBS, ACT, WIDTH)
+    qf_target = target_copy(qf)
+    optimizer, pairs = fused_adam(qf.parameters(), 3e-4), (list(qf_target.parameters()), list(qf.parameters()))
+    obs, next_obs, actions, next_actions = (torch.randn(BATCH, d) for d in (OBS, OBS, ACT, ACT))
+    rewards, terminations, next_log_pi, alpha = torch.randn(BATCH), torch.zeros(BATCH), torch.randn(BATCH), torch.tensor(0.2)
+
+    def target():  # as rl/sac.py
+        with torch.no_grad():
+            min_qf_next = qf_target(next_obs, next_actions).amin(0) - alpha * next_log_pi
+            return rewards + (1 - terminations) * 0.99 * min_qf_next
+
+    def loss(next_q):
+        return (qf(obs, actions) - next_q).square().mean(1).sum()
+
+    def step(target, loss):
+        def run():
+            next_q = target()
+            q_loss = loss(next_q)
+            optimizer.zero_grad()
+            q_loss.backward()
+            optimizer.step()
+            soft_update(*pairs, 0.005)
+        return run
+
+    eager = step(target, loss)
+    compiled = step(torch.compile(target), torch.compile(loss))
+    wall, cpu = time.perf_counter(), time.process_time()
+    compiled()  # inductor compiles its C++ in worker processes: wall time, not this process' CPU time
+    compile_s, compile_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    e, c = cpu_ms(eager, n), cpu_ms(compiled, n)
+    saved = (e - c) / 1e3
+    even = f"{compile_s / saved:,.0f} steps" if saved > 0 else "never (no saving)"
+    print(f"\ncritics' update, CPU ms per step: eager {e:.3f}, compiled {c:.3f} (x{e / c:.2f}); "
+          f"first compiled call {compile_s:.1f} s ({compile_cpu:.1f} CPU s in this process; cold cache); "
+          f"break-even {even}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--iterations", type=int, default=300)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    actor_share(a.iterations)
+    critic_update(a.iterations)
+
+
+if __name__ == "__main__":
+    main()
