@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its latest checkpoint in OUT.checkpoints (the same "
                         "flags): the result is the one an uninterrupted run gives")
+    t.add_argument("--device", default="cpu", metavar="cpu|cuda|cuda:N",
+                   help="where the learner's networks, replay batches and updates run (default cpu); the "
+                        "environment stays on the CPU and the bundle is device-free")
     _config_flags(t.add_argument_group("run (TrainConfig)"), TrainConfig)
     pol = t.add_argument_group("policy (PolicyConfig, QuantBits)")
     _config_flags(pol, PolicyConfig)
@@ -307,14 +310,17 @@ def _train(a) -> int:
     from qsearch.rl.envs import log_mujoco_to
 
     cfg = _train_config(a)
-    pipeline.check(cfg, a.out, a.force)
+    try:
+        pipeline.check(cfg, a.out, a.force, a.device)
+    except FieldError as e:
+        raise QsearchError(f"{_flag(e.field)} {e.reason}") from None
     checkpoints = FolderCheckpoints(pipeline.checkpoint_folder(a.out), a.checkpoint_every, a.resume)
     if checkpoints.resume_from is not None:
         print(f"continuing from {checkpoints.resume_from}")
     log_mujoco_to(Path(a.out).resolve().parent)
     with TrainProgress(cfg.total_steps) as bar:
         b = pipeline.run(cfg, a.out, episodes=cfg.eval_episodes, progress=bar.update, force=a.force,
-                         checkpoints=checkpoints)
+                         checkpoints=checkpoints, device=a.device)
     checkpoints.discard()
     print(f"wrote {a.out}")
     _print_evaluation(b.evaluation)

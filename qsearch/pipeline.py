@@ -12,25 +12,27 @@ from qsearch import bundle as bundles
 from qsearch import rl
 from qsearch.config import TrainConfig
 from qsearch.quant import integer
-from qsearch.rl.common import EVAL_SEED_OFFSET
+from qsearch.rl.common import EVAL_SEED_OFFSET, torch_device
 from qsearch.rl.envs import check_env, observed
 from qsearch.policy import Recording
 from qsearch.rl.evaluate import evaluate
 
 
-def check(cfg: TrainConfig, out: Path, force: bool = False) -> None:
+def check(cfg: TrainConfig, out: Path, force: bool = False, device="cpu") -> None:
     """Everything that can be refused before training starts: fail before hours of work, not after."""
+    torch_device(device)
     check_env(cfg.env_id)
     observed(cfg.env_id, cfg.observe)
     bundles.check_destination(Path(out), force)
 
 
 def run(cfg: TrainConfig, out: Path, episodes: int = 10, progress=None, force: bool = False,
-        checkpoints=None) -> bundles.Bundle:
+        checkpoints=None, device="cpu") -> bundles.Bundle:
     """checkpoints: where the learner saves its state and which checkpoint it continues from
-    (rl/checkpoint.py); None: no checkpoints."""
-    check(cfg, out, force)
-    result = rl.train(cfg, progress, checkpoints)
+    (rl/checkpoint.py); None: no checkpoints. device: where the learner trains (rl.train); the bundle,
+    its integer model and evaluation are device-free either way."""
+    check(cfg, out, force, device)
+    result = rl.train(cfg, progress, checkpoints, device)
     actor = result.actor.eval()
     actor.freeze_scales()
     model = integer.extract(actor, result.obs_norm) if actor.quantized else None

@@ -73,6 +73,8 @@ REJECTED_TAG = "qsearch.early_rejection"  # the checkpoint that rejected it: its
 REJECTION_SETTINGS_TAG = "qsearch.early_rejection_settings"  # JSON: what it was decided under (reused only under the same)
 MACHINE_TAGS = {"cpu": "qsearch.machine.cpu", "cpu_capability": "qsearch.machine.cpu_capability",
                 "python": "qsearch.machine.python", "versions": "qsearch.machine.versions"}  # where it ran
+DEVICE_TAG = "qsearch.machine.device"  # where the learner trained: cpu or cuda (a tag: not part of the trial's key)
+DEVICE_NOTE_TAG = "qsearch.machine.device_note"  # why a trial that asked for a GPU trained on the CPU
 HW_SOURCE_TAG = "qsearch.hw.source"  # where the hw_* figures come from (FINN estimate, synthesis)
 
 # Metrics
@@ -560,6 +562,16 @@ def heartbeat(c, run_id: str, now: float | None = None) -> None:
 def continued(c, run_id: str, step: int) -> None:
     """Mark a trial's run as the attempt that continued an earlier one's checkpoint at `step`."""
     _patiently(c.tracking_uri, f"tagging run {run_id}", lambda: c.set_tag(run_id, CONTINUED_TAG, str(step)))
+
+
+def trained_on(c, run_id: str, device: str, note: str | None = None) -> None:
+    """Tag a trial's run with the device its learner trains on, and the note of a GPU asked for but not used."""
+    def tag():
+        c.set_tag(run_id, DEVICE_TAG, device)
+        if note is not None:
+            c.set_tag(run_id, DEVICE_NOTE_TAG, note)
+
+    _patiently(c.tracking_uri, f"tagging run {run_id}", tag)
 
 
 def live_claims(uri: str, key: str, run_id: str, stale_after: float = CLAIM_STALE_SECONDS) -> list[str]:

@@ -74,6 +74,7 @@ def test_search_tracked_in_mlflow(services, tmp_path):
     p = params(q)
     assert (p["env_id"], p["bits_weight"], p["bits_act"], p["bits_in"], p["bits_out"], p["width"], p["steps"]) == \
         ("InvertedPendulum-v5", "2", "2", "8", "8", "8", "300")
+    assert tags(q)["qsearch.machine.device"] == "cpu"  # no GPU asked for
     run_id = q["info"]["run_id"]
     hist = requests.get(f"{url}/api/2.0/mlflow/metrics/get-history",
                         params={"run_id": run_id, "metric_key": "eval_return_mean"}, timeout=30).json()["metrics"]

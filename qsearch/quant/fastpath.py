@@ -188,7 +188,8 @@ def _quantized_params(actor, warming: bool = False):
 
 def _encoder_scales(actor) -> dict[str, torch.Tensor]:
     """The encoder's constant scales as float32 tensors (an autograd node's scale must be a tensor)."""
-    return {k: torch.tensor(v, dtype=torch.float32) for k, v in actor.encoder.scales().items()}
+    device = actor.encoder.lin_x.weight.device
+    return {k: torch.tensor(v, dtype=torch.float32, device=device) for k, v in actor.encoder.scales().items()}
 
 
 # Without gradients (acting, target computation, evaluation) the quantized weights are reused until a
@@ -239,7 +240,7 @@ def sequence(actor, x: torch.Tensor, h: torch.Tensor, warming: bool = False) -> 
     scales, linears, ((w_x, b_x), (w_h, b_h)) = _params(actor, warming)
     bits, b = _bits(actor), actor.cfg.quant.bits_act
     grid = actor.encoder.scales()
-    ax = _act(F.linear(_act(x, scales[0], *bits[0]), w_x, b_x), torch.tensor(grid["pre"]), PRE_BITS, True)
+    ax = _act(F.linear(_act(x, scales[0], *bits[0]), w_x, b_x), torch.tensor(grid["pre"], device=x.device), PRE_BITS, True)
     if torch.is_grad_enabled():
         states = _Recurrence.apply(ax, h, w_h, b_h, grid, b)
     else:
@@ -296,8 +297,8 @@ class _Recurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_states):
         w_h, width = ctx.w_h, ctx.w_h.shape[1]
-        d_ax = torch.empty(g_states.shape[0], g_states.shape[1], 3 * width, dtype=g_states.dtype)
-        d_w, d_b = torch.zeros_like(w_h), torch.zeros(3 * width, dtype=g_states.dtype)
+        d_ax = torch.empty(g_states.shape[0], g_states.shape[1], 3 * width, dtype=g_states.dtype, device=g_states.device)
+        d_w, d_b = torch.zeros_like(w_h), torch.zeros(3 * width, dtype=g_states.dtype, device=g_states.device)
         d_h = torch.zeros_like(g_states[:, 0])
         for t in reversed(range(g_states.shape[1])):
             k = ctx.kept[t]

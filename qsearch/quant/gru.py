@@ -69,7 +69,8 @@ class GRUEncoder(nn.Module):
         return {"pre": GATE_RANGE / int_scale(PRE_BITS, True), "gate": 2.0**-b, "state": 2.0 ** -(b - 1)}
 
     def initial_state(self, batch: int, dtype=torch.float32) -> torch.Tensor:
-        return torch.zeros(batch, self.width, dtype=dtype)
+        """Zero, on the device the encoder's weights are on."""
+        return torch.zeros(batch, self.width, dtype=dtype, device=next(self.parameters()).device)
 
     def quant_step(self, x_qt, h: torch.Tensor) -> dict:
         """brevitas' own step: x_qt the input quantizer's QuantTensor, h the (dequantized) state.

@@ -18,6 +18,10 @@ What exact continuation needs, each found by a test that failed without it:
   the replayed observation must equal the saved one, or the continuation is refused;
 - the step counter, the actor-update count, the progress rows so far and the training time.
 
+Tensors are saved on the CPU and loaded onto whichever device the continuing run uses, so a
+checkpoint is free of the device that wrote it. A run on a GPU also keeps that device's random state;
+whether a GPU run continues bit for bit has not been tried (no machine here has a GPU).
+
 Checkpoint folders: learner.pt (tensors, loaded with weights_only), experience.npz (arrays, loaded
 without pickle) and state.json. Where they are kept (a local folder for `qsearch train`, Tune's trial
 storage for a search) is the caller's Checkpoints.
@@ -123,12 +127,13 @@ def read_state(folder: Path, cfg: TrainConfig | None = None) -> dict:
 class LearnerCheckpoint:
     """The learner's side: what to save, when, and putting it back.
 
-    parts: name -> nn.Module, torch optimizer or tensor (modified in place by the learner)."""
+    parts: name -> nn.Module, torch optimizer or tensor (modified in place by the learner), on `device`."""
     checkpoints: Checkpoints | None
     cfg: TrainConfig
     parts: dict
     exp: object  # rl.experience.Experience
     monitor: object  # rl.common.Monitor
+    device: torch.device = torch.device("cpu")
 
     def due(self, step: int) -> bool:
         c = self.checkpoints
@@ -144,12 +149,14 @@ class LearnerCheckpoint:
         if folder is None:
             return 0, {}
         state = read_state(folder, self.cfg)
-        tensors = torch.load(Path(folder) / TENSORS, weights_only=True)
+        tensors = torch.load(Path(folder) / TENSORS, weights_only=True, map_location="cpu")
         for name, part in self.parts.items():
             _load_part(part, tensors["parts"][name], state["counters"].get(name, {}))
         with np.load(Path(folder) / ARRAYS, allow_pickle=False) as arrays:
             self.exp.load_state(state["experience"], dict(arrays))
         torch.set_rng_state(tensors["torch_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in tensors:
+            torch.cuda.set_rng_state(tensors["cuda_rng"], self.device)
         np.random.set_state(_numpy_legacy(state["rng"]["numpy"]))
         random.setstate(_python_random(state["rng"]["python"]))
         self.monitor.load_state(state["monitor"])
@@ -157,8 +164,10 @@ class LearnerCheckpoint:
 
     def _write(self, folder: Path, step: int, counts: dict) -> None:
         exp_state, arrays = self.exp.state()
-        tensors = {"parts": {name: _part_state(p) for name, p in self.parts.items()},
+        tensors = {"parts": {name: _cpu(_part_state(p)) for name, p in self.parts.items()},
                    "torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            tensors["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         torch.save(tensors, folder / TENSORS)
         np.savez(folder / ARRAYS, **arrays)
         write_state(folder, self.cfg, step, self.monitor.state(), counts=counts, experience=exp_state,
@@ -181,8 +190,21 @@ def _part_state(part):
     return part.detach().clone()  # a tensor (SAC's log alpha)
 
 
+def _cpu(value):
+    """value with every tensor on the CPU (the same tensors if they are there already)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cpu(v) for v in value]
+    return value
+
+
 @torch.no_grad()
 def _load_part(part, saved, counters: dict) -> None:
+    """saved (on the CPU) into part, on whichever device part is: copy_ crosses devices, and an
+    optimizer's load_state_dict moves its state to its parameters' device."""
     if isinstance(part, nn.Module):
         # copy_ in place: the optimizers hold these tensors, and the QAT actor's fast path sees the
         # version bump and drops its cached quantized weights.

@@ -1,5 +1,5 @@
-"""Pieces the three learners share: the result, the critic ensemble, target updates, the actor's mode
-switch, and the bookkeeping for progress reports, periodic evaluation and the history."""
+"""Pieces the three learners share: the result, the device, the critic ensemble, target updates, the
+actor's mode switch, and the bookkeeping for progress reports, periodic evaluation and the history."""
 from __future__ import annotations
 
 import copy
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qsearch.config import TrainConfig
+from qsearch.config import FieldError, TrainConfig
 from qsearch.errors import QsearchError
 from qsearch.obs_norm import ObsNorm
 from qsearch.quant.fastpath import scaling_impl
@@ -33,6 +33,24 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # one row per evaluation, see Monitor.report
     train_seconds: float = 0.0
     actor_updates: int = 0  # gradient steps of the actor (= its training-mode calls)
+
+
+def torch_device(device: str | torch.device) -> torch.device:
+    """Where a learner's networks, replay batches and updates run: "cpu", "cuda" or "cuda:N" (or such a
+    torch.device). How a run executes, not what it trains: not part of the TrainConfig, the trial's
+    identity or the bundle. Anything else, or CUDA where torch sees none, is refused."""
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError):
+        d = None
+    if d is None or d.type not in ("cpu", "cuda"):
+        raise FieldError("device", f"must be cpu, cuda or cuda:N, got {str(device)!r}")
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FieldError("device", f"{device}: torch sees no CUDA device here (torch.cuda.is_available() is False)")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise FieldError("device", f"{device}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return d
 
 
 def diverged(what: str, value, step: int) -> QsearchError:

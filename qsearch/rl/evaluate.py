@@ -23,14 +23,16 @@ class EvalResult:
 
 
 def torch_policy(actor: torch.nn.Module) -> Policy:
-    """A QuantActor (or any module returning pre-tanh means) as a Policy, run in eval mode."""
+    """A QuantActor (or any module returning pre-tanh means) as a Policy, run in eval mode on the device
+    its parameters are on (a learner's, while it trains); observations and actions are NumPy."""
+    device = next(actor.parameters()).device
     if getattr(actor, "recurrent", False):
         def step(obs: np.ndarray, h: torch.Tensor):
             if actor.training:
                 actor.eval()
             with torch.no_grad():
-                means, h = actor.step(torch.from_numpy(obs), h)
-            return torch.tanh(means).numpy(), h
+                means, h = actor.step(torch.from_numpy(obs).to(device), h)
+            return torch.tanh(means).cpu().numpy(), h
 
         return Recurrent(step, actor.initial_state)
 
@@ -38,7 +40,7 @@ def torch_policy(actor: torch.nn.Module) -> Policy:
         if actor.training:  # eval mode keeps brevitas' warm-up counters still
             actor.eval()
         with torch.no_grad():
-            return torch.tanh(actor(torch.from_numpy(obs))).numpy()
+            return torch.tanh(actor(torch.from_numpy(obs).to(device))).cpu().numpy()
 
     return policy
 

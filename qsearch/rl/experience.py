@@ -1,5 +1,9 @@
 """The environment side every learner shares (CleanRL's env set-up, rb.add and episode resets): the
-environment and its action range, the running observation normalization and the replay buffer."""
+environment and its action range, the running observation normalization and the replay buffer.
+
+It is also where the CPU meets the learner's device: the environment and the buffer stay NumPy on the
+CPU (batch indices drawn from the buffer's own generator whatever the device), and only the tensors
+handed to the networks move."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,13 +26,13 @@ class Experience:
     environment's random state before the episode's reset (None for the first, reset with the seed)
     and the episode's actions since."""
 
-    def __init__(self, cfg: TrainConfig, buffer_size: int):
-        self.seed = cfg.seed
+    def __init__(self, cfg: TrainConfig, buffer_size: int, device: torch.device = torch.device("cpu")):
+        self.seed, self.device = cfg.seed, device
         self.env = make_env(cfg.env_id, cfg.seed, cfg.observe)
         space = self.env.action_space
         self.obs_dim, self.act_dim = self.env.observation_space.shape[0], space.shape[0]
         self.scale_np, self.bias_np = action_scale(space), action_bias(space)
-        self.scale, self.bias = torch.from_numpy(self.scale_np), torch.from_numpy(self.bias_np)
+        self.scale, self.bias = torch.from_numpy(self.scale_np).to(device), torch.from_numpy(self.bias_np).to(device)
         self.running = RunningNorm(self.obs_dim)
         state_dim = cfg.policy.encoder_width if cfg.policy.recurrent else 0
         self.rb = ReplayBuffer(self.obs_dim, self.act_dim, min(buffer_size, cfg.total_steps), cfg.seed, state_dim)
@@ -41,7 +45,7 @@ class Experience:
 
     def policy_input(self) -> torch.Tensor:
         """The current observation, normalized, as a batch of one."""
-        return torch.from_numpy(self.running(self.obs)[None])
+        return torch.from_numpy(self.running(self.obs)[None]).to(self.device)
 
     def step(self, action, state=None) -> bool:
         """Returns True when the episode ended (and a new one began). state: a recurrent actor's state
@@ -60,11 +64,15 @@ class Experience:
 
     def sample(self, batch_size: int) -> Batch:
         """A batch normalized with the statistics of this moment (see buffer.py)."""
-        return self.rb.sample(batch_size, self.running.frozen())
+        return self._moved(self.rb.sample(batch_size, self.running.frozen()))
 
     def sample_sequences(self, batch_size: int, length: int, burn_in: int) -> Sequences:
         """batch_size / length windows of `length` trained steps after a burn-in (buffer.py)."""
-        return self.rb.sample_sequences(max(batch_size // length, 1), length, burn_in, self.running.frozen())
+        return self._moved(self.rb.sample_sequences(max(batch_size // length, 1), length, burn_in, self.running.frozen()))
+
+    def _moved(self, batch):
+        """A Batch or Sequences on the learner's device (on the CPU: the same tensors)."""
+        return batch._make(t.to(self.device, non_blocking=True) for t in batch)
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         """(JSON-able state, arrays) for a checkpoint."""

@@ -22,7 +22,7 @@ from qsearch.errors import QsearchError
 from qsearch.quant.actor import QuantActor
 from qsearch.rl import checkpoint
 from qsearch.rl.checkpoint import Checkpoints
-from qsearch.rl.common import EVAL_SEED_OFFSET, TrainResult, diverged, seed_everything
+from qsearch.rl.common import EVAL_SEED_OFFSET, TrainResult, diverged, seed_everything, torch_device
 from qsearch.rl.envs import action_bias, action_scale, make_env
 from qsearch.rl.evaluate import evaluate, torch_policy
 from qsearch.obs_norm import ObsNorm
@@ -32,14 +32,17 @@ MODULE_ID = "default_policy"  # RLlib's single-agent module id
 RLLIB_STD_EPS = 1e-6  # RLlib's MeanStdFilter divides by std + SMALL_NUMBER
 
 
-def algorithm_config(cfg: TrainConfig):
-    """RLlib's PPOConfig for cfg: CleanRL's settings mapped onto RLlib's names."""
+def algorithm_config(cfg: TrainConfig, device="cpu"):
+    """RLlib's PPOConfig for cfg: CleanRL's settings mapped onto RLlib's names. device: where RLlib's
+    learner updates the module ("cuda" or "cuda:N": one GPU, num_gpus_per_learner; inside a Ray worker
+    RLlib takes the GPU Ray assigned). The env runners act on the CPU."""
     from ray.rllib.algorithms.ppo import PPOConfig as RLlibPPOConfig
     from ray.rllib.connectors.env_to_module import MeanStdFilter
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     args: PPOConfig = cfg.algo_config
     lr = [[0, args.learning_rate], [_budget(cfg), 0.0]] if args.anneal_lr else args.learning_rate
+    device = torch_device(device)
     model = {TRAIN_CONFIG: cfg.to_dict()}
     return (
         RLlibPPOConfig()
@@ -48,7 +51,8 @@ def algorithm_config(cfg: TrainConfig):
         .env_runners(num_env_runners=args.env_runners, num_envs_per_env_runner=1, num_cpus_per_env_runner=1,
                      rollout_fragment_length="auto",
                      env_to_module_connector=lambda env, spaces, device: MeanStdFilter(clip_by_value=args.obs_clip))
-        .learners(num_learners=0)  # the learner runs in this process (the trial's)
+        .learners(num_learners=0,  # the learner runs in this process (the trial's)
+                  num_gpus_per_learner=1 if device.type == "cuda" else 0, local_gpu_idx=device.index or 0)
         .rl_module(rl_module_spec=RLModuleSpec(module_class=QuantPPOModule, model_config=model))
         .training(train_batch_size_per_learner=args.num_steps, minibatch_size=args.num_steps // args.num_minibatches,
                   num_epochs=args.update_epochs, lr=lr, gamma=args.gamma, lambda_=args.gae_lambda,
@@ -109,10 +113,12 @@ def current_norm(algo) -> ObsNorm:
 
 
 def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = None, address: str | None = None,
-          rllib_checkpoint: str | None = None) -> TrainResult:
+          rllib_checkpoint: str | None = None, device="cpu") -> TrainResult:
     """checkpoints: RLlib's own checkpoints of the algorithm every `checkpoints.every` environment steps
     (at the first iteration boundary past each multiple), and the one to continue from.
-    rllib_checkpoint: also save RLlib's checkpoint of the trained algorithm there (for `qsearch import`)."""
+    rllib_checkpoint: also save RLlib's checkpoint of the trained algorithm there (for `qsearch import`).
+    device: the learner's (algorithm_config); the returned actor is rebuilt on the CPU from RLlib's
+    NumPy state."""
     args: PPOConfig = cfg.algo_config
     seed_everything(cfg.seed)
     torch.set_num_threads(1)
@@ -122,7 +128,7 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
     env.close()
 
     ray_session.start(address, cpus=args.env_runners)  # RLlib's algorithm keeps it for the process
-    algo = algorithm_config(cfg).build_algo()
+    algo = algorithm_config(cfg, device).build_algo()
     try:
         rows, step, earlier = [], 0, 0.0
         if checkpoints is not None and checkpoints.resume_from is not None:

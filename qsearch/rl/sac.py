@@ -8,6 +8,9 @@ with their own GRU (rl/sequences.py, rl/buffer.py); `batch` says what each netwo
 Lean where it costs nothing in clarity: both critics are one batched ensemble, target updates are one
 fused lerp, the alpha loss reuses the actor loss' log-probabilities, the actor loss back-propagates
 into the actor only, and losses are read only when reported.
+
+The networks, optimizers and sampled batches live on `device`; the environment and the replay buffer
+stay on the CPU (rl/experience.py), and the returned actor is on the CPU.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from qsearch.quant.actor import QuantActor
 from qsearch.rl.checkpoint import Checkpoints, LearnerCheckpoint
 from qsearch.rl import sequences
 from qsearch.rl.common import (ModeSwitch, Monitor, TrainResult, actor_adam, check_action, fused_adam,
-                               seed_everything, soft_update, target_copy)
+                               seed_everything, soft_update, target_copy, torch_device)
 from qsearch.rl.experience import Experience
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -50,19 +53,21 @@ def sample_action(mean, log_std, scale, bias):
     return y * scale + bias, log_prob.sum(1)
 
 
-def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = None) -> TrainResult:
+def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = None, device="cpu") -> TrainResult:
     args: SACConfig = cfg.algo_config
+    device = torch_device(device)
     torch.set_num_threads(1)  # one trial = one core
     seed_everything(cfg.seed)
 
-    exp = Experience(cfg, args.buffer_size)
+    exp = Experience(cfg, args.buffer_size, device)
     scale, bias = exp.scale, exp.bias
 
-    actor = QuantActor(exp.obs_dim, exp.act_dim, cfg.policy).eval()
+    # built on the CPU and then moved: the same initial weights on every device
+    actor = QuantActor(exp.obs_dim, exp.act_dim, cfg.policy).to(device).eval()
     actor_mode = ModeSwitch(actor)
     stream = sequences.Stream(actor)  # a recurrent actor's state while acting
-    log_std_net = LogStd(exp.obs_dim, exp.act_dim, args.sigma_width)
-    qf = sequences.critics(exp, args, cfg.policy, n=2)
+    log_std_net = LogStd(exp.obs_dim, exp.act_dim, args.sigma_width).to(device)
+    qf = sequences.critics(exp, args, cfg.policy, n=2).to(device)
     qf_target = target_copy(qf)
     q_pairs = (list(qf_target.parameters()), list(qf.parameters()))
     q_optimizer = fused_adam(qf.parameters(), args.q_lr)
@@ -71,7 +76,7 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
 
     if args.autotune:
         target_entropy = -float(exp.act_dim)
-        log_alpha = torch.zeros(1, requires_grad=True)
+        log_alpha = torch.zeros(1, requires_grad=True, device=device)
         a_optimizer = fused_adam([log_alpha], args.q_lr)
 
     monitor = Monitor(cfg, progress, actor, exp.running)
@@ -79,10 +84,10 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
              "q_optimizer": q_optimizer, "actor_optimizer": actor_optimizer, **stream.parts()}
     if args.autotune:
         parts |= {"log_alpha": log_alpha, "a_optimizer": a_optimizer}
-    checkpoint = LearnerCheckpoint(checkpoints, cfg, parts, exp, monitor)
+    checkpoint = LearnerCheckpoint(checkpoints, cfg, parts, exp, monitor, device)
     start, counts = checkpoint.restore()  # (0, {}) for a fresh run
     actor_updates = counts.get("actor_updates", 0)
-    alpha = log_alpha.detach().exp() if args.autotune else torch.tensor(args.alpha)
+    alpha = log_alpha.detach().exp() if args.autotune else torch.tensor(args.alpha, device=device)
     qf_loss = actor_loss = None
 
     for global_step in range(start, cfg.total_steps):
@@ -91,7 +96,7 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
         else:
             with torch.no_grad():
                 x = exp.policy_input()
-                action = sample_action(stream(x), log_std_net(x), scale, bias)[0][0].numpy()
+                action = sample_action(stream(x), log_std_net(x), scale, bias)[0][0].cpu().numpy()
             check_action(action, global_step + 1)
         if exp.step(action, stream.carried):
             stream.episode_ended()
@@ -139,5 +144,5 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
             checkpoint.save(step, actor_updates=actor_updates)
 
     exp.env.close()
-    return TrainResult(actor.eval(), exp.running.frozen(), exp.scale_np, exp.bias_np, monitor.history,
+    return TrainResult(actor.eval().cpu(), exp.running.frozen(), exp.scale_np, exp.bias_np, monitor.history,
                        monitor.seconds, actor_updates)

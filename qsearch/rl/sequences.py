@@ -125,7 +125,7 @@ class Stream:
         """The actor's mean for the current observation (a batch of one), the state moved on."""
         if not self.actor.recurrent:
             return self.actor(x)
-        self.carried = self.state[0].numpy().copy()
+        self.carried = self.state[0].cpu().numpy().copy()
         mean, h = self.actor.step(x, self.state)
         self.state.copy_(h)
         return mean

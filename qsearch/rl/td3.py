@@ -10,6 +10,9 @@ no smoothing noise is drawn, so the random stream is DDPG's own.
 
 A recurrent policy (a GRU encoder) trains on windows of consecutive steps with burn-in, its critics
 with their own GRU (rl/sequences.py, rl/buffer.py); `batch` says what each network sees.
+
+The networks, optimizers and sampled batches live on `device`; the environment and the replay buffer
+stay on the CPU (rl/experience.py), and the returned actor is on the CPU.
 """
 from __future__ import annotations
 
@@ -20,28 +23,30 @@ from qsearch.quant.actor import QuantActor
 from qsearch.rl.checkpoint import Checkpoints, LearnerCheckpoint
 from qsearch.rl import sequences
 from qsearch.rl.common import (ModeSwitch, Monitor, TrainResult, actor_adam, check_action, fused_adam,
-                               seed_everything, soft_update, sync_warmup, target_copy)
+                               seed_everything, soft_update, sync_warmup, target_copy, torch_device)
 from qsearch.rl.experience import Experience
 
 
-def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = None) -> TrainResult:
+def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = None, device="cpu") -> TrainResult:
     args: TD3Config | DDPGConfig = cfg.algo_config
     smoothing = isinstance(args, TD3Config)  # DDPG: one critic, no target policy smoothing
+    device = torch_device(device)
     torch.set_num_threads(1)  # one trial = one core
     seed_everything(cfg.seed)
 
-    exp = Experience(cfg, args.buffer_size)
+    exp = Experience(cfg, args.buffer_size, device)
     scale, bias = exp.scale, exp.bias
     low, high = exp.env.action_space.low, exp.env.action_space.high
-    low_t, high_t = torch.from_numpy(low), torch.from_numpy(high)
+    low_t, high_t = torch.from_numpy(low).to(device), torch.from_numpy(high).to(device)
     noise_std = scale * args.exploration_noise
 
-    actor = QuantActor(exp.obs_dim, exp.act_dim, cfg.policy).eval()
+    # built on the CPU and then moved: the same initial weights on every device
+    actor = QuantActor(exp.obs_dim, exp.act_dim, cfg.policy).to(device).eval()
     actor_mode = ModeSwitch(actor)
     stream = sequences.Stream(actor)  # a recurrent actor's state while acting
     target_actor = target_copy(actor)
     actor_pairs = (list(target_actor.parameters()), list(actor.parameters()))
-    qf = sequences.critics(exp, args, cfg.policy, n=2 if smoothing else 1)
+    qf = sequences.critics(exp, args, cfg.policy, n=2 if smoothing else 1).to(device)
     qf_target = target_copy(qf)
     q_pairs = (list(qf_target.parameters()), list(qf.parameters()))
     q_optimizer = fused_adam(qf.parameters(), args.learning_rate)
@@ -51,7 +56,7 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
     monitor = Monitor(cfg, progress, actor, exp.running)
     checkpoint = LearnerCheckpoint(checkpoints, cfg, {
         "actor": actor, "target_actor": target_actor, "qf": qf, "qf_target": qf_target,
-        "q_optimizer": q_optimizer, "actor_optimizer": actor_optimizer, **stream.parts()}, exp, monitor)
+        "q_optimizer": q_optimizer, "actor_optimizer": actor_optimizer, **stream.parts()}, exp, monitor, device)
     start, counts = checkpoint.restore()  # (0, {}) for a fresh run
     actor_updates = counts.get("actor_updates", 0)
     qf_loss = actor_loss = None
@@ -63,7 +68,7 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
             with torch.no_grad():
                 action = torch.tanh(stream(exp.policy_input()))[0] * scale + bias
                 action = torch.normal(0.0, noise_std) + action
-            action = action.numpy().clip(low, high)
+            action = action.cpu().numpy().clip(low, high)
             check_action(action, global_step + 1)
         if exp.step(action, stream.carried):
             stream.episode_ended()
@@ -107,5 +112,5 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
             checkpoint.save(step, actor_updates=actor_updates)
 
     exp.env.close()
-    return TrainResult(actor.eval(), exp.running.frozen(), exp.scale_np, exp.bias_np, monitor.history,
+    return TrainResult(actor.eval().cpu(), exp.running.frozen(), exp.scale_np, exp.bias_np, monitor.history,
                        monitor.seconds, actor_updates)

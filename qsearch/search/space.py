@@ -87,7 +87,8 @@ class Resources:
     cpu: float = 1.0
     """CPUs per trial (qsearch's learners use one thread; a PPO trial runs one env runner per CPU)"""
     gpu: float = 0.0
-    """GPUs per trial; a fraction shares one GPU between trials"""
+    """GPUs per trial, which its learner trains on (untested on a GPU: README, Known limits); a fraction
+    shares one GPU between trials"""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -26,6 +27,20 @@ def weight_bits(obs_dim: int, act_dim: int, policy) -> int:
     return weights * (32 if policy.quant is None else policy.quant.bits_weight)
 
 
+def trial_device(gpu: float, gpu_ids: list, cuda_available: bool) -> tuple[str, str | None]:
+    """Where a trial trains, from the GPUs its space asks for, the ids Ray assigned it
+    (ray.get_gpu_ids()) and whether torch sees CUDA: "cuda" when both say yes (Ray sets
+    CUDA_VISIBLE_DEVICES to the trial's GPUs, so it is cuda:0 in the worker), else "cpu", with a
+    line saying why when a GPU was asked for and not used."""
+    if not gpu:
+        return "cpu", None
+    if gpu_ids and cuda_available:
+        return "cuda", None
+    why = "Ray assigned it none" if not gpu_ids else \
+        f"torch sees no CUDA device (Ray assigned GPU {', '.join(map(str, gpu_ids))})"
+    return "cpu", f"resources.gpu is {gpu:g} but {why}: training on the CPU"
+
+
 def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_id: str, parent_run_id: str,
                 share_running: bool = False):
     """config: {"configuration": Configuration.key, "seed": int} from the Tuner's param space.
@@ -33,6 +48,8 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
     training, and take its result instead of training it too (trial_record.claim)."""
     started = time.perf_counter()
     import pyarrow.fs as pafs
+    import ray
+    import torch
     from ray import tune
 
     from qsearch import pipeline
@@ -71,6 +88,10 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
             tune.report({"step": cfg.total_steps, "eval_return": reused.final_return, **reused.summary,
                          record.REUSED_RESULT: 1})
             return
+    device, note = trial_device(space.resources.gpu, ray.get_gpu_ids(), torch.cuda.is_available())
+    if note is not None:
+        print(f"qsearch: {note}", file=sys.stderr, flush=True)  # the worker's log
+    record.trained_on(client, run_id, device, note)
     metrics_log = record.ProgressLog(tracking_uri, client, run_id)  # buffered: a stopped server holds nothing up
     last = {"return": None, "report": {}}
 
@@ -103,7 +124,7 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
                 log(row)
         work_started = time.perf_counter()
         b = pipeline.run(cfg, local / "bundle", episodes=space.final_episodes, progress=progress,
-                         checkpoints=checkpoints)
+                         checkpoints=checkpoints, device=device)
         work_seconds = time.perf_counter() - work_started
         summary = record.trial_summary(b.evaluation, work_seconds, cost)
         metrics_log.flush()
