@@ -4,6 +4,7 @@ import torch
 
 from qsearch.config import QuantBits
 from qsearch.quant import fastpath
+from qsearch.rl.common import ModeSwitch
 from policies import warmed_actor
 
 
@@ -71,3 +72,21 @@ def test_no_grad_cache_follows_parameter_updates():
         after = fastpath.forward(actor, x)
         assert not torch.equal(before, after)  # the step invalidated the cache
         assert torch.equal(after, actor.quant_forward(x)[-1].value)
+
+
+def test_mode_switch_counts_warmup_updates_then_leaves_the_flags_alone():
+    """During the warm-up the learners' switch puts the actor in training mode for its update's forward
+    (brevitas counts those calls) and back; after it nothing reads the flags and the switch is skipped."""
+    actor = warmed_actor(QuantBits(6, 2, 2, 8), updates=300).eval()
+    switch, x = ModeSwitch(actor), torch.randn(8, 11)
+    switch(True)
+    assert all(m.training for m in actor.modules())
+    actor(x)  # the training-mode call that ends the warm-up (brevitas: the counter passes 300)
+    switch(False)
+    assert not any(m.training for m in actor.modules())
+    assert fastpath.ready(actor)
+    switch(True)
+    assert not any(m.training for m in actor.modules())  # skipped
+    with torch.no_grad():
+        assert torch.equal(actor(x), actor.quant_forward(x)[-1].value)
+    assert [fastpath.scaling_impl(q).counter for q in actor.act_quantizers()] == [301] * 4  # nothing counted
