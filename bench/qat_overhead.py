@@ -12,36 +12,42 @@
 
     PYTHONPATH=. .venv/bin/python bench/qat_overhead.py [--iterations 300]
 
-Measured 2026-12-07 00:50, machine otherwise idle but for a pinned test run on the other core,
-`taskset -c 0`, torch 2.13.0+cpu, after fastpath's one-node-per-linear change:
+Measured 2026-12-07 00:25 with the machine to itself, `taskset -c 0`, torch 2.13.0+cpu, at 1a36023:
 
-    actor's share of a SAC step, CPU ms (mean of 300 pairs of steps): FP32 2.784, QAT core 3 4.604; difference 1.820
+    actor's share of a SAC step, CPU ms (mean of 300 pairs of steps): FP32 2.693, QAT core 3 4.554; difference 1.861
 
     operator (self CPU per SAC step)               calls FP32 calls QAT  us FP32   us QAT QAT - FP32
-    aten::mul                                            26.0      74.5     54.0    389.2      335.2
-    _LinearQDQ                                            0.0       4.5      0.0    172.5      172.5
-    aten::div                                             2.0      40.5      7.1    160.4      153.3
-    _LinearQDQBackward                                    0.0       3.0      0.0    114.1      114.1
-    _QDQ                                                  0.0       4.0      0.0     79.8       79.8
-    aten::abs                                             0.0      21.0      0.0     79.7       79.7
-    aten::addcmul                                         0.0       8.5      0.0     76.4       76.4
-    aten::round                                           0.0      13.0      0.0     71.9       71.9
-    aten::max                                             0.0       4.5      0.0     70.7       70.7
-    _QDQBackward                                          0.0       4.0      0.0     64.0       64.0
-    aten::clamp                                           0.0       8.5      0.0     62.8       62.8
-    aten::addmm                                          15.0      15.0    604.3    655.6       51.3
-    ScalarClampMinSteFn                                   0.0       6.0      0.0     42.1       42.1
-    aten::sum                                             8.0      15.0     41.4     82.6       41.2
-    aten::sub                                             5.0       8.0     13.4     50.4       37.0
-    aten::clamp_                                          0.0      12.5      0.0     36.0       36.0
-    aten::eq_                                             0.0       8.5      0.0     28.8       28.8
-    aten::_to_copy                                       49.0      78.5     34.0     59.0       25.0
-    autograd::engine::evaluate_function: _LinearQD        0.0       3.0      0.0     24.0       24.0
-    aten::copy_                                          65.0     100.5    141.0    164.7       23.7
-    all operators                                                         2963.9   4819.4     1855.5
+    aten::mul                                            26.0      74.5     56.6    306.8      250.2
+    _LinearQDQ                                            0.0       4.5      0.0    169.1      169.1
+    aten::div                                             2.0      40.5      7.2    154.3      147.1
+    _LinearQDQBackward                                    0.0       3.0      0.0    114.6      114.6
+    _QDQ                                                  0.0       4.0      0.0     80.1       80.1
+    aten::abs                                             0.0      21.0      0.0     71.9       71.9
+    aten::max                                             0.0       4.5      0.0     68.5       68.5
+    aten::addcmul                                         0.0       8.5      0.0     65.0       65.0
+    aten::round                                           0.0      13.0      0.0     63.7       63.7
+    _QDQBackward                                          0.0       4.0      0.0     62.1       62.1
+    aten::clamp                                           0.0       8.5      0.0     54.2       54.2
+    ScalarClampMinSteFn                                   0.0       6.0      0.0     41.9       41.9
+    aten::sub                                             5.0       8.0     12.8     52.4       39.6
+    aten::clamp_                                          0.0      12.5      0.0     36.9       36.9
+    aten::addmm                                          15.0      15.0    598.9    633.9       35.0
+    aten::sum                                             8.0      15.0     44.9     79.3       34.4
+    aten::eq_                                             0.0       8.5      0.0     27.8       27.8
+    aten::_to_copy                                       49.0      78.5     33.0     58.7       25.7
+    autograd::engine::evaluate_function: _LinearQD        0.0       3.0      0.0     23.8       23.8
+    Optimizer.step#Adam.step                              1.0       1.0    228.9    251.2       22.3
+    all operators                                                         3018.8   4570.7     1552.0
 
-    critics' update, CPU ms per step: eager 2.986, compiled 3.357 (x0.89); first compiled call 1.4 CPU s
-    (cold cache); break-even never (no saving)
+    critics' update, CPU ms per step: eager 3.488, compiled 3.393 (x1.03); first compiled call 13.7 s
+    (1.5 CPU s in this process; cold cache); break-even 144,326 steps
+
+A first run the same night gave the compiled critics' update x0.89 (2.986 against 3.357 ms): within
+this machine's noise, compiling it neither gains nor loses. This session's changes (one autograd node
+per quantized linear, the activation mask in place, no mode switch after the warm-up), measured by
+this script's first part run alternately at 4df646b and 1a36023, three times each, QAT - FP32 per step:
+2.43, 2.37, 2.23 ms before, 2.28, 2.23, 2.24 after (absolute figures move by ~10% between processes):
+~0.1 ms taken out, bit for bit the same results (bench/bundle_fingerprint.py).
 
 What the table says: QAT's extra ~1.8 ms per step is spread over ~50 more operator calls, none large:
 fake quantization is a handful of element-wise passes per tensor (divide, round, clamp, mask, the
