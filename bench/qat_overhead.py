@@ -6,13 +6,13 @@
    Timed without the profiler, then profiled with torch.profiler: the operators whose self CPU time
    differs most between the two, per SAC step.
 2. The critics' update (target values, both critics' loss, backward, fused Adam, soft update) eager
-   and with its target and loss functions through torch.compile (inductor), with the compile's CPU time
-   (wall time: inductor compiles in worker processes) from a cold cache (a fresh
-   TORCHINDUCTOR_CACHE_DIR) and the break-even step count.
+   and with its target and loss functions through torch.compile (inductor), then the same for the FP32
+   actor's update, each with the compile's time (wall time: inductor compiles in worker processes)
+   from a cold cache (a fresh TORCHINDUCTOR_CACHE_DIR) and the break-even step count.
 
     PYTHONPATH=. .venv/bin/python bench/qat_overhead.py [--iterations 300]
 
-Measured 2026-12-07 00:25 with the machine to itself, `taskset -c 0`, torch 2.13.0+cpu, at 1a36023:
+Measured 2026-12-07 00:25 with the machine to itself (before the FP32 actor's part was added), `taskset -c 0`, torch 2.13.0+cpu, at 1a36023:
 
     actor's share of a SAC step, CPU ms (mean of 300 pairs of steps): FP32 2.693, QAT core 3 4.554; difference 1.861
 
@@ -42,8 +42,12 @@ Measured 2026-12-07 00:25 with the machine to itself, `taskset -c 0`, torch 2.13
     critics' update, CPU ms per step: eager 3.488, compiled 3.393 (x1.03); first compiled call 13.7 s
     (1.5 CPU s in this process; cold cache); break-even 144,326 steps
 
-A first run the same night gave the compiled critics' update x0.89 (2.986 against 3.357 ms): within
-this machine's noise, compiling it neither gains nor loses. This session's changes (one autograd node
+Two later runs (00:35, the script as it is now, with the actor's part): critics' update x1.06 (3.175
+against 3.009 ms; compile 12.3 s), FP32 actor's update x0.99 (3.620 against 3.667 ms; compile 5.6 s). A
+first run gave the critics x0.89 (2.986 against 3.357 ms). So compiling neither gains nor loses beyond
+this machine's noise; at best (x1.06 on ~3 of a ~10 ms step) it is ~2% of a step, far from the 1.3x a
+change of results by rounding would have to earn, and it is not used.
+This session's changes (one autograd node
 per quantized linear, the activation mask in place, no mode switch after the warm-up), measured by
 this script's first part run alternately at 4df646b and 1a36023, three times each, QAT - FP32 per step:
 2.43, 2.37, 2.23 ms before, 2.28, 2.23, 2.24 after (absolute figures move by ~10% between processes):
@@ -176,15 +180,42 @@ def critic_update(n: int) -> None:
 
     eager = step(target, loss)
     compiled = step(torch.compile(target), torch.compile(loss))
+    compared("critics' update", eager, compiled, n)
+
+
+def fp32_actor_update(n: int) -> None:
+    """The FP32 actor's update (its loss through both critics, backward into the actor, Adam) eager
+    and with the loss through torch.compile: the QAT actor's brevitas graph breaks rule compiling it
+    out (fastpath.py), so this is the most compiling could give an actor update here."""
+    actor, log_std = QuantActor(OBS, ACT, PolicyConfig(width=WIDTH, quant=None)), LogStd(OBS, ACT, WIDTH)
+    qf = QEnsemble(OBS, ACT, WIDTH)
+    params = [*actor.parameters(), *log_std.parameters()]
+    optimizer, obs, scale, bias = actor_adam(params, 3e-4), torch.randn(BATCH, OBS), torch.ones(ACT), torch.zeros(ACT)
+
+    def loss():
+        pi, log_pi = sample_action(actor(obs), log_std(obs), scale, bias)
+        return (0.2 * log_pi - qf(obs, pi).amin(0)).mean()
+
+    def step(loss):
+        def run():
+            actor_loss = loss()
+            optimizer.zero_grad()
+            actor_loss.backward(inputs=params)
+            optimizer.step()
+        return run
+
+    compared("FP32 actor's update", step(loss), step(torch.compile(loss)), n)
+
+
+def compared(what: str, eager, compiled, n: int) -> None:
     wall, cpu = time.perf_counter(), time.process_time()
     compiled()  # inductor compiles its C++ in worker processes: wall time, not this process' CPU time
     compile_s, compile_cpu = time.perf_counter() - wall, time.process_time() - cpu
     e, c = cpu_ms(eager, n), cpu_ms(compiled, n)
     saved = (e - c) / 1e3
     even = f"{compile_s / saved:,.0f} steps" if saved > 0 else "never (no saving)"
-    print(f"\ncritics' update, CPU ms per step: eager {e:.3f}, compiled {c:.3f} (x{e / c:.2f}); "
-          f"first compiled call {compile_s:.1f} s ({compile_cpu:.1f} CPU s in this process; cold cache); "
-          f"break-even {even}")
+    print(f"\n{what}, CPU ms per step: eager {e:.3f}, compiled {c:.3f} (x{e / c:.2f}); first compiled call "
+          f"{compile_s:.1f} s ({compile_cpu:.1f} CPU s in this process; cold cache); break-even {even}")
 
 
 def main() -> None:
@@ -195,6 +226,7 @@ def main() -> None:
     torch.manual_seed(0)
     actor_share(a.iterations)
     critic_update(a.iterations)
+    fp32_actor_update(a.iterations)
 
 
 if __name__ == "__main__":
