@@ -12,7 +12,7 @@
 
     PYTHONPATH=. .venv/bin/python bench/qat_overhead.py [--iterations 300]
 
-Measured 2026-12-07 00:25 with the machine to itself (before the FP32 actor's part was added), `taskset -c 0`, torch 2.13.0+cpu, at 1a36023:
+Measured 2026-12-07 00:21 with the machine to itself (before the FP32 actor's part was added), `taskset -c 0`, torch 2.13.0+cpu, at 1a36023:
 
     actor's share of a SAC step, CPU ms (mean of 300 pairs of steps): FP32 2.693, QAT core 3 4.554; difference 1.861
 
@@ -42,7 +42,7 @@ Measured 2026-12-07 00:25 with the machine to itself (before the FP32 actor's pa
     critics' update, CPU ms per step: eager 3.488, compiled 3.393 (x1.03); first compiled call 13.7 s
     (1.5 CPU s in this process; cold cache); break-even 144,326 steps
 
-A later run (00:35, the script as it is now, with the actor's part): critics' update x1.06 (3.175
+A later run (00:24, the script as it is now, with the actor's part): critics' update x1.06 (3.175
 against 3.009 ms; compile 12.3 s), FP32 actor's update x0.99 (3.620 against 3.667 ms; compile 5.6 s). An
 earlier run gave the critics x0.89 (2.986 against 3.357 ms). So compiling neither gains nor loses beyond
 this machine's noise; at best (x1.06 on ~3 of a ~10 ms step) it is ~2% of a step, far from the 1.3x a
