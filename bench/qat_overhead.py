@@ -12,7 +12,8 @@
 
     PYTHONPATH=. .venv/bin/python bench/qat_overhead.py [--iterations 300]
 
-Measured 2026-12-07 00:21 with the machine to itself (before the FP32 actor's part was added), `taskset -c 0`, torch 2.13.0+cpu, at 1a36023:
+Measured 2026-12-07 00:21 with the machine to itself, `taskset -c 0`, torch 2.13.0+cpu, at 1a36023 (before
+the FP32 actor's part was added):
 
     actor's share of a SAC step, CPU ms (mean of 300 pairs of steps): FP32 2.693, QAT core 3 4.554; difference 1.861
 
