@@ -1,0 +1,71 @@
+"""The LUT layer's lookup and its gradients (DWN's extended finite difference) against a slow
+reference written as torch-dwn's CUDA kernel loops; the thermometer's encoding at its thresholds."""
+import pytest
+import torch
+
+from qsearch.quant.lut import LUTLayer, gaussian_thresholds, thermometer
+
+
+def slow_layer(bits, tables, mapping, alpha, beta, g):
+    """torch-dwn 1.1.1's efd_cuda_forward / efd_cuda_backward kernels, loop for loop."""
+    batch, (nodes, size), k = bits.shape[0], tables.shape, mapping.shape[1]
+    out = torch.zeros(batch, nodes, dtype=torch.float64)
+    d_bits, d_tables = torch.zeros(bits.shape, dtype=torch.float64), torch.zeros(tables.shape, dtype=torch.float64)
+    for i in range(batch):
+        for j in range(nodes):
+            addr = sum(int(bits[i, mapping[j, l]] > 0) << l for l in range(k))
+            out[i, j] = tables[j, addr]
+            d_tables[j, addr] += g[i, j]
+            for l in range(k):
+                w = 0.0
+                for addr2 in range(size):
+                    dist = bin((addr & ~(1 << l)) ^ (addr2 & ~(1 << l))).count("1")
+                    fd = float(tables[j, addr2]) * alpha * beta**dist
+                    w += fd if (addr2 >> l) & 1 else -fd
+                d_bits[i, mapping[j, l]] += w * g[i, j]
+    return out, d_bits, d_tables
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 6])
+def test_lookup_and_gradients_equal_the_reference(k):
+    torch.manual_seed(k)
+    layer = LUTLayer(input_size=9, nodes=5, k=k)
+    bits = (torch.rand(4, 9) > 0.5).float().requires_grad_()
+    g = torch.randn(4, 5)
+    y = layer(bits)
+    (y * g).sum().backward()
+    ref_out, ref_bits, ref_tables = slow_layer(bits.detach(), layer.tables.detach(), layer.mapping,
+                                               0.5 * 0.75 ** (k - 1), 1 / 3, g)
+    assert torch.equal(y, (ref_out > 0).float())
+    assert torch.allclose(layer.tables.grad.double(), ref_tables, atol=1e-6)
+    assert torch.allclose(bits.grad.double(), ref_bits, rtol=1e-5, atol=1e-6)
+
+
+def test_a_learnable_mapping_reads_the_argmax_and_passes_gradients_through_the_softmax():
+    torch.manual_seed(0)
+    layer = LUTLayer(input_size=6, nodes=3, k=2, mapping="learnable", tau=0.5)
+    bits = (torch.rand(4, 6) > 0.5).float().requires_grad_()
+    g = torch.randn(4, 3)
+    (layer(bits) * g).sum().backward()
+    chosen = layer.connections()
+    assert torch.equal(chosen.reshape(-1), layer.scores.argmax(0))
+    out, d_selected, d_tables = slow_layer(bits.detach()[:, chosen.reshape(-1)], layer.tables.detach(),
+                                           torch.arange(6).reshape(3, 2), 0.5 * 0.75, 1 / 3, g)
+    soft = torch.softmax(layer.scores.detach() / 0.5, 0).double()
+    assert torch.allclose(bits.grad.double(), d_selected @ soft.T, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(layer.scores.grad.double(), (2 * bits.detach().double() - 1).T @ d_selected, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(layer.tables.grad.double(), d_tables, atol=1e-6)
+
+
+def test_random_mappings_cover_the_inputs_evenly():
+    mapping = LUTLayer(input_size=10, nodes=7, k=3).mapping
+    counts = torch.bincount(mapping.reshape(-1), minlength=10)
+    assert mapping.shape == (7, 3) and counts.min() >= 2 and counts.max() <= 3
+
+
+def test_thermometer_levels_count_the_thresholds_reached_edges_included():
+    t = gaussian_thresholds(3)
+    assert torch.allclose(t, torch.tensor([-0.6745, 0.0, 0.6745]), atol=1e-4)  # quartiles of N(0, 1)
+    x = torch.stack([t - 1e-6, t, t + 1e-6], 0)  # (3, 3): just below, at, just above each threshold
+    levels = thermometer(x, t).reshape(3, 3, 3).sum(-1)
+    assert levels.tolist() == [[0, 1, 2], [1, 2, 3], [1, 2, 3]]
