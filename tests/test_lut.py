@@ -1,9 +1,12 @@
-"""The LUT layer's lookup and its gradients (DWN's extended finite difference) against a slow
-reference written as torch-dwn's CUDA kernel loops; the thermometer's encoding at its thresholds."""
+"""Logic-circuit policies: the LUT layer's lookup and its gradients (DWN's extended finite difference)
+against a slow reference written as torch-dwn's CUDA kernel loops, the thermometer at its thresholds,
+the LUT actor learning a regression, and its integer model equal to it bit for bit."""
+import numpy as np
 import pytest
 import torch
 
-from qsearch.quant import fastpath
+from qsearch.obs_norm import ObsNorm
+from qsearch.quant import fastpath, lut_integer
 from qsearch.quant.lut import LUTLayer, gaussian_thresholds, thermometer
 from qsearch.quant.lut_actor import LUTActor
 
@@ -104,3 +107,40 @@ def test_a_lut_actor_learns_a_regression_and_its_output_is_on_the_output_grid():
 def test_a_lut_actor_refuses_fewer_nodes_than_actions():
     with pytest.raises(ValueError, match="fewer than the 3 actions"):
         LUTActor(obs_dim=3, act_dim=3, thermometer_bits=4, luts=(8, 2), lut_inputs=2)
+
+
+def _trained_actor(mapping: str, seed: int = 0) -> LUTActor:
+    torch.manual_seed(seed)
+    actor = LUTActor(obs_dim=3, act_dim=2, thermometer_bits=8, luts=(48, 33), lut_inputs=3, mapping=mapping, bits_out=5)
+    target, optimizer = torch.randn(3, 2), torch.optim.Adam(actor.parameters(), lr=1e-2)
+    for _ in range(320):  # past the output quantizer's warm-up
+        actor.train()
+        x = torch.randn(128, 3)
+        loss = (actor(x) - torch.tanh(x @ target)).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return actor.eval()
+
+
+@pytest.mark.parametrize("mapping", ["random", "learnable"])
+def test_the_integer_model_equals_the_trained_actor_thresholds_edges_included(mapping):
+    actor = _trained_actor(mapping)
+    model = lut_integer.extract(actor, ObsNorm(np.zeros(3, np.float32), np.ones(3, np.float32)))
+    t = actor.thresholds
+    edges = torch.stack([t, torch.nextafter(t, t - 1), torch.nextafter(t, t + 1)]).reshape(-1)
+    x = torch.cat([torch.randn(2000, 3) * 1.5, edges[torch.randint(0, len(edges), (600, 3))],
+                   torch.tensor([[float("nan"), 0.0, 1e9]])])
+    with torch.no_grad():
+        bits = [thermometer(x, t)]
+        for layer in actor.layers:
+            bits.append(layer(bits[-1]))
+        expected = actor.head(actor.counts(x)).int().numpy()
+    outs = model.run_int(model.levels(x.numpy()))
+    assert np.array_equal(outs[0], thermometer(x, t).reshape(len(x), 3, -1).sum(-1).numpy())
+    for ours, theirs in zip(outs[1:-2], bits[1:]):
+        assert np.array_equal(ours, theirs.numpy())
+    assert np.array_equal(outs[-1], expected)
+    assert len(np.unique(outs[-1])) > 4  # not a constant policy
+    with torch.no_grad():
+        assert np.abs(model.act(x.numpy()) - torch.tanh(actor(x)).numpy()).max() < 1e-4

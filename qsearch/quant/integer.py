@@ -307,10 +307,15 @@ def extract(actor: QuantActor, obs_norm: ObsNorm) -> IntegerModel:
             scales[0], bits[0] = ref.encoder.state(ref.initial_state(1, torch.float64)).scale, (q.bits_act, True)
         layers = [_int_layer(f"layer {i}", lin, scales[i], scales[i + 1], bits[i], bits[i + 1], q.bits_weight)
                   for i, lin in enumerate(ref.linears)]
-    lo, hi = int_range(q.bits_out, True)
-    levels = np.arange(lo, hi + 1, dtype=np.float64) * float(scales[-1])
-    lut = np.clip(np.rint(np.tanh(levels) * LUT_ONE), -LUT_ONE, LUT_ONE).astype(np.int16)
+    lut = tanh_table(q.bits_out, float(scales[-1]))
     return IntegerModel(obs_norm, input_scale, q.bits_in, layers, lut, float(scales[-1]), encoder)
+
+
+def tanh_table(bits_out: int, scale: float) -> np.ndarray:
+    """tanh of every output level (signed bits_out, this scale), Q1.15, indexed by o - q_min."""
+    lo, hi = int_range(bits_out, True)
+    levels = np.arange(lo, hi + 1, dtype=np.float64) * scale
+    return np.clip(np.rint(np.tanh(levels) * LUT_ONE), -LUT_ONE, LUT_ONE).astype(np.int16)
 
 
 def _int_layer(name: str, lin, in_scale, out_scale, in_type, out_type, weight_bits: int) -> IntLayer:

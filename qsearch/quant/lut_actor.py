@@ -60,6 +60,11 @@ class LUTActor(nn.Module):
             bits = layer(bits)
         return bits[:, : self.group * self.act_dim].reshape(-1, self.act_dim, self.group).sum(-1)
 
+    def head(self, counts: torch.Tensor):
+        """(B, act_dim) counts -> the output quantizer's QuantTensor. Element by element, so the integer
+        model tabulates it over every count (quant/lut_integer.py)."""
+        centred = (counts - self.group / 2) / math.sqrt(self.group)
+        return self.out(centred * self.log_gain.exp() + self.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        centred = (self.counts(x) - self.group / 2) / math.sqrt(self.group)
-        return self.out(centred * self.log_gain.exp() + self.bias).value
+        return self.head(self.counts(x)).value
