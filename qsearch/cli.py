@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from qsearch import ray_session, tracking
-from qsearch.config import (ALGO_CONFIGS, ALGOS, CALIB_STATISTICS, CHECKPOINT_EVERY, ENCODERS, FIXED_BITS, OBSERVE, SCOPES,
-                            CalibrationConfig, FieldError, PolicyConfig, QuantBits, TrainConfig, check_value, default,
-                            field_doc, scalar_kind)
+from qsearch.config import (ALGO_CONFIGS, ALGOS, CALIB_STATISTICS, CHECKPOINT_EVERY, ENCODERS, FIXED_BITS, KINDS,
+                            MAPPINGS, OBSERVE, SCOPES, CalibrationConfig, FieldError, PolicyConfig, QuantBits,
+                            TrainConfig, check_value, default, field_doc, scalar_kind)
 from qsearch.errors import QsearchError
 from qsearch.hw.config import HwConfig
 
@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     _config_flags(t.add_argument_group("run (TrainConfig)"), TrainConfig)
     pol = t.add_argument_group("policy (PolicyConfig, QuantBits)")
     _config_flags(pol, PolicyConfig)
+    pol.add_argument("--luts", type=int, nargs="+", metavar="N", help=_field_help("luts", {"": PolicyConfig}))
     pol.add_argument("--fp32", action="store_true", help="the full-precision baseline (no quantization)")
     _config_flags(pol, QuantBits, given_only=True)
     pol.add_argument("--scope", choices=SCOPES, help=f"quantize one scope to --bits, the rest at {FIXED_BITS} bits")
@@ -200,6 +201,8 @@ TRAIN_FLAGS = {
     "algo": {"choices": ALGOS},
     "observe": {"choices": OBSERVE},
     "encoder": {"choices": ENCODERS},
+    "kind": {"flag": "--policy", "choices": KINDS},
+    "mapping": {"choices": MAPPINGS},
 }
 
 
@@ -288,7 +291,8 @@ def _train_config(a) -> TrainConfig:
             raise QsearchError(f"{_flag(name)} applies to --algo {', '.join(algos)} only, not {a.algo}")
     algo_cls = ALGO_CONFIGS[a.algo]
     try:
-        policy = PolicyConfig(**_given(a, PolicyConfig), quant=_quant_bits(a))
+        luts = {} if a.luts is None else {"luts": tuple(a.luts)}
+        policy = PolicyConfig(**_given(a, PolicyConfig), **luts, quant=_quant_bits(a))
         return TrainConfig(**_given(a, TrainConfig), policy=policy, algo_config=algo_cls(**_given(a, algo_cls)))
     except FieldError as e:
         raise QsearchError(f"{_flag(e.field)} {e.reason}") from None

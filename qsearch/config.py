@@ -20,6 +20,8 @@ MIN_BITS, MAX_BITS = 2, 8
 SCOPES = ("all", "input", "output", "core")
 ALGOS = ("sac", "ddpg", "td3", "ppo")
 ENCODERS = ("none", "gru")  # what turns the observation stream into the MLP's input (quant/gru.py)
+KINDS = ("mlp", "lut")  # the policy family: a QAT network (quant/actor.py) or a logic circuit (quant/lut_actor.py)
+MAPPINGS = ("learnable", "random")  # how a LUT layer's nodes choose their inputs (quant/lut.py)
 OBSERVE = ("all", "positions", "velocities")  # what of a task's observation the policy sees (rl/envs.py OBSERVED)
 FIXED_BITS = 8  # the paper keeps every non-swept part of the network at 8 bits
 # Environment steps between two checkpoints of a trial's learner (rl/checkpoint.py): a run killed
@@ -42,7 +44,9 @@ class FieldError(QsearchError):
 # that a name means the same in every config (learning_starts in SAC's and DDPG's).
 BITS = (MIN_BITS, MAX_BITS)
 INT_BOUNDS = {"seed": (0, None), "learning_starts": (0, None), "burn_in": (0, None), "bits": BITS,
-              "bits_in": BITS, "bits_weight": BITS, "bits_act": BITS, "bits_out": BITS}
+              "bits_in": BITS, "bits_weight": BITS, "bits_act": BITS, "bits_out": BITS,
+              # a level travels to the C interface as a signed byte; 6 inputs fill a table's 64-bit word
+              "thermometer_bits": (1, 127), "lut_inputs": (1, 6)}
 
 
 def check_int(name: str, value, lo: int | None = 1, hi: int | None = None) -> int:
@@ -136,11 +140,35 @@ class PolicyConfig:
     from step to step of an episode (reset to zero at its start)"""
     encoder_width: int = 64
     """units of the GRU's hidden state (encoder gru)"""
+    kind: str = "mlp"
+    """the policy family: mlp (a QAT network: width, depth, bits) or lut (a logic circuit of lookup
+    tables: thermometer_bits, luts, lut_inputs, mapping, and bits_out for its head)"""
+    thermometer_bits: int = 16
+    """lut: thresholds per observation feature (at Gaussian quantiles of the normalized value)"""
+    luts: tuple[int, ...] = (256, 256)
+    """lut: lookup tables per layer, first to last (the last layer's are split evenly among the actions)"""
+    lut_inputs: int = 6
+    """lut: inputs of each lookup table (a table holds 2^lut_inputs bits)"""
+    mapping: str = "learnable"
+    """lut: how the first layer's tables choose their inputs: learnable or random (later layers: random)"""
 
     def __post_init__(self):
         check_fields(self)
         if self.encoder not in ENCODERS:
             raise FieldError("encoder", f"must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        if self.kind not in KINDS:
+            raise FieldError("kind", f"must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.mapping not in MAPPINGS:
+            raise FieldError("mapping", f"must be one of {', '.join(MAPPINGS)}, got {self.mapping!r}")
+        luts = self.luts if isinstance(self.luts, (list, tuple)) else [self.luts]
+        object.__setattr__(self, "luts", tuple(check_int("luts", n) for n in luts))
+        if not self.luts:
+            raise FieldError("luts", "needs at least one layer")
+        if self.kind == "lut":
+            if self.quant is None:
+                raise FieldError("kind", "a lut policy is integer throughout; it has no FP32 form (its head takes bits_out)")
+            if self.recurrent:
+                raise FieldError("encoder", "gru applies to mlp policies")
 
     @property
     def fp32(self) -> bool:
@@ -149,6 +177,10 @@ class PolicyConfig:
     @property
     def recurrent(self) -> bool:
         return self.encoder != "none"
+
+    @property
+    def lut(self) -> bool:
+        return self.kind == "lut"
 
 
 @dataclass(frozen=True)
@@ -373,6 +405,8 @@ class TrainConfig:
         if self.observe != "all" and self.algo == "ppo":
             # RLlib makes its environments from the id alone; a masked task would need a registered id.
             raise FieldError("observe", "applies to sac, ddpg and td3; ppo observes all of a task")
+        if self.policy.lut and self.algo == "ppo":
+            raise FieldError("kind", "lut applies to sac, ddpg and td3; ppo trains mlp policies")
         if self.policy.recurrent and self.algo == "ppo":
             # RLlib's recurrent path wants its own model interface (state in, state out, max_seq_len
             # padding in the learner); qsearch's PPO module is stateless.

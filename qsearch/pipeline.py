@@ -11,6 +11,7 @@ import numpy as np
 from qsearch import bundle as bundles
 from qsearch import rl
 from qsearch.config import TrainConfig
+from qsearch.errors import QsearchError
 from qsearch.quant import integer
 from qsearch.rl.common import EVAL_SEED_OFFSET, torch_device
 from qsearch.rl.envs import check_env, observed
@@ -21,6 +22,9 @@ from qsearch.rl.evaluate import evaluate
 def check(cfg: TrainConfig, out: Path, force: bool = False, device="cpu") -> None:
     """Everything that can be refused before training starts: fail before hours of work, not after."""
     torch_device(device)
+    if cfg.policy.lut:
+        # rl.train trains it; its integer model has no bundle format yet (issue 28's next part)
+        raise QsearchError("a lut policy cannot be written as a bundle yet; its integer format comes next")
     check_env(cfg.env_id)
     observed(cfg.env_id, cfg.observe)
     bundles.check_destination(Path(out), force)

@@ -98,7 +98,7 @@ REPORT_ARTIFACT = "report"
 # Params
 PARAM_VALUE_MAX = 6_000  # MLflow's cap on a param value; ours are short, but never fail a trial on it
 NOT_IDENTITY = ("configuration",)  # a readable label derived from the others
-INTRODUCED: dict[str, str] = {"observe": "all", "encoder": "none"}  # param -> the value that reproduces trials recorded before it existed
+INTRODUCED: dict[str, str] = {"observe": "all", "encoder": "none", "policy": "mlp"}  # param -> the value that reproduces trials recorded before it existed
 
 RECURRENT_ONLY = ("sequence_length", "burn_in", "critic_encoder_width")  # algo_config fields only a recurrent policy reads
 
@@ -151,9 +151,12 @@ def trial_params(cfg: TrainConfig, configuration: str, final_episodes: int) -> d
     bits = {f"bits_{b}": "fp32" if q is None else getattr(q, f"bits_{b}") for b in ("in", "weight", "act", "out")}
     # A stateless policy records none of the recurrent settings: they change nothing it does.
     encoder = {"encoder": p.encoder, **({"encoder_width": p.encoder_width} if p.recurrent else {})}
+    # An mlp policy records none of the lut settings, likewise.
+    lut = {"thermometer_bits": p.thermometer_bits, "luts": ",".join(map(str, p.luts)), "lut_inputs": p.lut_inputs,
+           "mapping": p.mapping} if p.lut else {}
     algo = {k: v for k, v in vars(cfg.algo_config).items() if p.recurrent or k not in RECURRENT_ONLY}
     return encode({"env_id": cfg.env_id, "algo": cfg.algo, "fp32": q is None, **bits,
-                   "width": p.width, "depth": p.depth, **encoder, "seed": cfg.seed, "steps": cfg.total_steps,
+                   "policy": p.kind, **lut, "width": p.width, "depth": p.depth, **encoder, "seed": cfg.seed, "steps": cfg.total_steps,
                    "eval_every": cfg.eval_every, "eval_episodes": cfg.eval_episodes,
                    "final_episodes": final_episodes, "configuration": configuration, "observe": cfg.observe,
                    **{f"algo_config.{k}": v for k, v in algo.items()}})

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from qsearch import rl
+from qsearch.config import FieldError, PolicyConfig, QuantBits, SACConfig, TrainConfig
 from qsearch.obs_norm import ObsNorm
 from qsearch.quant import fastpath, lut_integer
 from qsearch.quant.lut import LUTLayer, gaussian_thresholds, thermometer
@@ -76,6 +78,11 @@ def test_thermometer_levels_count_the_thresholds_reached_edges_included():
     assert levels.tolist() == [[0, 1, 2], [1, 2, 3], [1, 2, 3]]
 
 
+def lut_policy(thermometer_bits: int, luts: tuple, lut_inputs: int, mapping: str = "random", bits_out: int = 8):
+    return PolicyConfig(kind="lut", thermometer_bits=thermometer_bits, luts=luts, lut_inputs=lut_inputs,
+                        mapping=mapping, quant=QuantBits(bits_out=bits_out))
+
+
 def _trained(actor: LUTActor, target: torch.Tensor, updates: int, batch: int) -> LUTActor:
     """actor fitted to tanh(x target) on standard normal x by Adam, then in eval mode."""
     optimizer = torch.optim.Adam(actor.parameters(), lr=1e-2)
@@ -93,7 +100,7 @@ def test_a_lut_actor_learns_a_regression_and_its_output_is_on_the_output_grid():
     """Thermometer, two LUT layers and the integer head fit tanh(x W) well past the constant guess."""
     torch.manual_seed(0)
     target = torch.randn(3, 2)
-    actor = LUTActor(obs_dim=3, act_dim=2, thermometer_bits=8, luts=(96, 64), lut_inputs=4, bits_out=6)
+    actor = LUTActor(3, 2, lut_policy(8, (96, 64), 4, bits_out=6))
     actor = _trained(actor, target, updates=400, batch=256)
     x = torch.randn(512, 3)
     with torch.no_grad():
@@ -106,13 +113,13 @@ def test_a_lut_actor_learns_a_regression_and_its_output_is_on_the_output_grid():
 
 
 def test_a_lut_actor_refuses_fewer_nodes_than_actions():
-    with pytest.raises(ValueError, match="fewer than the 3 actions"):
-        LUTActor(obs_dim=3, act_dim=3, thermometer_bits=4, luts=(8, 2), lut_inputs=2)
+    with pytest.raises(FieldError, match="fewer than the 3 actions"):
+        LUTActor(3, 3, lut_policy(4, (8, 2), 2))
 
 
 def _trained_actor(mapping: str, seed: int = 0) -> LUTActor:
     torch.manual_seed(seed)
-    actor = LUTActor(obs_dim=3, act_dim=2, thermometer_bits=8, luts=(48, 33), lut_inputs=3, mapping=mapping, bits_out=5)
+    actor = LUTActor(3, 2, lut_policy(8, (48, 33), 3, mapping, bits_out=5))
     return _trained(actor, torch.randn(3, 2), updates=320, batch=128)  # past the output quantizer's warm-up
 
 
@@ -137,3 +144,15 @@ def test_the_integer_model_equals_the_trained_actor_thresholds_edges_included(ma
     assert len(np.unique(outs[-1])) > 4  # not a constant policy
     with torch.no_grad():
         assert np.abs(model.act(x.numpy()) - torch.tanh(actor(x)).numpy()).max() < 1e-4
+
+
+def test_sac_trains_a_lut_policy_that_visibly_learns_inverted_pendulum():
+    """5,000 steps, ~30 s: evaluations at 1k-5k steps measured 2, 57, 137, 142, 504 (seeds 0 and 2: best
+    86 and 136); a random policy holds the pole for ~5 steps."""
+    cfg = TrainConfig(env_id="InvertedPendulum-v5", algo="sac", total_steps=5000, seed=1, eval_every=1000, eval_episodes=3,
+                      policy=lut_policy(16, (96, 96), 4),
+                      algo_config=SACConfig(learning_starts=1000, critic_width=64, batch_size=128, buffer_size=5000))
+    result = rl.train(cfg)
+    returns = [row["eval_return_mean"] for row in result.history]
+    assert isinstance(result.actor, LUTActor) and len(returns) == 5
+    assert returns[0] < 20 and max(returns[1:]) > 100, returns

@@ -3,6 +3,7 @@ parameter, a store written before the record was versioned is still read, a newe
 reads page through the store, and a missing store is never created by a read. Writes wait out a
 stopped tracking server (a real `mlflow server` stopped and started again): nothing lost or doubled,
 training never held up, and a store gone for good fails the write in one line."""
+import dataclasses
 import json
 import time
 
@@ -57,7 +58,7 @@ def test_a_trial_round_trips(store, tmp_path):
     uri, exp, parent = store
     params = record.trial_params(CFG, LABEL, 3)
     # the encoding is the one earlier stores hold, plus params introduced since, which leave the key as it was
-    assert params == {**BEFORE_VERSIONS, "observe": "all", "encoder": "none"}
+    assert params == {**BEFORE_VERSIONS, "observe": "all", "encoder": "none", "policy": "mlp"}
     assert record.trial_key(params) == record.trial_key(BEFORE_VERSIONS)
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "bundle.json").write_text("{}")
@@ -247,3 +248,13 @@ def test_a_write_the_store_refuses_is_not_retried(store):
         record.ProgressLog(uri, c, "no-such-run").log({"steps_per_s": 1.0}, 1000)
     with pytest.raises(MlflowException, match="no-such-run"):
         record.end_trial(c, "no-such-run")
+
+
+def test_a_lut_policy_records_its_settings_and_an_mlp_none_of_them():
+    lut = dataclasses.replace(CFG, policy=PolicyConfig(kind="lut", luts=(64, 32), lut_inputs=4, mapping="random",
+                                                       quant=QuantBits(bits_out=6)))
+    params = record.trial_params(lut, "lut 64-32", 3)
+    assert {k: params[k] for k in ("policy", "thermometer_bits", "luts", "lut_inputs", "mapping")} == \
+        {"policy": "lut", "thermometer_bits": "16", "luts": "64,32", "lut_inputs": "4", "mapping": "random"}
+    assert not {"thermometer_bits", "luts", "lut_inputs", "mapping"} & set(record.trial_params(CFG, LABEL, 3))
+    assert record.trial_key(params) != record.trial_key(record.trial_params(CFG, "lut 64-32", 3))

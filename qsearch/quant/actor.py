@@ -25,6 +25,7 @@ from qsearch.config import PolicyConfig
 from qsearch.quant import fastpath
 from qsearch.quant.gru import GRUEncoder
 from qsearch.quant.layers import OutputRange, learned_act, quant_linear
+from qsearch.quant.lut_actor import LUTActor
 
 
 class QuantActor(nn.Module):
@@ -144,3 +145,10 @@ class QuantActor(nn.Module):
         x_qt = self.inp(x)
         parts = self.encoder.quant_step(x_qt, h)
         return parts, [x_qt, *self.quant_head(self.encoder.state(parts["h"]))]
+
+
+def build_actor(obs_dim: int, act_dim: int, cfg: PolicyConfig) -> nn.Module:
+    """The policy network cfg describes: a QuantActor, or for kind lut a LUTActor (quant/lut_actor.py)."""
+    if cfg.lut:
+        return LUTActor(obs_dim, act_dim, cfg)
+    return QuantActor(obs_dim, act_dim, cfg)

@@ -10,7 +10,7 @@ and goes through the same output quantizer as a QAT actor's (signed, bits_out, a
 starts at least at OutputRange.MIN_START). The count is an integer, so the quantized output is a
 monotone step function of it: thresholds in hardware.
 
-Not yet wired into PolicyConfig, the learners or the bundle (the issue's next parts).
+Trained by the learners (PolicyConfig kind lut); not yet written as a bundle (the issue's next part).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import brevitas.nn as qnn
 import torch
 from torch import nn
 
+from qsearch.config import FieldError, PolicyConfig
 from qsearch.quant import fastpath
 from qsearch.quant.layers import OutputRange, learned_act
 from qsearch.quant.lut import LUTLayer, gaussian_thresholds, thermometer
@@ -29,22 +30,21 @@ class LUTActor(nn.Module):
     recurrent = False
     quantized = True
 
-    def __init__(self, obs_dim: int, act_dim: int, thermometer_bits: int, luts: tuple[int, ...], lut_inputs: int,
-                 mapping: str = "random", bits_out: int = 8):
+    def __init__(self, obs_dim: int, act_dim: int, cfg: PolicyConfig):
         super().__init__()
-        if luts[-1] < act_dim:
-            raise ValueError(f"the last LUT layer has {luts[-1]} nodes, fewer than the {act_dim} actions")
-        self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.register_buffer("thresholds", gaussian_thresholds(thermometer_bits))
-        sizes = [obs_dim * thermometer_bits, *luts]
+        if cfg.luts[-1] < act_dim:
+            raise FieldError("luts", f"the last layer has {cfg.luts[-1]} tables, fewer than the {act_dim} actions")
+        self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
+        self.register_buffer("thresholds", gaussian_thresholds(cfg.thermometer_bits))
+        sizes = [obs_dim * cfg.thermometer_bits, *cfg.luts]
         # DWN's advice: a learnable mapping in the first layer only (the later ones would need their own
         # temperatures and train more slowly)
-        self.layers = nn.ModuleList(LUTLayer(d_in, d_out, lut_inputs, mapping if i == 0 else "random")
+        self.layers = nn.ModuleList(LUTLayer(d_in, d_out, cfg.lut_inputs, cfg.mapping if i == 0 else "random")
                                     for i, (d_in, d_out) in enumerate(zip(sizes, sizes[1:])))
-        self.group = luts[-1] // act_dim  # nodes per action; the remainder's bits are not read
+        self.group = cfg.luts[-1] // act_dim  # tables per action; the remainder's bits are not read
         self.log_gain = nn.Parameter(torch.zeros(act_dim))
         self.bias = nn.Parameter(torch.zeros(act_dim))
-        self.out = learned_act(qnn.QuantIdentity, True, bits_out, OutputRange)
+        self.out = learned_act(qnn.QuantIdentity, True, cfg.quant.bits_out, OutputRange)
 
     def act_quantizers(self) -> list[nn.Module]:
         return [self.out]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from qsearch.config import SACConfig, TrainConfig
-from qsearch.quant.actor import QuantActor
+from qsearch.quant.actor import build_actor
 from qsearch.rl.checkpoint import Checkpoints, LearnerCheckpoint
 from qsearch.rl import sequences
 from qsearch.rl.common import (ModeSwitch, Monitor, TrainResult, actor_adam, check_action, fused_adam,
@@ -63,7 +63,7 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
     scale, bias = exp.scale, exp.bias
 
     # built on the CPU and then moved: the same initial weights on every device
-    actor = QuantActor(exp.obs_dim, exp.act_dim, cfg.policy).to(device).eval()
+    actor = build_actor(exp.obs_dim, exp.act_dim, cfg.policy).to(device).eval()
     actor_mode = ModeSwitch(actor)
     stream = sequences.Stream(actor)  # a recurrent actor's state while acting
     log_std_net = LogStd(exp.obs_dim, exp.act_dim, args.sigma_width).to(device)

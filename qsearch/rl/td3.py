@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from qsearch.config import DDPGConfig, TD3Config, TrainConfig
-from qsearch.quant.actor import QuantActor
+from qsearch.quant.actor import build_actor
 from qsearch.rl.checkpoint import Checkpoints, LearnerCheckpoint
 from qsearch.rl import sequences
 from qsearch.rl.common import (ModeSwitch, Monitor, TrainResult, actor_adam, check_action, fused_adam,
@@ -41,7 +41,7 @@ def train(cfg: TrainConfig, progress=None, checkpoints: Checkpoints | None = Non
     noise_std = scale * args.exploration_noise
 
     # built on the CPU and then moved: the same initial weights on every device
-    actor = QuantActor(exp.obs_dim, exp.act_dim, cfg.policy).to(device).eval()
+    actor = build_actor(exp.obs_dim, exp.act_dim, cfg.policy).to(device).eval()
     actor_mode = ModeSwitch(actor)
     stream = sequences.Stream(actor)  # a recurrent actor's state while acting
     target_actor = target_copy(actor)
