@@ -5,7 +5,8 @@ A folder holding:
                   and the machine that wrote it (CPU, torch's kernel level, library versions: qsearch/machine.py)
   actor.pt        the actor's state_dict (load with torch.load(..., weights_only=True))
   norm.npz        the frozen observation normalization (obs_mean, obs_std, float32)
-  integer.npz     the integer model (quantized policies only; see qsearch/quant/integer.py)
+  integer.npz     the integer model (quantized policies only; see qsearch/quant/integer.py, and for
+                  a logic-circuit policy qsearch/quant/lut_integer.py)
   integer.json    its description
   eval.json       evaluation results (torch engine, integer engine, their agreement)
   history.json    evaluation returns over training steps
@@ -28,8 +29,10 @@ from qsearch import __version__, machine
 from qsearch.config import TrainConfig
 from qsearch.errors import QsearchError
 from qsearch.obs_norm import ObsNorm
-from qsearch.quant.actor import QuantActor
+from qsearch.quant.actor import QuantActor, build_actor
 from qsearch.quant.integer import IntegerModel
+from qsearch.quant.lut_actor import LUTActor
+from qsearch.quant.lut_integer import IntLUTModel
 from qsearch.rl.evaluate import torch_policy
 
 FORMAT = "qsearch-bundle"
@@ -40,11 +43,11 @@ MARKER = "bundle.json"
 @dataclass
 class Bundle:
     config: TrainConfig
-    actor: QuantActor
+    actor: QuantActor | LUTActor
     obs_norm: ObsNorm
     action_scale: np.ndarray
     action_bias: np.ndarray
-    integer: IntegerModel | None = None
+    integer: IntegerModel | IntLUTModel | None = None
     evaluation: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     path: Path | None = None
@@ -54,6 +57,12 @@ class Bundle:
         if self.config.policy.recurrent:
             raise QsearchError(f"{self.path} holds a recurrent policy (a GRU encoder): {what} has no recurrent "
                                "layers; export it with --format c, json or mlflow")
+
+    def require_network(self, what: str) -> None:
+        """Refuse a logic-circuit policy where `what` takes only networks of multiply-accumulates."""
+        if self.config.policy.lut:
+            raise QsearchError(f"{self.path} holds a logic-circuit (LUT) policy: {what} takes networks only; "
+                               "export it with --format c, json, verilog or mlflow")
 
     def policy(self, engine: str):
         """A callable from normalized observations to actions in [-1, 1], run by `engine`."""
@@ -137,11 +146,12 @@ def read(path: Path) -> Bundle:
         raise QsearchError(f"{path} is a version {meta.get('version')} bundle; this qsearch reads version {VERSION}")
     try:
         config = TrainConfig.from_dict(meta["config"])
-        actor = QuantActor(meta["obs_dim"], meta["act_dim"], config.policy)
+        actor = build_actor(meta["obs_dim"], meta["act_dim"], config.policy)
         actor.load_state_dict(torch.load(path / "actor.pt", weights_only=True))
         with np.load(path / "norm.npz", allow_pickle=False) as z:
             obs_norm = ObsNorm(z["obs_mean"], z["obs_std"])
-        integer = IntegerModel.load(path) if meta["quantized"] else None
+        model = IntLUTModel if config.policy.lut else IntegerModel
+        integer = model.load(path) if meta["quantized"] else None
         evaluation = json.loads((path / "eval.json").read_text())
         history = json.loads((path / "history.json").read_text())
     except QsearchError:

@@ -12,7 +12,7 @@ from qsearch import bundle as bundles
 from qsearch import rl
 from qsearch.config import TrainConfig
 from qsearch.errors import QsearchError
-from qsearch.quant import integer
+from qsearch.quant import integer, lut_integer
 from qsearch.rl.common import EVAL_SEED_OFFSET, torch_device
 from qsearch.rl.envs import check_env, observed
 from qsearch.policy import Recording
@@ -22,9 +22,6 @@ from qsearch.rl.evaluate import evaluate
 def check(cfg: TrainConfig, out: Path, force: bool = False, device="cpu") -> None:
     """Everything that can be refused before training starts: fail before hours of work, not after."""
     torch_device(device)
-    if cfg.policy.lut:
-        # rl.train trains it; its integer model has no bundle format yet (issue 28's next part)
-        raise QsearchError("a lut policy cannot be written as a bundle yet; its integer format comes next")
     check_env(cfg.env_id)
     observed(cfg.env_id, cfg.observe)
     bundles.check_destination(Path(out), force)
@@ -39,13 +36,19 @@ def run(cfg: TrainConfig, out: Path, episodes: int = 10, progress=None, force: b
     result = rl.train(cfg, progress, checkpoints, device)
     actor = result.actor.eval()
     actor.freeze_scales()
-    model = integer.extract(actor, result.obs_norm) if actor.quantized else None
+    model = engine(cfg).extract(actor, result.obs_norm) if actor.quantized else None
     b = bundles.Bundle(cfg, actor, result.obs_norm, result.action_scale, result.action_bias, model,
                        history=result.history)
     b.evaluation = evaluate_bundle(b, episodes, seed=cfg.seed + EVAL_SEED_OFFSET)
     b.evaluation["train_seconds"] = result.train_seconds
     bundles.write(b, Path(out), force=force)
     return b
+
+
+def engine(cfg: TrainConfig):
+    """The module that extracts and checks the integer model of cfg's policy: a network's or a
+    logic circuit's (both offer extract and agreement)."""
+    return lut_integer if cfg.policy.lut else integer
 
 
 def checkpoint_folder(out: Path) -> Path:
@@ -67,6 +70,6 @@ def evaluate_bundle(b: bundles.Bundle, episodes: int, seed: int, noise: float = 
         seen = [np.array(ep) for ep in recording.episodes]
         report["agreement"] = {
             "observations": sum(len(ep) for ep in seen),
-            "equal_outputs": integer.agreement(b.actor, b.integer, seen),
+            "equal_outputs": engine(b.config).agreement(b.actor, b.integer, seen),
         }
     return report

@@ -1,11 +1,18 @@
 """Logic-circuit policies: the LUT layer's lookup and its gradients (DWN's extended finite difference)
 against a slow reference written as torch-dwn's CUDA kernel loops, the thermometer at its thresholds,
 the LUT actor learning a regression, and its integer model equal to it bit for bit."""
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from qsearch import rl
+from qsearch import bundle as bundles
+from qsearch import pipeline
+from qsearch.deploy import export, ptq
+from qsearch.deploy.json_export import read_json
+from qsearch.errors import QsearchError
+from qsearch.quant.integer import IntegerModel
 from qsearch.config import FieldError, PolicyConfig, QuantBits, SACConfig, TrainConfig
 from qsearch.obs_norm import ObsNorm
 from qsearch.quant import fastpath, lut_integer
@@ -146,13 +153,46 @@ def test_the_integer_model_equals_the_trained_actor_thresholds_edges_included(ma
         assert np.abs(model.act(x.numpy()) - torch.tanh(actor(x)).numpy()).max() < 1e-4
 
 
-def test_sac_trains_a_lut_policy_that_visibly_learns_inverted_pendulum():
-    """5,000 steps, ~30 s: evaluations at 1k-5k steps measured 2, 57, 137, 142, 504 (seeds 0 and 2: best
-    86 and 136); a random policy holds the pole for ~5 steps."""
+@pytest.fixture(scope="module")
+def pendulum_bundle(tmp_path_factory):
+    """SAC with a LUT policy, 5,000 steps, ~30 s, through pipeline.run: a bundle with its integer model."""
     cfg = TrainConfig(env_id="InvertedPendulum-v5", algo="sac", total_steps=5000, seed=1, eval_every=1000, eval_episodes=3,
                       policy=lut_policy(16, (96, 96), 4),
                       algo_config=SACConfig(learning_starts=1000, critic_width=64, batch_size=128, buffer_size=5000))
-    result = rl.train(cfg)
-    returns = [row["eval_return_mean"] for row in result.history]
-    assert isinstance(result.actor, LUTActor) and len(returns) == 5
+    return pipeline.run(cfg, tmp_path_factory.mktemp("lut") / "bundle", episodes=3)
+
+
+def test_sac_trains_a_lut_policy_that_visibly_learns_inverted_pendulum(pendulum_bundle):
+    """Evaluations at 1k-5k steps measured 2, 57, 137, 142, 504 (seeds 0 and 2: best 86 and 136); a
+    random policy holds the pole for ~5 steps."""
+    returns = [row["eval_return_mean"] for row in pendulum_bundle.history]
+    assert isinstance(pendulum_bundle.actor, LUTActor) and len(returns) == 5
     assert returns[0] < 20 and max(returns[1:]) > 100, returns
+
+
+def test_a_lut_bundle_reads_back_and_its_integer_engine_acts_as_the_trained_policy(pendulum_bundle, tmp_path):
+    ev = pendulum_bundle.evaluation
+    assert ev["agreement"]["equal_outputs"] == 1.0 and ev["agreement"]["observations"] > 10
+    # (the two engines' returns differ: tanh by table and in float32 differ by ~1e-4, and a pendulum's
+    # episodes part ways from there)
+    b = bundles.read(pendulum_bundle.path)
+    assert isinstance(b.integer, lut_integer.IntLUTModel)
+    assert json.loads((b.path / "integer.json").read_text())["version"] == 3
+    x = np.random.default_rng(0).normal(size=(500, 4)).astype(np.float32) * 2
+    assert np.array_equal(b.integer.act(x), pendulum_bundle.integer.act(x))
+    assert np.array_equal(b.policy("torch")(x), pendulum_bundle.policy("torch")(x))
+    with pytest.raises(QsearchError, match="lut model, not a network's"):
+        IntegerModel.load(b.path)
+    export.export(str(b.path), "json", tmp_path / "json")
+    again = read_json(tmp_path / "json" / "policy.json")
+    assert json.loads((tmp_path / "json" / "policy.json").read_text())["version"] == 3
+    assert np.array_equal(again.run_int(again.levels(x))[-1], b.integer.run_int(b.integer.levels(x))[-1])
+
+
+@pytest.mark.parametrize("fmt, what", [("qonnx", "QONNX export"), ("finn", "FINN's dataflow")])
+def test_network_only_exports_refuse_a_lut_policy_in_one_line(pendulum_bundle, tmp_path, fmt, what):
+    with pytest.raises(QsearchError, match=f"logic-circuit \\(LUT\\) policy: {what} takes networks only"):
+        export.export(str(pendulum_bundle.path), fmt, tmp_path / fmt)
+    assert not (tmp_path / fmt).exists()
+    with pytest.raises(QsearchError, match="PTQ takes networks only"):
+        ptq.ptq(str(pendulum_bundle.path), tmp_path / "ptq", bits_in=8, bits_core=3)

@@ -73,6 +73,8 @@ def export(ref: str, fmt: str, out: Path, tracking_uri: str | None = None, force
                            "policy (train with quantization, or run `qsearch ptq` on it)")
     if fmt in STATELESS:
         b.require_stateless(STATELESS[fmt])
+    if fmt in NETWORK_ONLY:
+        b.require_network(NETWORK_ONLY[fmt])
     with replaced_folder(out) as tmp:
         lines = _c(b, tmp, c_options) if fmt == "c" else _WRITERS[fmt](b, tmp)
     return [f"wrote {out} ({fmt}) from {b.path}", *lines]
@@ -94,7 +96,7 @@ def _mlflow(ref: str, out, tracking_uri: str | None) -> list[str]:
 
     def write_exports(b: bundles.Bundle, folders: dict[str, Path]) -> None:
         _c(b, folders["c"], COptions())
-        if not b.config.policy.recurrent:  # QONNX has no recurrent graph qsearch's GRU fits (STATELESS)
+        if b.config.policy.kind == "mlp" and not b.config.policy.recurrent:  # STATELESS, NETWORK_ONLY
             _qonnx(b, folders["qonnx"])
 
     return register(ref, uri, bundle_path, write_exports)
@@ -196,3 +198,8 @@ _WRITERS = {"qonnx": _qonnx, "json": _json, "finn": _finn, "verilog": _verilog}
 # and brevitas exports its QuantRNN/QuantLSTM to QONNX as unrolled custom ops that no QONNX consumer
 # here executes, with no GRU among them.
 STATELESS = {"qonnx": "QONNX export", "finn": "FINN's dataflow", "verilog": "qsearch's RTL"}
+# Formats made of layers of multiply-accumulates: a logic-circuit policy has none (brevitas' QONNX
+# graph and FINN's dataflow are built from the QAT network).
+NETWORK_ONLY = {"qonnx": "QONNX export", "finn": "FINN's dataflow",
+                # until the C and RTL of logic circuits land (issue 28)
+                "c": "the C export", "verilog": "qsearch's RTL"}

@@ -9,7 +9,9 @@ the file is checked against the engine it came from.
 Version 2 added the encoder. A file states the lowest version that reads it: a stateless policy's is
 a version 1 file, field for field, so version 1 readers read it as before; a recurrent policy's is
 version 2, which a version 1 reader that checks the version refuses (one that ignores the encoder
-would act without the state).
+would act without the state). Version 3 added logic-circuit policies (`kind` "lut": thermometer
+thresholds, each layer's connections and truth tables, the head's table; quant/lut_integer.py), which
+a version 1 or 2 reader refuses by their version.
 """
 from __future__ import annotations
 
@@ -23,23 +25,28 @@ from qsearch.errors import QsearchError
 from qsearch.obs_norm import ObsNorm
 from qsearch.quant.layers import int_range
 from qsearch.quant.integer import LUT_ONE, IntegerModel, IntGRU, IntLayer
+from qsearch.quant.lut_integer import IntLUTModel, LUTLayerInts
 
 _NUMBER_LIST = re.compile(r"\[\s*([-+\d.eE,\s]+?)\s*\]")
 FORMAT = "qsearch-integer-policy"
-VERSION = 2  # the highest this qsearch writes and reads
+VERSION = 3  # the highest this qsearch writes and reads
 
 
-def to_dict(model: IntegerModel, action_scale: np.ndarray, action_bias: np.ndarray, env_id: str,
+def to_dict(model: IntegerModel | IntLUTModel, action_scale: np.ndarray, action_bias: np.ndarray, env_id: str,
             observe: str = "all") -> dict:
     from qsearch.rl.envs import observed
 
-    in_lo, in_hi = int_range(model.input_bits, True)
     indices = observed(env_id, observe)
     d = {
-        "format": FORMAT, "version": 2 if model.recurrent else 1, "env_id": env_id,
-        "obs_dim": model.obs_dim, "act_dim": model.act_dim,
+        "format": FORMAT, "version": 3 if isinstance(model, IntLUTModel) else 2 if model.recurrent else 1,
+        "env_id": env_id, "obs_dim": model.obs_dim, "act_dim": model.act_dim,
         # which entries of the environment's observation the policy takes, in order (None: all of them)
         "observe": observe, "observation_indices": None if indices is None else list(indices),
+    }
+    if isinstance(model, IntLUTModel):
+        return d | _lut_dict(model, action_scale, action_bias)
+    in_lo, in_hi = int_range(model.input_bits, True)
+    d |= {
         "input": {
             "bits": model.input_bits, "signed": True, "min": in_lo, "max": in_hi,
             "scale": float(model.input_scale),
@@ -48,15 +55,27 @@ def to_dict(model: IntegerModel, action_scale: np.ndarray, action_bias: np.ndarr
     }
     if model.recurrent:  # absent otherwise: a stateless policy's file is the version 1 file it always was
         d["encoder"] = _encoder_dict(model.encoder)
-    d |= {
-        "layers": [_layer_dict(l) for l in model.layers],
-        "output": {
-            "bits": model.layers[-1].out_bits, "scale": model.output_scale, "lut_one": LUT_ONE,
+    return d | {"layers": [_layer_dict(l) for l in model.layers],
+                "output": _output_dict(model.layers[-1].out_bits, model, action_scale, action_bias)}
+
+
+def _output_dict(bits: int, model, action_scale, action_bias) -> dict:
+    return {"bits": bits, "scale": model.output_scale, "lut_one": LUT_ONE,
             "tanh_lut": model.tanh_lut.astype(int).tolist(),
-            "action_scale": _floats(action_scale), "action_bias": _floats(action_bias),
-        },
+            "action_scale": _floats(action_scale), "action_bias": _floats(action_bias)}
+
+
+def _lut_dict(model: IntLUTModel, action_scale, action_bias) -> dict:
+    return {
+        "kind": "lut",
+        "input": {"thermometer_bits": model.thermometer_bits, "thresholds": _floats(model.thresholds),
+                  "obs_mean": _floats(model.obs_norm.mean), "obs_std": _floats(model.obs_norm.std)},
+        "layers": [{"in": n_in, "out": len(l.tables), "lut_inputs": int(l.connections.shape[1]),
+                    "connections": l.connections.astype(int).tolist(), "tables": l.tables.astype(int).tolist()}
+                   for n_in, l in zip(model.layer_inputs(), model.layers)],
+        "head": {"group": model.group, "table": model.head.astype(int).tolist()},
+        "output": _output_dict(model.out_bits, model, action_scale, action_bias),
     }
-    return d
 
 
 def _layer_dict(l: IntLayer) -> dict:
@@ -79,7 +98,7 @@ def _encoder_dict(e: IntGRU) -> dict:
     }
 
 
-def write_json(model: IntegerModel, action_scale, action_bias, env_id: str, path: Path, observe: str = "all") -> Path:
+def write_json(model: IntegerModel | IntLUTModel, action_scale, action_bias, env_id: str, path: Path, observe: str = "all") -> Path:
     path = Path(path)
     text = json.dumps(to_dict(model, action_scale, action_bias, env_id, observe), indent=1)
     # one line per list of numbers (a weight row, a threshold table) instead of one line per number
@@ -88,7 +107,7 @@ def write_json(model: IntegerModel, action_scale, action_bias, env_id: str, path
     return path
 
 
-def read_json(path: Path) -> IntegerModel:
+def read_json(path: Path) -> IntegerModel | IntLUTModel:
     """The NumPy engine for an exported JSON file."""
     try:
         d = json.loads(Path(path).read_text())
@@ -97,9 +116,16 @@ def read_json(path: Path) -> IntegerModel:
         if d.get("version", 1) > VERSION:
             raise QsearchError(f"{path} is a version {d['version']} policy file; this qsearch reads up to version "
                                f"{VERSION}")
-        layers = [_layer(l) for l in d["layers"]]
         inp = d["input"]
         norm = ObsNorm(np.array(inp["obs_mean"], np.float32), np.array(inp["obs_std"], np.float32))
+        if d.get("kind") == "lut":
+            layers = [LUTLayerInts(np.array(l["connections"], np.int64), np.array(l["tables"], np.uint8))
+                      for l in d["layers"]]
+            out = d["output"]
+            return IntLUTModel(norm, np.array(inp["thresholds"], np.float32), layers, d["head"]["group"],
+                               np.array(d["head"]["table"], np.int64), out["bits"], np.array(out["tanh_lut"], np.int16),
+                               out["scale"])
+        layers = [_layer(l) for l in d["layers"]]
         encoder = None
         if (e := d.get("encoder")) is not None:
             if e["kind"] != "gru" or e["state_bits"] != e["gate_bits"]:

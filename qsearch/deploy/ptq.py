@@ -55,6 +55,7 @@ def ptq(src: str | Path, out: Path, bits_core: int, bits_in: int, calib: Calibra
         raise QsearchError("--episodes must be at least 1")
     bundles.check_destination(Path(out), force)
     src_bundle = bundles.read(locate_bundle(src, tracking_uri))
+    src_bundle.require_network("PTQ")
     if src_bundle.actor.quantized:
         raise QsearchError(f"{src} is already quantized; PTQ starts from an FP32 bundle")
     cfg = src_bundle.config

@@ -48,7 +48,11 @@ from qsearch.quant.layers import int_range
 from qsearch.policy import Recurrent
 
 FORMAT = "qsearch-integer-model"
-VERSION = 2  # 2: the recurrent encoder; a version 1 model (no encoder) still loads
+# The highest version this qsearch reads: 2 added the recurrent encoder, 3 the logic-circuit models of
+# quant/lut_integer.py. A file states the lowest version that describes it, so an MLP's or a GRU's
+# integer.json is a version 2 file, byte for byte what it was before version 3.
+VERSION = 3
+MLP_VERSION = 2
 ENCODER_PARTS = ("ax", "ah", "r", "z", "n", "h")  # a recurrent model's run_int: [x, *these, MLP..., o]
 LUT_ONE = 32767  # tanh table entries are Q1.15: action = entry / 32767
 ENGINE_ACC_BITS = 63  # NumPy runs the accumulators in int64
@@ -206,7 +210,7 @@ class IntegerModel:
                 layer.weight, layer.bias, layer.thresholds)
         np.savez(folder / "integer.npz", **arrays)
         meta = {
-            "format": FORMAT, "version": VERSION,
+            "format": FORMAT, "version": MLP_VERSION,
             "obs_dim": self.obs_dim, "act_dim": self.act_dim,
             "input": {"bits": self.input_bits, "signed": True, "scale": float(self.input_scale),
                       "quantize": "x_int = clip(rint(((obs - obs_mean) / obs_std) / input_scale)), float32"},
@@ -236,6 +240,9 @@ class IntegerModel:
             if meta.get("version", 1) > VERSION:
                 raise QsearchError(f"{folder / 'integer.json'} is a version {meta['version']} integer model; "
                                    f"this qsearch reads up to version {VERSION}")
+            if meta.get("kind", "mlp") != "mlp":
+                raise QsearchError(f"{folder / 'integer.json'} holds a {meta['kind']} model, not a network's "
+                                   "(quant/lut_integer.py reads it)")
             layers = [_layer(a, i, m) for i, m in enumerate(meta["layers"])]
             encoder = None
             if (e := meta.get("encoder")) is not None:

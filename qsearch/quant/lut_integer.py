@@ -1,5 +1,5 @@
-"""A logic-circuit policy's integer model (issue 28, second part, not yet in the bundle): what the
-hardware computes, run in NumPy.
+"""A logic-circuit policy's integer model (integer format version 3): what the hardware computes, run
+in NumPy, stored in a bundle as integer.npz and integer.json like a network's (quant/integer.py).
 
   level = number of thresholds T_i with x_norm >= T_i        float32: the only floating-point step, per
                                                               feature, against the thermometer's thresholds
@@ -15,15 +15,20 @@ because the head is monotone in the count, hardware can hold it as thresholds on
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from qsearch.errors import QsearchError
 from qsearch.obs_norm import ObsNorm
-from qsearch.quant.integer import LUT_ONE, tanh_table
+from qsearch.quant.integer import FORMAT, LUT_ONE, tanh_table
 from qsearch.quant.layers import int_range
 from qsearch.quant.lut_actor import LUTActor
+
+VERSION = 3  # quant/integer.py's format version that added these models
 
 
 @dataclass
@@ -42,6 +47,24 @@ class IntLUTModel:
     out_bits: int
     tanh_lut: np.ndarray  # (2**out_bits,) int16, indexed by o - q_min
     output_scale: float  # float scale of the output integer, documentation and checks only
+
+    recurrent = False
+
+    @property
+    def obs_dim(self) -> int:
+        return len(self.obs_norm.mean)
+
+    @property
+    def act_dim(self) -> int:
+        return len(self.head)
+
+    @property
+    def thermometer_bits(self) -> int:
+        return len(self.thresholds)
+
+    def layer_inputs(self) -> list[int]:
+        """How many bits each layer reads from: the thermometer's, then the previous layer's."""
+        return [self.obs_dim * self.thermometer_bits, *(len(l.tables) for l in self.layers[:-1])]
 
     def levels(self, x_norm: np.ndarray) -> np.ndarray:
         """(B, obs_dim) normalized observations -> (B, obs_dim) thermometer levels. A NaN reaches no
@@ -68,6 +91,60 @@ class IntLUTModel:
 
     def action(self, o: np.ndarray) -> np.ndarray:
         return self.tanh_lut[o - int_range(self.out_bits, True)[0]].astype(np.float32) / LUT_ONE
+
+    def policy(self):
+        """The evaluator's policy (rl/evaluate.py)."""
+        return self.act
+
+    # ---- storage: as IntegerModel's, plain .npz arrays and a .json description ----
+
+    def save(self, folder: Path) -> None:
+        arrays = {"obs_mean": self.obs_norm.mean, "obs_std": self.obs_norm.std, "thresholds": self.thresholds,
+                  "head": self.head, "tanh_lut": self.tanh_lut}
+        for i, layer in enumerate(self.layers):
+            arrays[f"connections_{i}"], arrays[f"tables_{i}"] = layer.connections, layer.tables
+        np.savez(folder / "integer.npz", **arrays)
+        meta = {
+            "format": FORMAT, "version": VERSION, "kind": "lut",
+            "obs_dim": self.obs_dim, "act_dim": self.act_dim,
+            "input": {"thermometer_bits": self.thermometer_bits,
+                      "levels": "level = count(thresholds <= (obs - obs_mean) / obs_std), float32; NaN: 0"},
+            "layers": [{"in": n_in, "out": len(l.tables), "lut_inputs": int(l.connections.shape[1])}
+                       for n_in, l in zip(self.layer_inputs(), self.layers)],
+            "bits": "the first layer's input bit f * thermometer_bits + i is level[f] > i",
+            "lookup": "bit'[j] = tables[j, sum_l bit[connections[j, l]] * 2^l]",
+            "head": {"group": self.group,
+                     "rule": "count[a] = sum of the last layer's bits a * group .. (a + 1) * group - 1; "
+                             "o[a] = head[a, count[a]]"},
+            "output": {"bits": self.out_bits, "scale": self.output_scale,
+                       "tanh_lut": f"action = tanh_lut[o + 2^(bits-1)] / {LUT_ONE}, then the env's action scale"},
+        }
+        (folder / "integer.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> "IntLUTModel":
+        try:
+            meta = json.loads((folder / "integer.json").read_text())
+            if meta.get("format") != FORMAT or meta.get("kind") != "lut":
+                raise QsearchError(f"{folder / 'integer.json'} is not a qsearch logic-circuit integer model")
+            with np.load(folder / "integer.npz", allow_pickle=False) as z:
+                a = {k: z[k] for k in z.files}
+            layers = [LUTLayerInts(a[f"connections_{i}"], a[f"tables_{i}"]) for i in range(len(meta["layers"]))]
+            return cls(ObsNorm(a["obs_mean"], a["obs_std"]), a["thresholds"], layers, meta["head"]["group"],
+                       a["head"], meta["output"]["bits"], a["tanh_lut"], meta["output"]["scale"])
+        except (OSError, KeyError, ValueError, TypeError) as e:
+            raise QsearchError(f"cannot read the integer model in {folder}: {e}") from None
+
+
+def agreement(actor: LUTActor, model: IntLUTModel, episodes: list[np.ndarray]) -> float:
+    """Share of observations whose output integers from the float32 training model equal the engine's
+    (quant/integer.py's agreement for a LUT policy: the two differ only where float32 sums of the head
+    round differently, which the tabulated head rules out, so anything below 1 is a bug)."""
+    actor.eval()
+    x = np.concatenate(episodes)
+    with torch.no_grad():
+        o_torch = actor.head(actor.counts(torch.from_numpy(np.asarray(x, np.float32)))).int().numpy()
+    return float(np.mean(np.all(o_torch.astype(np.int64) == model.run_int(model.levels(x))[-1], axis=1)))
 
 
 def extract(actor: LUTActor, obs_norm: ObsNorm) -> IntLUTModel:
