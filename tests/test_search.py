@@ -221,3 +221,24 @@ def test_optuna_with_asha(services, tmp_path):
     status = sorted(k["info"]["status"] for k in kids)
     assert status == sorted("FINISHED" if r["status"] == "done" else "KILLED" for r in out.rows)
     assert all("qsearch.error" not in tags(k) for k in kids)  # stopped is not failed
+
+
+def test_a_search_over_logic_circuit_sizes_beside_fp32(services, tmp_path):
+    """A space's `policy: lut` group: trials of LUT policies, their own configuration labels and
+    settings in MLflow, their cost the bits of their truth tables, their bundles with the LUT integer model."""
+    address, url = services
+    sweep = [{"fp32": True}, {"policy": "lut", "thermometer_bits": 4, "luts": [[8, 4], [16]], "lut_inputs": 3,
+                              "mapping": "random"}]
+    out = search(space(tmp_path, "luts", seeds=[0], sweep=sweep), workdir=tmp_path / "w", address=address,
+                 tracking_uri=url)
+    assert [r["status"] for r in out.rows] == ["done"] * 3
+    _, kids = children(url, "luts")
+    lut = {params(k)["configuration"]: k for k in kids if params(k)["policy"] == "lut"}
+    assert set(lut) == {"InvertedPendulum-v5/lut/t4/l8-4k3/random/o8", "InvertedPendulum-v5/lut/t4/l16k3/random/o8"}
+    run = lut["InvertedPendulum-v5/lut/t4/l8-4k3/random/o8"]
+    assert {k: params(run)[k] for k in ("luts", "thermometer_bits", "lut_inputs")} == \
+        {"luts": "8,4", "thermometer_bits": "4", "lut_inputs": "3"}
+    assert {m["key"]: m["value"] for m in run["data"]["metrics"]}["cost"] == 12 * 2**3
+    folders = [p for p in (tmp_path / "w" / "ray" / "luts").iterdir() if (p / "params.json").exists()]
+    kinds = sorted(type(bundles.read(f / "bundle").integer).__name__ for f in folders)
+    assert kinds == ["IntLUTModel", "IntLUTModel", "NoneType"]

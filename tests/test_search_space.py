@@ -50,7 +50,29 @@ def test_a_recurrent_space(tmp_path):
     assert (cfg.algo_config.sequence_length, cfg.algo_config.burn_in) == (12, 4)
 
 
+def test_a_space_of_logic_circuit_sizes(tmp_path):
+    lut = {"policy": "lut", "thermometer_bits": [8, 16], "luts": [[64, 64], [32]], "lut_inputs": 4, "mapping": "random"}
+    s = spaces.load(write(tmp_path, with_(sweep=[{"fp32": True}, lut, {"policy": "lut", "luts": [16, 16]}])))
+    assert [c.key for c in s.configurations][1:] == [
+        "InvertedPendulum-v5/lut/t8/l64-64k4/random/o8", "InvertedPendulum-v5/lut/t16/l64-64k4/random/o8",
+        "InvertedPendulum-v5/lut/t8/l32k4/random/o8", "InvertedPendulum-v5/lut/t16/l32k4/random/o8",
+        "InvertedPendulum-v5/lut/t16/l16-16k6/learnable/o8"]  # a flat list of sizes is one value
+    p = s.train_config(s.configurations[1], 0).policy
+    assert (p.kind, p.thermometer_bits, p.luts, p.lut_inputs, p.mapping) == ("lut", 8, (64, 64), 4, "random")
+
+
+LUT = {"policy": "lut"}
+
+
 @pytest.mark.parametrize("data, key, reason", [
+    (with_(sweep=[{**LUT, "width": 64}]), "sweep[0].width", "applies to mlp policies"),
+    (with_(sweep=[{**LUT, "luts": [[8, 0]]}]), "sweep[0].luts", "must be a positive integer, got 0"),
+    (with_(sweep=[{**LUT, "thermometer_bits": [8, 200]}]), "sweep[0].thermometer_bits", "must be at most 127"),
+    (with_(sweep=[{**LUT, "mapping": "fixed"}]), "sweep[0].mapping", "must be one of learnable, random"),
+    (with_(sweep=[{"thermometer_bits": 8}]), "sweep[0].thermometer_bits", "add policy: lut to the group"),
+    (with_(sweep=[{"policy": "cnn"}]), "sweep[0].policy", "must be mlp or lut"),
+    (with_(sweep=[LUT], algo="ppo", algo_config={}), "sweep[0].policy", "ppo trains mlp policies"),
+    (with_(sweep=[LUT], policy={"encoder": "gru"}), "sweep[0].policy", "a lut policy has no encoder"),
     (with_(colour="red"), "colour", "unknown key"),
     (with_(sweep=[{"scope": "core", "bitz": 3}]), "sweep[0].bitz", "unknown key"),
     (with_(algo_config={"learning_rate": 1e-3}), "algo_config.learning_rate", "unknown key"),

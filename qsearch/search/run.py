@@ -35,10 +35,11 @@ def _param_space(space: spaces.SearchSpace, only=None) -> dict:
 
     keys = [c.key for c in space.configurations]
     if space.search.searcher == "grid" and not only:  # every configuration x every seed, once
-        # Expected-longest first (QAT before FP32, wider before narrower), so that the last round does
-        # not leave slots idle behind one slow trial.
-        slow_first = sorted(space.configurations, reverse=True,
-                            key=lambda c: (c.policy.quant is not None, c.policy.width * c.policy.depth))
+        # Expected-longest first (logic circuits, then QAT, then FP32, larger before smaller), so that the
+        # last round does not leave slots idle behind one slow trial.
+        slow_first = sorted(space.configurations, reverse=True, key=lambda c: (
+            c.policy.lut, c.policy.quant is not None,
+            sum(c.policy.luts) if c.policy.lut else c.policy.width * c.policy.depth))
         return {"configuration": tune.grid_search([c.key for c in slow_first]),
                 "seed": tune.grid_search(list(space.seeds))}
     # Optuna picks a configuration (a categorical over the space's configurations) and a seed.

@@ -16,6 +16,11 @@ one seed. Example (see search_spaces/quickstart.yaml):
       - {fp32: true}
       - {scope: core, bits: [2, 4]}
 
+A group with `policy: lut` sweeps logic-circuit policies (quant/lut_actor.py) instead: axes
+thermometer_bits, luts, lut_inputs, mapping and bits_out (the head's output), e.g.
+`{policy: lut, thermometer_bits: [8, 16], luts: [[64, 64], [256, 256]], lut_inputs: 6}`. A value of
+luts is a list of layer sizes, so a list of such lists is an axis and a flat list one value.
+
 Every error is one line naming the file, the key and the reason (QsearchError; the checks are
 qsearch/search/validate.py's, and a config field's bounds are its config's).
 """
@@ -54,8 +59,11 @@ class Configuration:
     def key(self) -> str:
         """A short, stable, readable name: the same configuration always gets the same key."""
         p, q = self.policy, self.policy.quant
-        bits = "fp32" if q is None else f"i{q.bits_in}w{q.bits_weight}a{q.bits_act}o{q.bits_out}"
         extra = "".join(f"/{k}={v}" for k, v in self.algo_overrides)
+        if p.lut:
+            return (f"{self.env_id}/lut/t{p.thermometer_bits}/l{'-'.join(map(str, p.luts))}k{p.lut_inputs}"
+                    f"/{p.mapping}/o{q.bits_out}{extra}")
+        bits = "fp32" if q is None else f"i{q.bits_in}w{q.bits_weight}a{q.bits_act}o{q.bits_out}"
         encoder = f"/{p.encoder}{p.encoder_width}" if p.recurrent else ""
         return f"{self.env_id}/{bits}/h{p.width}x{p.depth}{encoder}{extra}"
 
@@ -69,7 +77,7 @@ class SearchConfig:
     num_samples: int = 10
     """optuna only: how many trials to sample"""
     objectives: tuple[str, ...] = ("return",)
-    """optuna: (return,) or (return, cost), cost being the bits of the actor's weights"""
+    """optuna: (return,) or (return, cost), cost being the bits the actor holds (weights, or truth tables)"""
     scheduler: str = "none"
     """none, or asha to stop trials whose evaluation return lags"""
     grace_steps: int = 10_000
@@ -148,7 +156,8 @@ class SearchSpace:
 TOP_KEYS = {"name", "envs", "algo", "algo_config", "steps", "seeds", "eval_every", "eval_episodes",
             "final_episodes", "policy", "sweep", "search", "resources", "retries", "checkpoint_every", "observe"}
 REQUIRED = ("name", "envs", "steps", "seeds", "sweep")
-GROUP_KEYS = {"envs", "algo_config", "fp32", "scope", "bits", "width", "depth", *BIT_AXES}
+LUT_AXES = ("thermometer_bits", "luts", "lut_inputs", "mapping")
+GROUP_KEYS = {"envs", "algo_config", "fp32", "scope", "bits", "width", "depth", *BIT_AXES, "policy", *LUT_AXES}
 
 
 def _observed(err, envs, observe: str) -> None:
@@ -275,6 +284,13 @@ def _group(err, key, group, envs, width, depth, algo, encoder: dict):
     checked = _algo_config(err, algo, given, f"{key}.algo_config")
     overrides = tuple(sorted((k, getattr(checked, k)) for k in given))  # as the config holds them (1 -> 1.0)
     g_envs = one_or_more(err, f"{key}.envs", group["envs"], lambda k, v: _env(err, k, v)) if "envs" in group else envs
+    kind = group.get("policy", "mlp")
+    if kind == "lut":
+        return [Configuration(e, p, overrides) for e in g_envs for p in _lut_policies(err, key, group, algo, encoder)]
+    if kind != "mlp":
+        raise err(f"{key}.policy", f"must be mlp or lut, got {kind!r}")
+    if lut_keys := [k for k in LUT_AXES if k in group]:
+        raise err(f"{key}.{lut_keys[0]}", "applies to lut policies: add policy: lut to the group")
     widths = one_or_more(err, f"{key}.width", group.get("width", width), lambda k, v: field_value(err, k, "width", v))
     depths = one_or_more(err, f"{key}.depth", group.get("depth", depth), lambda k, v: field_value(err, k, "depth", v))
     bit_keys = [k for k in ("scope", "bits", *BIT_AXES) if k in group]
@@ -310,6 +326,28 @@ def _group(err, key, group, envs, width, depth, algo, encoder: dict):
                 quants.append(QuantBits(i, w, a, o))
     return [Configuration(e, PolicyConfig(width=w, depth=d, quant=q, **encoder), overrides)
             for e, q, w, d in itertools.product(g_envs, quants, widths, depths)]
+
+
+def _lut_policies(err, key, group, algo, encoder: dict) -> list[PolicyConfig]:
+    """A `policy: lut` group's policies: the product of its axes, each checked by PolicyConfig."""
+    if algo == "ppo":
+        raise err(f"{key}.policy", "lut applies to sac, ddpg and td3; ppo trains mlp policies")
+    if PolicyConfig(**encoder).recurrent:
+        raise err(f"{key}.policy", "a lut policy has no encoder: remove policy.encoder from the space")
+    if mlp_keys := [k for k in ("fp32", "scope", "bits", "width", "depth", *BIT_AXES) if k in group and k != "bits_out"]:
+        raise err(f"{key}.{mlp_keys[0]}", "applies to mlp policies; a lut group sweeps "
+                  f"{', '.join(LUT_AXES)} and bits_out")
+    luts = group.get("luts", list(default(PolicyConfig, "luts")))
+    luts = luts if isinstance(luts, list) and luts and all(isinstance(v, list) for v in luts) else [luts]
+    axes = {k: one_or_more(err, f"{key}.{k}", group.get(k, default(PolicyConfig, k)), lambda kk, v: v)
+            for k in ("thermometer_bits", "lut_inputs", "mapping")}
+    outs = one_or_more(err, f"{key}.bits_out", group.get("bits_out", default(QuantBits, "bits_out")),
+                       lambda k, v: bit_width(err, k, v))
+    policies = []
+    for layers, b, k, m, o in itertools.product(luts, *axes.values(), outs):
+        values = {"kind": "lut", "luts": layers, "thermometer_bits": b, "lut_inputs": k, "mapping": m}
+        policies.append(config_of(err, key, PolicyConfig, values | {"quant": QuantBits(bits_out=o)}))
+    return policies
 
 
 def _scope(err, key, v):

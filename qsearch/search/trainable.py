@@ -20,8 +20,11 @@ from qsearch.search.space import SearchSpace
 DONE_MARKER = "trial.json"  # in the trial's storage folder; written last, it marks the trial as done
 
 
-def weight_bits(obs_dim: int, act_dim: int, policy) -> int:
-    """Model cost for multi-objective search: total bits of the actor's weight matrices (FP32: 32)."""
+def policy_bits(obs_dim: int, act_dim: int, policy) -> int:
+    """Model cost for multi-objective search: the bits the actor holds, its weight matrices' (FP32: 32
+    per weight), or a logic circuit's truth tables (2^k bits per k-input table; quant/lut_actor.py)."""
+    if policy.lut:
+        return sum(policy.luts) * 2**policy.lut_inputs
     sizes = [obs_dim] + [policy.width] * policy.depth + [act_dim]
     weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
     return weights * (32 if policy.quant is None else policy.quant.bits_weight)
@@ -76,7 +79,7 @@ def train_trial(config: dict, space: SearchSpace, tracking_uri: str, experiment_
         return
 
     env = make_env(cfg.env_id, seed, cfg.observe)
-    cost = weight_bits(env.observation_space.shape[0], env.action_space.shape[0], conf.policy)
+    cost = policy_bits(env.observation_space.shape[0], env.action_space.shape[0], conf.policy)
     env.close()
 
     params = space.trial_params(conf, seed)
