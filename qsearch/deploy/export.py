@@ -125,7 +125,9 @@ def _c(b: bundles.Bundle, tmp: Path, opts: COptions) -> list[str]:
 
     t = mcu.target(opts.target)
     tried, report = [], None
-    for layout in ("int8", "packed") if opts.layout == "auto" else (opts.layout,):
+    layouts = ("int8", "packed") if opts.layout == "auto" else (opts.layout,)
+    lut = b.config.policy.lut  # truth tables are bits whatever the layout: one build
+    for layout in layouts[-1:] if lut else layouts:
         for old in tmp.iterdir():  # what the previous layout wrote
             shutil.rmtree(old) if old.is_dir() else old.unlink()
         size = c_export.write_c(b.integer, b.action_scale, b.action_bias, tmp, layout)
@@ -141,7 +143,8 @@ def _c(b: bundles.Bundle, tmp: Path, opts: COptions) -> list[str]:
         what = f"the {t.name} build's flash" if t else "the model data"
         raise QsearchError(f"no weight layout fits the flash budget of {opts.flash_budget} bytes ({what}: "
                            f"{'; '.join(tried)})")
-    lines = [f"layout: {layout} weights", *size.describe(), *(report.describe() if report else [])]
+    lines = [f"layout: {mcu.LUT_TABLES if lut else layout + ' weights'}", *size.describe(),
+             *(report.describe() if report else [])]
     if opts.verify:
         lines.append(_verify(b, t, tmp, opts.verify))
     return lines
@@ -201,5 +204,5 @@ STATELESS = {"qonnx": "QONNX export", "finn": "FINN's dataflow", "verilog": "qse
 # Formats made of layers of multiply-accumulates: a logic-circuit policy has none (brevitas' QONNX
 # graph and FINN's dataflow are built from the QAT network).
 NETWORK_ONLY = {"qonnx": "QONNX export", "finn": "FINN's dataflow",
-                # until the C and RTL of logic circuits land (issue 28)
-                "c": "the C export", "verilog": "qsearch's RTL"}
+                # until the RTL of logic circuits lands (issue 28)
+                "verilog": "qsearch's RTL"}

@@ -33,6 +33,7 @@ from qsearch.deploy.c_export import TEMPLATES, compile_harness
 from qsearch.errors import QsearchError
 from qsearch.quant.layers import int_range
 from qsearch.quant.integer import IntegerModel
+from qsearch.quant.lut_integer import IntLUTModel
 
 INSTALL_HINT = "pip install -e '.[mcu]' in the qsearch checkout (make install does it)"
 MCU_HARNESS = TEMPLATES / "mcu_harness.c"
@@ -45,6 +46,7 @@ IO_BYTES = 4 * 1024 * 1024  # observations in, rows out: a region the emulator m
 BATCH_ROWS = 2048
 STATE_BYTES = 64 * 1024  # the bottom of the I/O region holds a recurrent policy's state
 STACK_FILL = 0xA5
+LUT_TABLES = "bit-packed truth tables"  # a LUT policy's report names this instead of a weight layout
 
 
 @dataclass(frozen=True)
@@ -323,8 +325,9 @@ class McuReport:
                if self.recurrent else f"RAM {self.ram} bytes (stack high-water mark {self.stack}, static {self.static_ram})")
         over = (f"{self.observations} consecutive steps from the reset, the state carried" if self.recurrent
                 else f"{self.observations} observations")
+        layout = self.layout if self.layout == LUT_TABLES else f"{self.layout} weights"
         return [
-            f"{self.target} ({self.layout} weights): flash {self.flash} bytes (engine code {self.engine_code}, "
+            f"{self.target} ({layout}): flash {self.flash} bytes (engine code {self.engine_code}, "
             f"model constants {self.model_const}, runtime helpers {self.runtime_code}, data {self.static_ram}); {ram}",
             f"{self.target}: {self.instructions_per_action:,.0f} instructions per action from a float observation "
             f"(qpolicy_quantize_obs then {run}; max {self.instructions_per_action_max:,}), about "
@@ -356,6 +359,8 @@ def measure(model: IntegerModel, t: Target, layout: str, build_dir: Path, mhz: f
     count = _count_steps if model.recurrent else _count_actions
     from_float, from_int, stack, state = count(model, core, n_obs, np.random.default_rng(seed))
     extra = {"state": state, "recurrent": True} if model.recurrent else {}
+    if isinstance(model, IntLUTModel):
+        layout = LUT_TABLES  # its truth tables are bits whatever layout was asked for
     return McuReport(t.name, layout, own["code"], own["const"], runtime, own["data"] + own["bss"], stack,
                      float(np.mean(from_float)), int(max(from_float)), float(np.mean(from_int)), int(max(from_int)),
                      n_obs, float(mhz or t.mhz), **extra)
@@ -402,7 +407,8 @@ def _count_steps(model: IntegerModel, core: Core, n_obs: int, rng: np.random.Gen
 @dataclass(frozen=True)
 class Checks:
     """What a verification runs: `random` random observations, then special rows of each kind in
-    `special` (name -> rows); `exact_ties` counts the entries that land exactly on a rounding tie."""
+    `special` (name -> rows); `exact_ties` counts the entries that land exactly on a rounding tie (a
+    LUT policy's: exactly on a thermometer threshold)."""
 
     obs: np.ndarray
     random: int
@@ -411,47 +417,83 @@ class Checks:
 
     def describe(self) -> str:
         s = self.special
+        edges = (f"{s['ties']} rows of rounding ties ({self.exact_ties} entries exactly on a tie), "
+                 f"{s['next to ties']} rows next to them" if "ties" in s else
+                 f"{s['thresholds']} rows on thermometer thresholds ({self.exact_ties} entries exactly on one), "
+                 f"{s['next to thresholds']} rows one float32 step either side")
         return (f"{self.random:,} random observation{'s' * (self.random != 1)} and {sum(s.values()):,} special "
-                f"ones: {s['ties']} rows of rounding ties ({self.exact_ties} entries exactly on a tie), "
-                f"{s['next to ties']} rows next to them, {s['+inf']} rows with +inf, {s['-inf']} with -inf, "
+                f"ones: {edges}, {s['+inf']} rows with +inf, {s['-inf']} with -inf, "
                 f"{s['NaN']} with NaN, {s['far out of range']} far out of range")
 
 
-def verification_observations(model: IntegerModel, n: int = 10_000, seed: int = 0) -> Checks:
+def verification_observations(model: IntegerModel | IntLUTModel, n: int = 10_000, seed: int = 0) -> Checks:
     """`n` random raw float32 observations, then the special rows, the same whatever `n`: every
     rounding tie of the input quantizer (y = k + 1/2, both parities, both ends of the range), exactly
     where a float32 observation reaches it, and the float32 neighbours on both sides; +inf, -inf and
     NaN, in each position alone and in every position at once; values far out of range, up to the
-    largest float32, of both signs."""
+    largest float32, of both signs. A LUT policy's edges are its thermometer thresholds instead
+    (_threshold_rows)."""
+    if isinstance(model, IntLUTModel):
+        return _threshold_rows(model, n, seed)
     d, q = model.obs_dim, np.float32(model.input_scale)
     mean, std = model.obs_norm.mean.astype(np.float32), model.obs_norm.std.astype(np.float32)
     random = random_observations(model, n, np.random.default_rng(seed))
-    rng = np.random.default_rng([seed, 1])  # a stream of its own: the special rows do not depend on n
-    typical = lambda rows: random_observations(model, rows, rng)  # noqa: E731
     lo, hi = int_range(model.input_bits, True)
-    # every tie from lo - 1/2 to hi + 1/2; row r holds tie (r + c) mod count in column c
+    # every tie from lo - 1/2 to hi + 1/2
     tie_y = np.arange(lo - 1, hi + 1, dtype=np.float32) + np.float32(0.5)
-    pick = (np.arange(len(tie_y))[:, None] + np.arange(d)[None, :]) % len(tie_y)
-    ties = _reach(tie_y[pick], mean, std, q)
+    ties = _reach(_cycled(tie_y, d), mean, std, q)
     near = np.concatenate([np.nextafter(ties, np.float32(np.inf)), np.nextafter(ties, np.float32(-np.inf))])
-    special = {"ties": ties, "next to ties": near}
-    for name, value in (("+inf", np.inf), ("-inf", -np.inf), ("NaN", np.nan)):
-        rows = typical(d + 1)
-        rows[np.arange(d), np.arange(d)] = value  # one position at a time
-        rows[d] = value  # and all of them
-        special[name] = rows
-    # beyond the clipping range by 4x, 1e3x, 1e6x (normalized), then raw 1e30 and the largest float32,
-    # with alternating signs and their negation
-    span = np.float32((hi + 1) * q)
-    signs = np.where(np.arange(d) % 2 == 0, 1, -1).astype(np.float32)
-    far = [(signs * span * np.float32(k)) * std + mean for k in (4, 1e3, 1e6)]
-    far += [signs * np.float32(1e30), signs * np.finfo(np.float32).max]
-    far = np.asarray(far, np.float32)
-    special["far out of range"] = np.concatenate([far, -far])
+    # beyond the clipping range by 4x, 1e3x, 1e6x (normalized)
+    special = {"ties": ties, "next to ties": near, **_extreme_rows(model, seed, np.float32((hi + 1) * q))}
     y = model.obs_norm(ties) / model.input_scale  # as IntegerModel.quantize_obs computes it
     exact = int(np.count_nonzero(y - np.floor(y) == np.float32(0.5)))
     obs = np.concatenate([random, *special.values()]).astype(np.float32)
     return Checks(obs, n, {k: len(v) for k, v in special.items()}, exact)
+
+
+def _threshold_rows(model: IntLUTModel, n: int, seed: int) -> Checks:
+    """A LUT policy's verification_observations: the random ones, then every thermometer threshold
+    exactly where a float32 observation's normalized value (obs - mean) / std reaches it, the rows
+    whose normalized values are the thresholds' float32 neighbours below and above (the last level
+    step not taken, and taken), and the rows of infinities, NaN and far-out values."""
+    d, t, one = model.obs_dim, model.thresholds.astype(np.float32), np.float32(1)
+    mean, std = model.obs_norm.mean.astype(np.float32), model.obs_norm.std.astype(np.float32)
+    random = random_observations(model, n, np.random.default_rng(seed))
+    on = _reach(_cycled(t, d), mean, std, one)
+    near = np.concatenate([_reach(_cycled(np.nextafter(t, np.float32(side)), d), mean, std, one)
+                           for side in (-np.inf, np.inf)])
+    # beyond the outermost threshold by 4x, 1e3x, 1e6x
+    span = max(np.float32(np.abs(t).max()), one)
+    special = {"thresholds": on, "next to thresholds": near, **_extreme_rows(model, seed, span)}
+    exact = int(np.count_nonzero(model.obs_norm(on) == _cycled(t, d)))
+    obs = np.concatenate([random, *special.values()]).astype(np.float32)
+    return Checks(obs, n, {k: len(v) for k, v in special.items()}, exact)
+
+
+def _cycled(values: np.ndarray, d: int) -> np.ndarray:
+    """Rows of `d` columns in which row r holds values[(r + c) mod count] in column c: every value in
+    every column."""
+    return values[(np.arange(len(values))[:, None] + np.arange(d)[None, :]) % len(values)]
+
+
+def _extreme_rows(model, seed: int, span: np.float32) -> dict[str, np.ndarray]:
+    """+inf, -inf and NaN rows (in each position alone, then in all), and rows far out of range: `span`
+    (normalized) times 4, 1e3, 1e6, then raw 1e30 and the largest float32, with alternating signs and
+    their negation."""
+    d = model.obs_dim
+    mean, std = model.obs_norm.mean.astype(np.float32), model.obs_norm.std.astype(np.float32)
+    rng = np.random.default_rng([seed, 1])  # a stream of its own: the special rows do not depend on n
+    rows = {}
+    for name, value in (("+inf", np.inf), ("-inf", -np.inf), ("NaN", np.nan)):
+        rows[name] = random_observations(model, d + 1, rng)
+        rows[name][np.arange(d), np.arange(d)] = value  # one position at a time
+        rows[name][d] = value  # and all of them
+    signs = np.where(np.arange(d) % 2 == 0, 1, -1).astype(np.float32)
+    far = [(signs * span * np.float32(k)) * std + mean for k in (4, 1e3, 1e6)]
+    far += [signs * np.float32(1e30), signs * np.finfo(np.float32).max]
+    far = np.asarray(far, np.float32)
+    rows["far out of range"] = np.concatenate([far, -far])
+    return rows
 
 
 def _reach(y: np.ndarray, mean: np.ndarray, std: np.ndarray, q: np.float32, ulps: int = 16) -> np.ndarray:
@@ -474,7 +516,8 @@ def compare(model: IntegerModel, obs: np.ndarray, x_c, o_c, a_c, where: str) -> 
     with np.errstate(over="ignore"):  # the largest float32 values overflow to infinity, which saturates
         x = model.quantize_obs(obs)
     o = model.run_int(x)[-1]
-    a = model.tanh_lut[o - model.layers[-1].out_min]
+    out_min = int_range(model.out_bits, True)[0] if isinstance(model, IntLUTModel) else model.layers[-1].out_min
+    a = model.tanh_lut[o - out_min]
     bad = np.flatnonzero(np.any(x_c != x, 1) | np.any(o_c != o, 1) | np.any(a_c != a, 1))
     if bad.size:
         i = int(bad[0])

@@ -13,7 +13,8 @@ import torch
 
 from qsearch.config import PolicyConfig, QuantBits
 from qsearch.errors import QsearchError
-from qsearch.quant.actor import QuantActor
+from qsearch.quant.actor import QuantActor, build_actor
+from qsearch.quant.lut_actor import LUTActor
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,13 @@ PAPER_TABLE1 = {
 REFERENCE = (256, QuantBits(bits_in=8, bits_weight=4, bits_act=4, bits_out=8))  # paper's reference design
 
 
-def random_actor(cfg: PolicyConfig, obs_dim: int, act_dim: int, seed: int = 0) -> QuantActor:
-    """A quantized actor with random weights and activation scales set from random inputs."""
+def random_actor(cfg: PolicyConfig, obs_dim: int, act_dim: int, seed: int = 0) -> QuantActor | LUTActor:
+    """A quantized actor with random weights (a LUT policy's: random truth tables) and activation scales
+    set from random inputs."""
     if cfg.quant is None:
         raise QsearchError("an FP32 policy has no integer hardware; give bit widths")
     torch.manual_seed(seed)
-    actor = QuantActor(obs_dim, act_dim, cfg).train()
+    actor = build_actor(obs_dim, act_dim, cfg).train()
     with torch.no_grad():  # a few statistics-collecting calls, then the scales are frozen
         for _ in range(3):
             actor(torch.randn(256, 8, obs_dim) if cfg.recurrent else torch.randn(256, obs_dim))  # recurrent: sequences

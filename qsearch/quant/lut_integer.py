@@ -66,6 +66,10 @@ class IntLUTModel:
         """How many bits each layer reads from: the thermometer's, then the previous layer's."""
         return [self.obs_dim * self.thermometer_bits, *(len(l.tables) for l in self.layers[:-1])]
 
+    def quantize_obs(self, obs: np.ndarray) -> np.ndarray:
+        """Raw observations -> thermometer levels: the integer observation of the C export's API."""
+        return self.levels(self.obs_norm(obs))
+
     def levels(self, x_norm: np.ndarray) -> np.ndarray:
         """(B, obs_dim) normalized observations -> (B, obs_dim) thermometer levels. A NaN reaches no
         threshold: level 0."""
