@@ -138,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="finn: FINN's estimates; open: qsearch's RTL, checked in verilator against the integer engine "
                         "and synthesized with yosys for the 7-series (cell counts before place-and-route, timing not "
                         "closed); both: side by side (default finn)")
+    h.add_argument("--all-trials", action="store_true",
+                   help="with a search or selection folder: every quantized trial its report shows, not only the "
+                        "selected ones (for the report's return against hardware cost; write with --out FOLDER/hw)")
     h.add_argument("--reference", action="store_true", help="also sweep the paper's reference design (256 wide, 8/4/8 bits)")
     h.add_argument("--paper", action="store_true", help="also sweep the paper's five Table-1 configurations (random weights)")
     h.add_argument("--address", help="join a Ray cluster: auto or ray://host:port (default: a local Ray)")
@@ -476,7 +479,7 @@ def _hw(a) -> int:
         line = f"[{done}/{total}] {row.policy} ({row.flow}) at {row.target_fps:.0e} actions/s"
         print(f"\r{line:<72}", end="", file=sys.stderr, flush=True)
     res = run_hw(a.ref, cfg, a.out, reference=a.reference, paper=a.paper, tracking_uri=a.tracking_uri,
-                 synth=a.synth, progress=progress, flow=a.flow)
+                 synth=a.synth, progress=progress, flow=a.flow, all_trials=a.all_trials)
     print(file=sys.stderr)
     print(res.table)
     for n in res.notes:

@@ -200,6 +200,11 @@ class Trial:
         return self.params["fp32"] == "True"
 
     @property
+    def family(self) -> str:
+        """mlp (a network) or lut (a logic circuit); trials recorded before the lut family: mlp."""
+        return self.params.get("policy", INTRODUCED["policy"])
+
+    @property
     def width(self) -> int:
         return int(self.params["width"])
 

@@ -61,7 +61,7 @@ def test_demo_pipeline_and_reuse(tmp_path, capsys, monkeypatch):
     # point and is not drawn (the report says so); the others are
     assert not (workdir / "report" / "fig1_bitwidth.png").exists()
     assert "Not drawn: needs two or more bit widths of one scope at the FP32 width." in md
-    for name, _, _ in FIGURES[1:]:
+    for name, _, _ in FIGURES[1:5]:  # (the sixth, return against hardware cost, needs open-flow designs)
         assert (workdir / "report" / name).stat().st_size > 1000, name
     assert "| configuration | sigma 0 |" in md and chosen["configuration"] in md
     data = json.loads((workdir / "report_data.json").read_text())  # publishable: trials, curves, hardware rows

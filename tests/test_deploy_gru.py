@@ -263,9 +263,9 @@ def test_policy_json_carries_the_encoder(capsys, tmp_path, gru_bundle, bundle_di
     assert run(capsys, "export", bundle_dir, "--format", "json", "--out", tmp_path / "mlp")[0] == 0
     d = json.loads((tmp_path / "mlp" / "policy.json").read_text())
     assert d["version"] == 1 and "encoder" not in d and not read_json(tmp_path / "mlp" / "policy.json").recurrent
-    (tmp_path / "v3.json").write_text(json.dumps({**d, "version": 3}))
-    with pytest.raises(QsearchError, match="is a version 3 policy file; this qsearch reads up to version 2"):
-        read_json(tmp_path / "v3.json")
+    (tmp_path / "v4.json").write_text(json.dumps({**d, "version": 4}))
+    with pytest.raises(QsearchError, match="is a version 4 policy file; this qsearch reads up to version 3"):
+        read_json(tmp_path / "v4.json")
 
 
 def test_compiles_for_32_bit_freestanding(tmp_path):

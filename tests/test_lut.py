@@ -2,6 +2,7 @@
 against a slow reference written as torch-dwn's CUDA kernel loops, the thermometer at its thresholds,
 the LUT actor learning a regression, and its integer model equal to it bit for bit."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +197,27 @@ def test_network_only_exports_refuse_a_lut_policy_in_one_line(pendulum_bundle, t
     assert not (tmp_path / fmt).exists()
     with pytest.raises(QsearchError, match="PTQ takes networks only"):
         ptq.ptq(str(pendulum_bundle.path), tmp_path / "ptq", bits_in=8, bits_core=3)
+
+
+def test_a_lut_policy_registers_as_an_mlflow_model_with_its_c(pendulum_bundle, tmp_path, monkeypatch):
+    import mlflow
+
+    from qsearch.trial_record import BUNDLE_ARTIFACT
+
+    monkeypatch.setenv("QSEARCH_CACHE", str(tmp_path / "cache"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("luts", artifact_location=str(tmp_path / "art"))).info.run_id
+    client.log_param(run_id, "env_id", "InvertedPendulum-v5")
+    client.log_artifacts(run_id, str(pendulum_bundle.path), BUNDLE_ARTIFACT)
+    client.set_terminated(run_id)
+    assert "registered model luts-InvertedPendulum-v5 version 1" in "\n".join(export.export(run_id, "mlflow", None, uri))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    model = mlflow.pyfunc.load_model("models:/luts-InvertedPendulum-v5/1")
+    b = pendulum_bundle
+    obs = (np.random.default_rng(0).normal(0, 2, (300, 4)) * b.obs_norm.std + b.obs_norm.mean).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(obs), b.integer.act(b.obs_norm(obs)) * b.action_scale + b.action_bias)
+    local = Path(mlflow.artifacts.download_artifacts("models:/luts-InvertedPendulum-v5/1", dst_path=str(tmp_path / "dl")))
+    names = {p.name for p in local.rglob("*")}
+    assert {"qpolicy.c", "qpolicy_model.h", "bundle.json"} <= names and "policy.onnx" not in names

@@ -90,7 +90,6 @@ def register(run_id: str, uri: str, bundle_path: Path, write_exports) -> list[st
     if b.integer is None:
         raise QsearchError(f"run {run_id} holds an FP32 policy without an integer model; the MLflow model runs "
                            "the integer engine (train with quantization, or run `qsearch ptq` on it)")
-    b.require_network("the MLflow model (until its C export lands)")
     name = trial_record.registered_model_name(uri, run_id)
     example = b.integer.obs_norm.mean[None, :].astype(np.float32)
     signature = infer_signature(example, act(b, example))

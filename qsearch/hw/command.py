@@ -36,6 +36,9 @@ class HwResult:
 
 def policy_name(b) -> str:
     p, q = b.config.policy, b.config.policy.quant
+    if p.lut:
+        return (f"{b.config.env_id} lut t{p.thermometer_bits} l{'-'.join(map(str, p.luts))}k{p.lut_inputs} "
+                f"o{q.bits_out} s{b.config.seed}")
     return f"{b.config.env_id} h{p.width} in{q.bits_in} w{q.bits_weight} a{q.bits_act} s{b.config.seed}"
 
 
@@ -50,14 +53,22 @@ def _from_bundle(path: Path, run_id=None, uri=None) -> Source:
     return Source(HwPolicy(policy_name(b), b.actor, Path(path)), run_id, uri)
 
 
-def sources(ref: str | None, tracking_uri: str | None = None) -> list[Source]:
+def sources(ref: str | None, tracking_uri: str | None = None, all_trials: bool = False) -> list[Source]:
     """The policies a reference names: a bundle folder, a search/selection folder (its bundles tagged
-    qsearch.selected=true), or an MLflow run id (with a tracking URI)."""
+    qsearch.selected=true, or with all_trials every quantized trial its report shows), or an MLflow run
+    id (with a tracking URI)."""
     if ref is None:
         return []
     path = Path(ref)
     from qsearch import locate
 
+    if all_trials and not (path.is_dir() and not (path / "bundle.json").is_file()):
+        raise QsearchError("--all-trials takes a search's or a selection's folder")
+    if all_trials:
+        from qsearch.select.report import folder_trials
+
+        trials, uri = folder_trials(path)
+        return [_from_bundle(locate.locate_bundle(t.run_id, uri), t.run_id, uri) for t in trials if not t.fp32]
     if path.is_dir() and not (path / "bundle.json").is_file():
         trials, uri = locate.selected_trials(path)
         return [_from_bundle(locate.locate_bundle(t.run_id, uri), t.run_id, uri) for t in trials]
@@ -82,7 +93,7 @@ def default_out(ref: str | None, paper: bool) -> Path:
 
 def run_hw(ref: str | None, cfg: sweep.SweepConfig, out: Path | None = None, reference: bool = False,
            paper: bool = False, tracking_uri: str | None = None, synth: bool = False, progress=None,
-           flow: str = flows.DEFAULT) -> HwResult:
+           flow: str = flows.DEFAULT, all_trials: bool = False) -> HwResult:
     names = flows.resolve(flow, cfg.hw)  # an unknown flow, or a part it cannot target: refused before any work
     if synth:
         from qsearch.hw.vivado import vivado_home
@@ -92,7 +103,7 @@ def run_hw(ref: str | None, cfg: sweep.SweepConfig, out: Path | None = None, ref
         vivado_home()  # refuse before any work
     if ref is None and not paper:
         raise QsearchError("give a bundle, a search folder or a run id, or --paper for the paper's configurations")
-    found = sources(ref, tracking_uri)
+    found = sources(ref, tracking_uri, all_trials)
     policies = [s.policy for s in found]
     if reference:  # the paper's reference design at the observation and action sizes of each task given
         sizes = {(p.actor.obs_dim, p.actor.act_dim): p.name.split()[0] for p in policies}  # name starts with the env id
@@ -112,7 +123,7 @@ def run_hw(ref: str | None, cfg: sweep.SweepConfig, out: Path | None = None, ref
     chosen = sweep.best(rows)  # a policy that fits at no target is a row that says so, not a refusal
     if synth:
         rows, chosen = _synthesized(policies, chosen, cfg.hw, out, rows)
-    hw_report.write(rows, chosen, cfg, out)
+    hw_report.write(rows, chosen, cfg, out, {s.policy.name: s.run_id for s in found if s.run_id})
     result = HwResult(rows, chosen, sweep.fits_nowhere(rows, chosen), out, hw_report.table(rows, chosen),
                       hw_report.notes(cfg.hw, names, rows, chosen))
     result.logged_runs = _log(found, chosen, result.nowhere, out)

@@ -191,8 +191,10 @@ def figure(rows: list[Row], dev: Device, path: Path) -> Path:
     return path
 
 
-def write(rows: list[Row], chosen: dict[tuple[str, str], Row], cfg: SweepConfig, out: Path) -> Path:
-    """hw.csv, hw.md, hw.json (every row with per-layer figures and folding) and hw.png in folder `out`."""
+def write(rows: list[Row], chosen: dict[tuple[str, str], Row], cfg: SweepConfig, out: Path,
+          runs: dict[str, str] | None = None) -> Path:
+    """hw.csv, hw.md, hw.json (every row with per-layer figures and folding; `runs`, policy -> the MLflow
+    run it came from, lets a report join rows to trials) and hw.png in folder `out`."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise QsearchError(f"{out} exists and is not a folder")
@@ -202,7 +204,7 @@ def write(rows: list[Row], chosen: dict[tuple[str, str], Row], cfg: SweepConfig,
         (tmp / "hw.csv").write_text(csv_text(rows, chosen))
         (tmp / "hw.md").write_text(markdown(rows, chosen, cfg.hw))
         (tmp / "hw.json").write_text(json.dumps({"config": cfg.record(), "device": asdict(cfg.hw.device),
-                                                 "rows": [asdict(r) for r in rows],
+                                                 "rows": [asdict(r) for r in rows], "runs": runs or {},
                                                  "notes": notes(cfg.hw, flows_of(rows), rows, chosen),
                                                  # flow -> policy -> chosen target; null: fits at no target
                                                  "chosen": {f: {p: chosen[p, f].target_fps if (p, f) in chosen else None

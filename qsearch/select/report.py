@@ -20,7 +20,7 @@ from qsearch import run_folder, tracking
 from qsearch import trial_record as record
 from qsearch.atomic import replaced_folder
 from qsearch.errors import QsearchError
-from qsearch.select import figures, report_data, results, tables
+from qsearch.select import figures, pareto, report_data, results, tables
 from qsearch.select import selection_record as rec
 from qsearch.select.results import Stats
 from qsearch.trial_record import Trial
@@ -33,6 +33,8 @@ FIGURES = (  # file, title, what it needs
     ("fig4_width.png", "Return vs hidden width (paper Figure 4)", "two or more widths at the same bits"),
     ("fig5_input_bits.png", "Return vs input bits (paper Figure 5)",
      "two or more input bit widths at the same core bits and width"),
+    (pareto.FIGURE, "Return vs hardware cost, networks and logic circuits",
+     "open-flow designs of the trials (`qsearch hw FOLDER --flow open --all-trials --out FOLDER/hw`)"),
 )
 
 
@@ -77,7 +79,13 @@ def workdir_of(space_path: str | Path | None, workdir: str | Path | None) -> Pat
     return folder
 
 
-def gather(folder: Path) -> Data:
+def folder_trials(folder: Path) -> tuple[list[Trial], str]:
+    """The trials a folder's report shows, and its store's URI (`qsearch hw --all-trials` sweeps them)."""
+    data = gather(folder, with_curves=False)
+    return data.trials, data.uri
+
+
+def gather(folder: Path, with_curves: bool = True) -> Data:
     kind = run_folder.kind(folder)
     if kind is None:
         raise QsearchError(f"{folder} holds no search or selection (no select.json or search.json)")
@@ -99,6 +107,8 @@ def gather(folder: Path) -> Data:
         data = Data(state["space_name"], "search", state["tracking_uri"], state["parent_run_id"], trials)
     if not data.trials:
         raise QsearchError(f"{data.name}: no finished trials in the tracking store {data.uri}")
+    if not with_curves:
+        return data
     c = tracking.client(data.uri)
     data.curves = {t.run_id: record.eval_history(c, t.run_id) for t in data.trials}
     if (folder / report_data.HW).is_file():
@@ -193,16 +203,18 @@ def not_trained(data: Data, stage: str) -> dict[str, list[int]]:
 
 def write(data: Data, out: Path) -> dict[str, bool]:
     """Figures and report.md into `out` (replaced whole). Returns which figures were drawn."""
+    networks = [t for t in data.trials if t.family == "mlp"]  # figures 1, 4 and 5 vary a network's bits and width
     with replaced_folder(out) as tmp:
         drawn = {
-            "fig1_bitwidth.png": figures.bitwidth(data.trials, data.fp32, data.fp32_width, tmp / "fig1_bitwidth.png",
+            "fig1_bitwidth.png": figures.bitwidth(networks, data.fp32, data.fp32_width, tmp / "fig1_bitwidth.png",
                                                   not_trained(data, "core")),
             "fig2_training.png": figures.training(histories(data), tmp / "fig2_training.png"),
             "fig3_noise.png": figures.noise(noise_curves(data), tmp / "fig3_noise.png"),
-            "fig4_width.png": figures.width(data.trials, data.fp32, data.fp32_width, tmp / "fig4_width.png",
+            "fig4_width.png": figures.width(networks, data.fp32, data.fp32_width, tmp / "fig4_width.png",
                                             not_trained(data, "width")),
-            "fig5_input_bits.png": figures.input_bits(data.trials, data.fp32, data.fp32_width,
+            "fig5_input_bits.png": figures.input_bits(networks, data.fp32, data.fp32_width,
                                                       tmp / "fig5_input_bits.png", not_trained(data, "input")),
+            pareto.FIGURE: pareto.figure(pareto.points(data), data.fp32, tmp / pareto.FIGURE),
         }
         (tmp / "report.md").write_text(markdown(data, drawn))
     return drawn
@@ -232,6 +244,13 @@ def markdown(data: Data, drawn: dict[str, bool]) -> str:
                 cells = [f"{m:.1f} +- {sd:.1f}" for m, sd in zip(c["mean"], c["std"])]
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
             lines.append("")
+    front = pareto.points(data)
+    if front:
+        lines += ["## Return vs hardware cost", "",
+                  "Each quantized configuration's open-flow design per throughput target: LUTs and FFs (mean over "
+                  "seeds, yosys before place-and-route), LUT levels and latency in cycles (largest over seeds); "
+                  "`*` marks the Pareto front of return against LUTs (qsearch/select/pareto.py).", "",
+                  *pareto.table(front, data.fp32)]
     lines += ["## Figures", ""]
     for name, title, needs in FIGURES:
         lines += [f"### {title}", "", f"![{title}]({name})" if drawn[name] else f"Not drawn: needs {needs}.", ""]
