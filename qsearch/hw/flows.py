@@ -2,8 +2,9 @@
 own (finn.builder.build_dataflow_config.estimate_only_dataflow_steps).
 
 Every flow starts from a policy's model, the one its first step takes (STARTS): FINN's from the QONNX
-model (a qonnx ModelWrapper), the open flow from the integer model (qsearch/quant/integer.py); and ends
-with a step that returns the design's figures (an Estimate, qsearch/hw/estimate.py). It is split at its
+model (a qonnx ModelWrapper), the open flow from the integer model (qsearch/quant/integer.py, or a
+logic-circuit policy's, qsearch/quant/lut_integer.py, which has no FINN form); and ends with a step
+that returns the design's figures (an Estimate, qsearch/hw/estimate.py). It is split at its
 first per-target step (qsearch/hw/step_registry.py): the steps before it run once per policy
 (`prepare`; the sweep caches their result per worker, by content), the steps from it on run for each
 throughput target, or for a given folding config, on a copy of that result (`estimate`).
@@ -51,7 +52,7 @@ OPEN = [
 
 #: Every flow by the name a caller chooses it by.
 FLOWS = {"finn": FINN, "open": OPEN}
-#: What each flow's first step takes: the policy's QONNX file (bytes) or its IntegerModel.
+#: What each flow's first step takes: the policy's QONNX file (bytes) or its IntegerModel (or IntLUTModel).
 STARTS = {"finn": "qonnx", "open": "integer"}
 DEFAULT = "finn"
 #: What a caller can choose: a flow, or both side by side.

@@ -3,9 +3,9 @@ verilator against the integer engine, synthesized with yosys for the Xilinx 7-se
 cfg.check_netlist (`qsearch hw --check-netlist`) the synthesized netlist is simulated against the
 integer engine too before its counts are reported.
 
-The flow starts from the policy's integer model (qsearch/quant/integer.py), not from its QONNX model:
-the RTL is generated from the same integers the integer engine computes with, so the two can be
-compared bit for bit. The figures are yosys' cell counts BEFORE place-and-route; timing is not closed
+The flow starts from the policy's integer model (qsearch/quant/integer.py, or a logic-circuit policy's:
+qsearch/quant/lut_integer.py), not from its QONNX model: the RTL is generated from the same integers the
+integer engine computes with, so the two can be compared bit for bit. The figures are yosys' cell counts BEFORE place-and-route; timing is not closed
 (no open tool places and routes a 7-series part): the logic depth in LUT levels is the only timing
 signal. Power is not estimated (see qsearch/hw/rtl/yosys.py).
 """
@@ -22,6 +22,7 @@ from qsearch.hw.rtl import arch as arches
 from qsearch.hw.rtl.yosys import check_part, synthesize
 from qsearch.hw.step_registry import step
 from qsearch.quant.integer import IntegerModel
+from qsearch.quant.lut_integer import IntLUTModel
 
 SOURCE = "yosys (before place-and-route)"
 VECTORS = 1000  # observations each design is simulated with against the integer engine...
@@ -36,13 +37,17 @@ NETLIST_COST = "about twice each design's CPU time: +14 to +20 CPU s on the padd
 # paper Hopper (1,801 LUT, 369 non-zero weights). Beyond twice the part's LUTs it cannot fit, and yosys
 # takes tens of minutes on such a design (Humanoid's), so it is reported as not fitting, unsynthesized.
 LUT_PER_WEIGHT = 4.9
+# A logic-circuit policy's design: 2.2-2.3 LUT per lookup table, comparators and popcounts included, measured
+# on random 11-feature 3-action policies of 16 thermometer bits and 256 + 256 6-input tables (1,133-1,200
+# LUT at pipeline depths 1-3; bench/lut_synthesis.py). Beyond twice the part's LUTs: not synthesized.
+LUT_PER_NODE = 2.3
 
 
 @dataclass
 class Planned:
     """An integer model and the architecture chosen for it (a per-target step's result)."""
 
-    model: IntegerModel
+    model: IntegerModel | IntLUTModel
     arch: arches.Arch
 
 
@@ -51,7 +56,7 @@ def check(cfg: HwConfig) -> None:
     check_part(cfg.part)
 
 
-def vectors(model: IntegerModel, arch: arches.Arch) -> int:
+def vectors(model: IntegerModel | IntLUTModel, arch: arches.Arch) -> int:
     """How many observations a design is simulated with: VECTORS, fewer for heavily folded designs."""
     return max(50, min(VECTORS, SIM_CYCLES // arches.interval(model, arch)))
 
@@ -59,17 +64,22 @@ def vectors(model: IntegerModel, arch: arches.Arch) -> int:
 @step()
 def step_integer_model(model, cfg: HwConfig):
     """The policy's integer model, as the flow's input (FP32 policies have none)."""
-    if not isinstance(model, IntegerModel):
+    if not isinstance(model, (IntegerModel, IntLUTModel)):
         raise QsearchError("the open flow needs a policy's integer model: an FP32 policy has no integer hardware")
     return model
 
 
 @step(per_target=True)
-def step_choose_architecture(model: IntegerModel, cfg: HwConfig) -> Planned:
+def step_choose_architecture(model: IntegerModel | IntLUTModel, cfg: HwConfig) -> Planned:
     """The cheapest architecture reaching cfg.target_fps (arch.choose), or cfg.folding's: a folding
-    config of this flow's rows ({"layer0": {"PE": .., "SIMD": ..}, ...}; empty: fully parallel)."""
+    config of this flow's rows ({"layer0": {"PE": .., "SIMD": ..}, ...}; empty: fully parallel).
+    A logic-circuit policy is never folded: its pipeline depth follows the clock (arch.choose_depth)."""
+    if isinstance(model, IntLUTModel) and cfg.folding:
+        raise QsearchError("a logic-circuit (LUT) policy has no folding: its design is fully parallel")
     if cfg.target_fps is not None:
         return Planned(model, arches.choose(model, cfg.target_fps, cfg.clock_ns))
+    if isinstance(model, IntLUTModel):
+        return Planned(model, arches.choose_depth(model, cfg.clock_ns))
     if not cfg.folding:
         return Planned(model, arches.PARALLEL)
     names = [f"layer{i}" for i in range(len(model.layers))]
@@ -90,16 +100,27 @@ def step_synthesize_and_verify(planned: Planned, cfg: HwConfig) -> Estimate:
     model, arch = planned.model, planned.arch
     target = float("nan") if cfg.target_fps is None else cfg.target_fps
     folding = {f"layer{i}": {"PE": pe, "SIMD": simd} for i, (pe, simd) in enumerate(arch.folding)}
-    if arch == arches.PARALLEL:
-        nonzero = sum(int((layer.weight != 0).sum()) for layer in model.layers)
-        if nonzero * LUT_PER_WEIGHT > 2 * cfg.device.lut:
-            return _estimate(model, arch, cfg, target, folding, None, (
-                f"not synthesized: {nonzero:,} non-zero weights as logic, ~{nonzero * LUT_PER_WEIGHT:,.0f} LUT"))
+    too_large = _too_large(model, arch, cfg)
+    if too_large:
+        return _estimate(model, arch, cfg, target, folding, None, too_large)
     key = (hashlib.sha256(pickle.dumps(model)).hexdigest(), arch, cfg.part, cfg.clock_ns, cfg.check_netlist)
     if key not in _SYNTHESIZED:
         _SYNTHESIZED[key] = synthesize(model, arch, cfg.part, cfg.clock_ns, vectors=vectors(model, arch),
                                        check_netlist=cfg.check_netlist)
     return _estimate(model, arch, cfg, target, folding, _SYNTHESIZED[key], None)
+
+
+def _too_large(model, arch: arches.Arch, cfg: HwConfig) -> str | None:
+    """Why a fully parallel design is not synthesized (far beyond the part), or None."""
+    if arch == arches.PARALLEL:
+        count, what, lut = sum(int((layer.weight != 0).sum()) for layer in model.layers), "non-zero weights", LUT_PER_WEIGHT
+    elif arch.kind == "pipelined":
+        count, what, lut = sum(len(layer.tables) for layer in model.layers), "lookup tables", LUT_PER_NODE
+    else:
+        return None
+    if count * lut <= 2 * cfg.device.lut:
+        return None
+    return f"not synthesized: {count:,} {what} as logic, ~{count * lut:,.0f} LUT"
 
 
 def _estimate(model, arch, cfg, target, folding, r, skipped: str | None) -> Estimate:

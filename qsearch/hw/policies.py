@@ -20,7 +20,7 @@ from qsearch.quant.lut_actor import LUTActor
 @dataclass(frozen=True)
 class HwPolicy:
     name: str
-    actor: QuantActor
+    actor: QuantActor | LUTActor
     bundle: Path | None = None  # where it came from, when it did
 
 
@@ -36,13 +36,16 @@ REFERENCE = (256, QuantBits(bits_in=8, bits_weight=4, bits_act=4, bits_out=8))  
 
 
 def random_actor(cfg: PolicyConfig, obs_dim: int, act_dim: int, seed: int = 0) -> QuantActor | LUTActor:
-    """A quantized actor with random weights (a LUT policy's: random truth tables) and activation scales
-    set from random inputs."""
+    """A quantized actor with random weights (a LUT actor: random wiring, truth tables and head) and
+    activation scales set from random inputs."""
     if cfg.quant is None:
         raise QsearchError("an FP32 policy has no integer hardware; give bit widths")
     torch.manual_seed(seed)
     actor = build_actor(obs_dim, act_dim, cfg).train()
     with torch.no_grad():  # a few statistics-collecting calls, then the scales are frozen
+        if isinstance(actor, LUTActor):  # its head starts the same for every action
+            actor.log_gain.uniform_(-0.5, 0.5)
+            actor.bias.uniform_(-0.5, 0.5)
         for _ in range(3):
             actor(torch.randn(256, 8, obs_dim) if cfg.recurrent else torch.randn(256, obs_dim))  # recurrent: sequences
     actor.freeze_scales()
@@ -73,6 +76,9 @@ def padded(actor: QuantActor, multiple: int) -> QuantActor:
     every integer of the original dimensions, unchanged. Hidden widths are not padded."""
     if multiple is None or multiple <= 1:
         return actor
+    if isinstance(actor, LUTActor):
+        raise QsearchError("--pad pads an MLP policy's layers (as the paper's FINN designs); a logic-circuit "
+                           "(LUT) policy is not padded")
     def up(n: int) -> int:
         return -(-n // multiple) * multiple
     obs, act = up(actor.obs_dim), up(actor.act_dim)

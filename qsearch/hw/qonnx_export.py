@@ -30,6 +30,7 @@ import torch
 from qsearch.errors import QsearchError
 from qsearch.quant.actor import QuantActor
 from qsearch.quant.integer import IntegerModel
+from qsearch.quant.lut_actor import LUTActor
 
 CHECK_OBSERVATIONS = 1000
 
@@ -46,7 +47,10 @@ class _PreTanh(torch.nn.Module):
 
 
 def export_actor(actor: QuantActor, path: Path) -> Path:
-    """Export a quantized actor to a QONNX file at `path` (written to a temporary name, then renamed)."""
+    """Export a quantized actor to a QONNX file at `path` (written to a temporary name, then renamed).
+    Every FINN path (hw sweeps, build folders) and `export --format qonnx` start here."""
+    if isinstance(actor, LUTActor):
+        raise QsearchError("a logic-circuit (LUT) policy has no FINN form (no QONNX graph); use --flow open")
     if not actor.quantized:
         raise QsearchError("an FP32 policy cannot be exported to QONNX; it has no quantized layers")
     with warnings.catch_warnings():  # brevitas says at import that an optional kernel package is missing

@@ -113,18 +113,18 @@ def export_policies(policies: list[HwPolicy], pad: int | None, out_dir: Path) ->
 
 
 def integer_models(policies: list[HwPolicy], pad: int | None) -> dict:
-    """Each policy's integer model (padded when asked). The hardware takes input integers, so the
-    observation normalization (host side, no effect on the integers) is the identity here."""
-    import numpy as np
-
+    """Each policy's integer model (padded when asked): an IntegerModel, or a logic-circuit policy's
+    IntLUTModel. The hardware takes input integers (thermometer levels), so the observation normalization
+    (host side, no effect on the integers) is the identity here."""
     from qsearch.obs_norm import ObsNorm
-    from qsearch.quant.integer import extract
+    from qsearch.quant import integer, lut_integer
+    from qsearch.quant.lut_actor import LUTActor
 
     out = {}
     for p in policies:
         actor = padded(p.actor, pad)
-        n = actor.obs_dim
-        out[p.name] = extract(actor, ObsNorm(np.zeros(n, np.float32), np.ones(n, np.float32)))  # FP32: refused
+        extract = lut_integer.extract if isinstance(actor, LUTActor) else integer.extract
+        out[p.name] = extract(actor, ObsNorm.identity(actor.obs_dim))  # FP32: refused
     return out
 
 

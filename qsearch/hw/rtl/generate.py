@@ -1,4 +1,5 @@
 """Verilog-2001 for a whole integer policy: integer observation in, output integers (pre-tanh) out.
+(A logic-circuit policy's design is lut_generate.py's; `generate` serves both.)
 
 Each layer computes, exactly as qsearch/quant/integer.py's engine does,
     acc = W_int @ h + b_int,   out = out_min + count(thresholds <= acc)
@@ -25,6 +26,7 @@ from qsearch.hw.rtl import arch as arches
 from qsearch.hw.rtl.arch import Arch
 from qsearch.quant.layers import int_range
 from qsearch.quant.integer import IntegerModel
+from qsearch.quant.lut_integer import IntLUTModel
 
 TOP = "qpolicy"
 
@@ -51,9 +53,13 @@ class Design:
         return self.act_dim * self.out_bits
 
 
-def generate(model: IntegerModel, arch: Arch) -> Design:
+def generate(model: IntegerModel | IntLUTModel, arch: Arch) -> Design:
     """The Verilog of `model` in the architecture `arch` (checked against the model first)."""
     arch = arches.check(model, arch)
+    if isinstance(model, IntLUTModel):
+        from qsearch.hw.rtl.lut_generate import generate_lut  # imported here: it builds on this module
+
+        return generate_lut(model, arch)
     last = model.layers[-1]
     design = Design("", TOP, arch, model.obs_dim, model.act_dim, model.input_bits, last.out_bits,
                     arches.latency(model, arch), arches.interval(model, arch))
@@ -184,13 +190,28 @@ def _relevant_thresholds(thresholds: np.ndarray, lo: int, hi: int) -> tuple[int,
     return base, r + [hi + 1] * ((1 << bits) - 1 - len(r)), bits
 
 
+def valid_only(d: Design) -> str:
+    """The valid-only handshake, as a header line says it."""
+    return (f"valid-only. in_valid marks an observation on in_data, any clock, no backpressure; out_valid "
+            f"marks its output {d.latency} cycles later.")
+
+
+def valid_only_ports(d: Design) -> list[str]:
+    return [f"module {d.top} (", "  input wire clk,", "  input wire rst,", "  input wire in_valid,",
+            f"  input wire [{d.in_width - 1}:0] in_data,", "  output wire out_valid,",
+            f"  output wire [{d.out_width - 1}:0] out_data", ");"]
+
+
+def valid_pipeline(latency: int) -> list[str]:
+    """out_valid: in_valid delayed by `latency` registers (reset to no output)."""
+    shift = "{valid_r[%d:0], in_valid}" % (latency - 2) if latency > 1 else "in_valid"
+    return [f"  reg [{latency - 1}:0] valid_r;", f"  always @(posedge clk) valid_r <= rst ? {latency}'b0 : {shift};",
+            f"  assign out_valid = valid_r[{latency - 1}];"]
+
+
 def _parallel(model: IntegerModel, d: Design) -> str:
     ib = d.in_bits
-    out = [_header(model, d, f"valid-only. in_valid marks an observation on in_data, any clock, no "
-                             f"backpressure; out_valid marks its output {d.latency} cycles later."),
-           f"module {d.top} (", "  input wire clk,", "  input wire rst,", "  input wire in_valid,",
-           f"  input wire [{d.in_width - 1}:0] in_data,", "  output wire out_valid,",
-           f"  output wire [{d.out_width - 1}:0] out_data", ");"]
+    out = [_header(model, d, valid_only(d)), *valid_only_ports(d)]
     ws = _Wires()
     # input register
     ws.lines.append(f"  reg [{d.in_width - 1}:0] x_r;")
@@ -201,10 +222,7 @@ def _parallel(model: IntegerModel, d: Design) -> str:
         xs = _parallel_layer(ws, i, layer, xs)
     # xs now holds the output values (unsigned names over the out_bits bit pattern)
     ws.lines.append(f"  assign out_data = {{{', '.join(name for name, _, _ in reversed(xs))}}};")
-    ws.lines.append(f"  reg [{d.latency - 1}:0] valid_r;")
-    shift = "{valid_r[%d:0], in_valid}" % (d.latency - 2) if d.latency > 1 else "in_valid"
-    ws.lines.append(f"  always @(posedge clk) valid_r <= rst ? {d.latency}'b0 : {shift};")
-    ws.lines.append(f"  assign out_valid = valid_r[{d.latency - 1}];")
+    ws.lines += valid_pipeline(d.latency)
     return "\n".join(out + ws.lines + ["endmodule", ""])
 
 

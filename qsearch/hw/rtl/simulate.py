@@ -13,6 +13,7 @@ from qsearch.hw.rtl import testbench as tbs
 from qsearch.hw.rtl import tools, vectors
 from qsearch.hw.rtl.generate import Design
 from qsearch.quant.integer import IntegerModel
+from qsearch.quant.lut_integer import IntLUTModel
 
 RTL = "qpolicy.v"
 
@@ -27,7 +28,7 @@ class SimResult:
     line: str
 
 
-def write_bench(model: IntegerModel, d: Design, folder: Path, n: int = 1000, seed: int = 0) -> np.ndarray:
+def write_bench(model: IntegerModel | IntLUTModel, d: Design, folder: Path, n: int = 1000, seed: int = 0) -> np.ndarray:
     """The RTL (with its ROM files), the testbench and the vectors into `folder`; returns the input vectors."""
     folder = Path(folder)
     x = vectors.inputs(model, n, seed)
@@ -52,6 +53,6 @@ def run_rtl(folder: Path, design_file: str = RTL, timeout: float = 3600) -> SimR
     return parse(tools.verilator_run(folder, [f"{tbs.TB}.v", design_file], tbs.TB, timeout=timeout))
 
 
-def simulate(model: IntegerModel, d: Design, folder: Path, n: int = 1000, seed: int = 0) -> SimResult:
+def simulate(model: IntegerModel | IntLUTModel, d: Design, folder: Path, n: int = 1000, seed: int = 0) -> SimResult:
     write_bench(model, d, folder, n, seed)
     return run_rtl(folder)

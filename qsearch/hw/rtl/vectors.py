@@ -12,11 +12,14 @@ import numpy as np
 
 from qsearch.quant.layers import int_range
 from qsearch.quant.integer import IntegerModel
+from qsearch.quant.lut_integer import IntLUTModel
 
 
-def inputs(model: IntegerModel, n: int, seed: int = 0) -> np.ndarray:
+def inputs(model: IntegerModel | IntLUTModel, n: int, seed: int = 0) -> np.ndarray:
     """n input-integer vectors (n, obs_dim), int64: edges first, then random ones."""
     rng = np.random.default_rng(seed)
+    if isinstance(model, IntLUTModel):
+        return _levels(model, n, rng)
     lo, hi = int_range(model.input_bits, True)
     d = model.obs_dim
     edges = [np.full(d, lo), np.full(d, hi), np.zeros(d, np.int64),
@@ -28,7 +31,21 @@ def inputs(model: IntegerModel, n: int, seed: int = 0) -> np.ndarray:
     return np.concatenate([edges, rest]).astype(np.int64)
 
 
-def expected(model: IntegerModel, x: np.ndarray) -> np.ndarray:
+def _levels(model: IntLUTModel, n: int, rng) -> np.ndarray:
+    """Thermometer levels (n, obs_dim): the edges 0 and B, then levels of N(0, 1.5) observations and
+    uniform ones, half each."""
+    d, top = len(model.obs_norm.mean), len(model.thresholds)
+    one = np.eye(d, dtype=np.int64)
+    alternating = np.arange(d) % 2
+    edges = np.concatenate([[np.zeros(d, np.int64), np.full(d, top), top * alternating, top * (1 - alternating)],
+                            top * one, top * (1 - one)])[:n]
+    m = n - len(edges)
+    observed = model.levels(rng.normal(0.0, 1.5, (m // 2, d)).astype(np.float32))
+    uniform = rng.integers(0, top + 1, (m - m // 2, d))
+    return np.concatenate([edges, observed, uniform]).astype(np.int64)
+
+
+def expected(model: IntegerModel | IntLUTModel, x: np.ndarray) -> np.ndarray:
     """The integer engine's outputs (n, act_dim): the reference the RTL must equal bit for bit."""
     return model.run_int(x)[-1]
 

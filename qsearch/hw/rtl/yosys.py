@@ -31,6 +31,7 @@ from qsearch.hw.rtl import tools
 from qsearch.hw.rtl.arch import Arch
 from qsearch.hw.rtl.generate import generate
 from qsearch.quant.integer import IntegerModel
+from qsearch.quant.lut_integer import IntLUTModel
 
 NETLIST = "netlist.v"
 CELLS_SIM = "cells_sim.v"
@@ -156,7 +157,7 @@ def overused(res: dict, dev) -> list[str]:
     return dev.over(res["lut"], res["bram18"], res["dsp"], res["ff"])
 
 
-def synthesize(model: IntegerModel, arch: Arch, part: str = default(HwConfig, "part"),
+def synthesize(model: IntegerModel | IntLUTModel, arch: Arch, part: str = default(HwConfig, "part"),
                clock_ns: float = default(HwConfig, "clock_ns"),
                folder: Path | None = None, vectors: int = 1000, check_netlist: bool = True,
                timeout: float = 3600) -> OpenSynthResult:
