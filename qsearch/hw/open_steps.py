@@ -38,8 +38,8 @@ NETLIST_COST = "about twice each design's CPU time: +14 to +20 CPU s on the padd
 # takes tens of minutes on such a design (Humanoid's), so it is reported as not fitting, unsynthesized.
 LUT_PER_WEIGHT = 4.9
 # A logic-circuit policy's design: 2.2-2.3 LUT per lookup table, comparators and popcounts included, measured
-# on random 11-feature 3-action policies of 16 thermometer bits and 256 + 256 6-input tables (1,133-1,200
-# LUT at pipeline depths 1-3; bench/lut_synthesis.py). Beyond twice the part's LUTs: not synthesized.
+# on a random 11-feature 3-action policy of 16 thermometer bits and 256 + 256 6-input tables (1,109-1,200
+# LUT at pipeline depths 0-3; bench/lut_synthesis.py). Beyond twice the part's LUTs: not synthesized.
 LUT_PER_NODE = 2.3
 
 

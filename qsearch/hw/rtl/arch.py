@@ -44,8 +44,8 @@ SEARCH_BITS_PER_STAGE = 4
 LUT_LEVEL_NS = 1.0
 CLOCK_OVERHEAD_NS = 1.0
 # ...and however slow the clock, a stage has at most this many: flip-flops are plentiful (twice the LUTs
-# on the 7-series), while yosys' LUT mapper (abc9) took over 20 CPU minutes on a 10-level stage (16
-# thermometer bits, 256 + 256 6-input tables, 11 features, 3 actions, unpipelined) against 25-33 s at 3-5.
+# on the 7-series), while yosys' LUT mapper (abc9) took 1,889 CPU s on a 10-level stage (16 thermometer
+# bits, 256 + 256 6-input tables, 11 features, 3 actions, unpipelined) against 25-33 s at 3-5 levels.
 MAX_STAGE_LEVELS = 8
 COUNTER_BITS = 6  # the LUT design's popcount counts its bits six at a time first: three LUT6s per six bits
 
