@@ -1,18 +1,22 @@
 """Logic-circuit (LUT) policies as RTL (qsearch/hw/rtl/lut_generate.py): verilator against the integer
 engine (IntLUTModel.run_int) at several pipeline depths, yosys synthesis for the XC7A15T, the open flow's
-steps end to end, `export --format verilog`'s folder, and FINN's refusal. All tools real.
+steps end to end (and `qsearch hw --flow open` on a LUT bundle), `qsearch export --format verilog`'s folder,
+and FINN's refusal. All tools real.
 
 The policy is small (3 features x 6 thermometer bits, LUT layers 24-14 of 3 inputs, 2 actions of 7
 tables each) with random wiring, truth tables and head, so each design takes seconds in the tools.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 
 import numpy as np
 import pytest
 
-from qsearch.config import PolicyConfig, QuantBits
+from commands import refused, run
+from qsearch import bundle as bundles
+from qsearch.config import PolicyConfig, QuantBits, TrainConfig
 from qsearch.errors import QsearchError
 from qsearch.hw import flows
 from qsearch.hw.config import HwConfig
@@ -21,7 +25,6 @@ from qsearch.hw.qonnx_export import export_actor
 from qsearch.hw.rtl import arch as arches
 from qsearch.hw.rtl import simulate as sims
 from qsearch.hw.rtl import vectors
-from qsearch.hw.rtl.export import write_verilog
 from qsearch.hw.rtl.generate import generate
 from qsearch.hw.rtl.yosys import synthesize
 from qsearch.hw.sweep import SweepConfig, estimate_row, integer_models
@@ -111,13 +114,34 @@ def test_the_open_flow_on_a_lut_policy(actor, model):
         generate(model, arches.pipelined(6))
 
 
-def test_export_verilog(tmp_path, model):
-    lines = write_verilog(model, tmp_path)
-    assert "pipelined depth 0" in lines[0]
-    readme = (tmp_path / "README.md").read_text()
+@pytest.fixture(scope="module")
+def lut_bundle(actor, tmp_path_factory):
+    """A bundle folder of the policy, with a normalization that is not the identity."""
+    rng = np.random.default_rng(2)
+    norm = ObsNorm(rng.normal(size=3).astype(np.float32), rng.uniform(0.5, 2, 3).astype(np.float32))
+    b = bundles.Bundle(TrainConfig(env_id="Hopper-v5", policy=actor.cfg), actor, norm, np.ones(2, np.float32),
+                       np.zeros(2, np.float32), lut_integer.extract(actor, norm))
+    return bundles.write(b, tmp_path_factory.mktemp("lut") / "bundle")
+
+
+def test_export_verilog(capsys, tmp_path, model, lut_bundle):
+    out = tmp_path / "v"
+    code, stdout, err = run(capsys, "export", lut_bundle, "--format", "verilog", "--out", out)
+    assert code == 0 and "fully parallel, pipelined depth 0" in stdout, err
+    readme = (out / "README.md").read_text()
     assert "thermometer LEVEL" in readme and repr(float(model.thresholds[0])) in readme
-    result = sims.run_rtl(tmp_path)
+    result = sims.run_rtl(out)
     assert result.passed and result.checked == 1000, result.line
+
+
+def test_qsearch_hw_open_flow_on_a_lut_bundle(capsys, tmp_path, lut_bundle):
+    out = tmp_path / "hw"
+    code, stdout, err = run(capsys, "hw", lut_bundle, "--flow", "open", "--targets", "1e6", "--out", out)
+    assert code == 0, err
+    (row,) = csv.DictReader((out / "hw.csv").open())
+    assert (row["arch"], row["latency_cycles"], row["fits"]) == ("pipelined depth 0", "2", "True")
+    assert float(row["lut"]) > 0 and float(row["ff"]) > 0 and int(row["lut_levels"]) > 0
+    assert "no FINN form" in refused(capsys, tmp_path / "finn", "hw", lut_bundle)  # FINN's flow is the default
 
 
 def test_finn_refuses_a_lut_policy(tmp_path, actor):

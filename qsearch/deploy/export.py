@@ -203,6 +203,4 @@ _WRITERS = {"qonnx": _qonnx, "json": _json, "finn": _finn, "verilog": _verilog}
 STATELESS = {"qonnx": "QONNX export", "finn": "FINN's dataflow", "verilog": "qsearch's RTL"}
 # Formats made of layers of multiply-accumulates: a logic-circuit policy has none (brevitas' QONNX
 # graph and FINN's dataflow are built from the QAT network).
-NETWORK_ONLY = {"qonnx": "QONNX export", "finn": "FINN's dataflow",
-                # until the RTL of logic circuits lands (issue 28)
-                "verilog": "qsearch's RTL"}
+NETWORK_ONLY = {"qonnx": "QONNX export", "finn": "FINN's dataflow"}

@@ -49,7 +49,6 @@ def _from_bundle(path: Path, run_id=None, uri=None) -> Source:
     if not b.actor.quantized:
         raise QsearchError(f"{path} holds an FP32 policy: it has no integer hardware")
     b.require_stateless("FINN's dataflow and qsearch's RTL")
-    b.require_network("qsearch hw (until the RTL of logic circuits lands)")
     return Source(HwPolicy(policy_name(b), b.actor, Path(path)), run_id, uri)
 
 
