@@ -12,7 +12,9 @@ import requests
 import yaml
 
 from qsearch import bundle as bundles
+from qsearch.cli import main
 from qsearch.search.run import search
+from qsearch.select import pareto
 from services import BIN, ENV, assert_same_bundle, free_port, space, sqlite_store, start, start_mlflow, stop, stop_ray
 
 @pytest.fixture(scope="module")
@@ -223,15 +225,17 @@ def test_optuna_with_asha(services, tmp_path):
     assert all("qsearch.error" not in tags(k) for k in kids)  # stopped is not failed
 
 
-def test_a_search_over_logic_circuit_sizes_beside_fp32(services, tmp_path):
-    """A space's `policy: lut` group: trials of LUT policies, their own configuration labels and
-    settings in MLflow, their cost the bits of their truth tables, their bundles with the LUT integer model."""
+def test_a_search_over_logic_circuit_sizes_their_hardware_and_the_pareto_report(services, tmp_path, capsys):
+    """A space's `policy: lut` group beside FP32 and a QAT network: LUT trials with their own labels and
+    settings in MLflow, their cost the bits of their truth tables, bundles with the LUT integer model;
+    then `qsearch hw --flow open --all-trials` builds every quantized trial's design and `qsearch
+    report` draws return against LUTs, networks and logic circuits on one figure."""
     address, url = services
-    sweep = [{"fp32": True}, {"policy": "lut", "thermometer_bits": 4, "luts": [[8, 4], [16]], "lut_inputs": 3,
-                              "mapping": "random"}]
-    out = search(space(tmp_path, "luts", seeds=[0], sweep=sweep), workdir=tmp_path / "w", address=address,
-                 tracking_uri=url)
-    assert [r["status"] for r in out.rows] == ["done"] * 3
+    sweep = [{"fp32": True}, {"scope": "core", "bits": 2},
+             {"policy": "lut", "thermometer_bits": 4, "luts": [[8, 4], [16]], "lut_inputs": 3, "mapping": "random"}]
+    workdir = tmp_path / "w"
+    out = search(space(tmp_path, "luts", seeds=[0], sweep=sweep), workdir=workdir, address=address, tracking_uri=url)
+    assert [r["status"] for r in out.rows] == ["done"] * 4
     _, kids = children(url, "luts")
     lut = {params(k)["configuration"]: k for k in kids if params(k)["policy"] == "lut"}
     assert set(lut) == {"InvertedPendulum-v5/lut/t4/l8-4k3/random/o8", "InvertedPendulum-v5/lut/t4/l16k3/random/o8"}
@@ -239,6 +243,20 @@ def test_a_search_over_logic_circuit_sizes_beside_fp32(services, tmp_path):
     assert {k: params(run)[k] for k in ("luts", "thermometer_bits", "lut_inputs")} == \
         {"luts": "8,4", "thermometer_bits": "4", "lut_inputs": "3"}
     assert {m["key"]: m["value"] for m in run["data"]["metrics"]}["cost"] == 12 * 2**3
-    folders = [p for p in (tmp_path / "w" / "ray" / "luts").iterdir() if (p / "params.json").exists()]
+    folders = [p for p in (workdir / "ray" / "luts").iterdir() if (p / "params.json").exists()]
     kinds = sorted(type(bundles.read(f / "bundle").integer).__name__ for f in folders)
-    assert kinds == ["IntLUTModel", "IntLUTModel", "NoneType"]
+    assert kinds == ["IntLUTModel", "IntLUTModel", "IntegerModel", "NoneType"]
+
+    assert main(["hw", str(workdir), "--flow", "open", "--all-trials", "--targets", "1e6", "--out", str(workdir / "hw"),
+                 "--address", address]) == 0
+    hw = json.loads((workdir / "hw" / "hw.json").read_text())
+    assert len(hw["rows"]) == 3 and set(hw["runs"].values()) == {k["info"]["run_id"] for k in kids if params(k)["fp32"] == "False"}
+    capsys.readouterr()
+    assert main(["report", "--workdir", str(workdir)]) == 0
+    assert f"{pareto.FIGURE}: drawn" in capsys.readouterr().out
+    assert (workdir / "report" / pareto.FIGURE).stat().st_size > 10_000
+    section = (workdir / "report" / "report.md").read_text().split("## Return vs hardware cost")[1].split("## Figures")[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ") and "/" in line]
+    assert sorted(r[1] for r in rows) == ["lut", "lut", "mlp"]  # (FP32 is the band, no point)
+    assert any(r[-1].strip(" |") == "*" for r in rows)  # the cheapest design is always on the front
+    assert all(int(r[6]) >= 1 and float(r[3].replace(",", "")) > 0 for r in rows)  # latency in cycles, LUTs

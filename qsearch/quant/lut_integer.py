@@ -84,7 +84,7 @@ class IntLUTModel:
             address = (bits[:, layer.connections] << np.arange(layer.connections.shape[1])).sum(-1)
             bits = layer.tables[np.arange(len(layer.tables)), address].astype(np.int64)
             outs.append(bits)
-        act_dim = len(self.head)
+        act_dim = self.act_dim
         counts = bits[:, : self.group * act_dim].reshape(len(bits), act_dim, self.group).sum(-1)
         outs += [counts, self.head[np.arange(act_dim), counts]]
         return outs

@@ -95,7 +95,7 @@ def table(pts: list[Point], fp32: dict[str, Stats]) -> list[str]:
     return lines
 
 
-MARKERS = {"mlp": ("o", "QAT network"), "lut": ("^", "logic circuit (LUT)")}
+MARKERS = {"mlp": ("o", "C0", "QAT network"), "lut": ("^", "C1", "logic circuit (LUT)")}
 
 
 def figure(pts: list[Point], fp32: dict[str, Stats], path: Path) -> bool:
@@ -116,13 +116,14 @@ def figure(pts: list[Point], fp32: dict[str, Stats], path: Path) -> bool:
         ax.axhspan(f.mean - f.std, f.mean + f.std, color="0.85", label="FP32 mean +- std")
         ax.axhline(f.mean, color="0.5", lw=1)
         here = [p for p in pts if (p.env_id, p.target_fps) == (env, target)]
-        for family, (marker, name) in MARKERS.items():
+        for family, (marker, colour, name) in MARKERS.items():
             fam = [p for p in here if p.family == family]
             if fam:
                 ax.errorbar([p.lut for p in fam], [p.stats.mean for p in fam], yerr=[p.stats.std for p in fam],
-                            fmt=marker, ms=7, capsize=3, label=name)
+                            fmt=marker, color=colour, ms=7, capsize=3, label=name)
         front = sorted((p for p in here if p.front), key=lambda p: p.lut)
-        ax.plot([p.lut for p in front], [p.stats.mean for p in front], "k--", lw=1, label="Pareto front")
+        # a step: between two front points, the return the cheaper one already gives
+        ax.step([p.lut for p in front], [p.stats.mean for p in front], "k--", where="post", lw=1, label="Pareto front")
         for p in here:
             ax.annotate(p.label, (p.lut, p.stats.mean), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")

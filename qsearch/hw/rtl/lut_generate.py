@@ -46,7 +46,7 @@ from qsearch.quant.lut_integer import IntLUTModel
 
 def generate_lut(model: IntLUTModel, arch: Arch) -> Design:
     """The Verilog of `model` pipelined as `arch` (arch.check has accepted it)."""
-    d = Design("", TOP, arch, len(model.obs_norm.mean), len(model.head), arches.level_bits(model), model.out_bits,
+    d = Design("", TOP, arch, model.obs_dim, model.act_dim, arches.level_bits(model), model.out_bits,
                arches.latency(model, arch), arches.interval(model, arch))
     return dataclasses.replace(d, verilog=_verilog(model, d))
 

@@ -34,7 +34,7 @@ def inputs(model: IntegerModel | IntLUTModel, n: int, seed: int = 0) -> np.ndarr
 def _levels(model: IntLUTModel, n: int, rng) -> np.ndarray:
     """Thermometer levels (n, obs_dim): the edges 0 and B, then levels of N(0, 1.5) observations and
     uniform ones, half each."""
-    d, top = len(model.obs_norm.mean), len(model.thresholds)
+    d, top = model.obs_dim, model.thermometer_bits
     one = np.eye(d, dtype=np.int64)
     alternating = np.arange(d) % 2
     edges = np.concatenate([[np.zeros(d, np.int64), np.full(d, top), top * alternating, top * (1 - alternating)],
