@@ -59,6 +59,8 @@ def test_refusals(capsys, tmp_path, bundle_dir, monkeypatch):
     assert "--paper" in one_line_error(capsys, out)
     assert "--pad must be a positive integer" in one_line_error(capsys, out, bundle_dir, "--pad", "0")
     assert "targets must be positive" in one_line_error(capsys, out, bundle_dir, "--targets", "0")
+    assert "--all-trials takes a search's or a selection's folder" in one_line_error(capsys, out, bundle_dir,
+                                                                                     "--all-trials")
 
 
 def test_synth_skips_a_policy_that_fits_nowhere(capsys, tmp_path, bundle_dir, monkeypatch):

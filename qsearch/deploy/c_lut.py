@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qsearch.deploy.c_export import LAYOUTS, TEMPLATES, _array, _c_float, _define_header, _float_arrays
+from qsearch.deploy.c_source import LAYOUTS, TEMPLATES, c_array, c_float, define_header, float_arrays
 from qsearch.errors import QsearchError
 from qsearch.quant.integer import LUT_ONE
 from qsearch.quant.layers import int_range
@@ -103,7 +103,7 @@ def write_c(model: IntLUTModel, action_scale: np.ndarray, action_bias: np.ndarra
         "QP_LUT_INPUTS": k, "QP_GROUP": model.group, "QP_IN_WORDS": -(-widths[0] // WORD_BITS),
         "QP_BUF_WORDS": buf_words, "QP_OUT_BITS": model.out_bits, "QP_OUT_MIN": f"({lo})", "QP_LUT_ONE": LUT_ONE,
     }
-    (out / "qpolicy_config.h").write_text(_define_header(defines, "the LUT model's dimensions and bit widths"))
+    (out / "qpolicy_config.h").write_text(define_header(defines, "the LUT model's dimensions and bit widths"))
     size = _model_header(model, action_scale, action_bias, step, out / "qpolicy_model.h")
     return LUTCSize(**size, ram=2 * buf_words * 4 + model.act_dim)
 
@@ -144,15 +144,15 @@ def _model_header(model, action_scale, action_bias, step: int, path: Path) -> di
     t = np.asarray(model.thresholds, np.float32)
     # an unused entry, the thresholds, then copies of the last up to 2 * step entries (qpolicy_lut.c's level)
     padded = np.concatenate([[0], t, np.full(2 * step - 1 - len(t), t[-1])]).astype(np.float32)
-    lines.append(_array("float", "qp_thresholds", [_c_float(v) for v in padded], per_line=4))
+    lines.append(c_array("float", "qp_thresholds", [c_float(v) for v in padded], per_line=4))
     size = dict(tables=0, connections=0, head=0, thresholds=4 * len(padded), tanh_lut=0, floats=0, layer_table=0)
     rows = []
     for i, layer in enumerate(model.layers):
-        lines.append(_array("uint16_t", f"qp_connections_{i}", layer.connections.ravel().tolist(), per_line=12))
+        lines.append(c_array("uint16_t", f"qp_connections_{i}", layer.connections.ravel().tolist(), per_line=12))
         # bit n * 2^k + a of the stream is node n's output at address a; little-endian words
         stream = np.packbits(np.asarray(layer.tables, np.uint8).ravel(), bitorder="little")
         words = np.frombuffer(np.pad(stream, (0, -len(stream) % 4)).tobytes(), "<u4")
-        lines.append(_array("uint32_t", f"qp_tables_{i}", [f"0x{w:08x}u" for w in words.tolist()], per_line=6))
+        lines.append(c_array("uint32_t", f"qp_tables_{i}", [f"0x{w:08x}u" for w in words.tolist()], per_line=6))
         rows.append(f"    {{{len(layer.tables)}, qp_connections_{i}, qp_tables_{i}}},")
         size["connections"] += 2 * layer.connections.size
         size["tables"] += 4 * len(words)
@@ -161,8 +161,8 @@ def _model_header(model, action_scale, action_bias, step: int, path: Path) -> di
     head = ",\n    ".join("{" + ", ".join(map(str, row)) + "}" for row in model.head.tolist())
     lines += [f"static const int8_t qp_head[QP_ACT_DIM][QP_GROUP + 1] = {{\n    {head}\n}};", ""]
     size["head"] = model.head.size
-    lines.append(_array("int16_t", "qp_tanh_lut", model.tanh_lut.tolist(), per_line=12))
+    lines.append(c_array("int16_t", "qp_tanh_lut", model.tanh_lut.tolist(), per_line=12))
     size["tanh_lut"] = 2 * model.tanh_lut.size
-    size["floats"] = _float_arrays(model.obs_norm, action_scale, action_bias, lines)
+    size["floats"] = float_arrays(model.obs_norm, action_scale, action_bias, lines)
     path.write_text("\n".join(lines))
     return size

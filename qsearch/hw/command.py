@@ -61,15 +61,17 @@ def sources(ref: str | None, tracking_uri: str | None = None, all_trials: bool =
     path = Path(ref)
     from qsearch import locate
 
-    if all_trials and not (path.is_dir() and not (path / "bundle.json").is_file()):
+    folder = path.is_dir() and not (path / "bundle.json").is_file()
+    if all_trials and not folder:
         raise QsearchError("--all-trials takes a search's or a selection's folder")
-    if all_trials:
-        from qsearch.select.report import folder_trials
+    if folder:
+        if all_trials:
+            from qsearch.select.report import folder_trials
 
-        trials, uri = folder_trials(path)
-        return [_from_bundle(locate.locate_bundle(t.run_id, uri), t.run_id, uri) for t in trials if not t.fp32]
-    if path.is_dir() and not (path / "bundle.json").is_file():
-        trials, uri = locate.selected_trials(path)
+            trials, uri = folder_trials(path)
+            trials = [t for t in trials if not t.fp32]  # FP32 has no integer hardware: the report's band
+        else:
+            trials, uri = locate.selected_trials(path)
         return [_from_bundle(locate.locate_bundle(t.run_id, uri), t.run_id, uri) for t in trials]
     if path.is_dir():
         return [_from_bundle(path)]

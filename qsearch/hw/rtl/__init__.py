@@ -5,6 +5,7 @@
   generate.py    Verilog-2001 for a whole policy from the IntegerModel (or, through lut_generate.py,
                  the IntLUTModel)
   lut_generate.py  Verilog-2001 for a logic-circuit (LUT) policy: thermometer levels in
+  design.py      what both generators produce: the design record, the valid-only handshake
   vectors.py     test inputs (edges and extremes) and the integer engine's expected outputs
   testbench.py   a self-checking Verilog testbench reading those vectors
   tools.py       running verilator and yosys (the registry builds) in a design folder

@@ -18,47 +18,20 @@ The handshake of each architecture is written into the generated file's header.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from qsearch.hw.rtl import arch as arches
 from qsearch.hw.rtl.arch import Arch
+from qsearch.hw.rtl.design import TOP, Design, valid_only, valid_only_ports, valid_pipeline
+from qsearch.hw.rtl.lut_generate import generate_lut
 from qsearch.quant.layers import int_range
 from qsearch.quant.integer import IntegerModel
 from qsearch.quant.lut_integer import IntLUTModel
-
-TOP = "qpolicy"
-
-
-@dataclass(frozen=True)
-class Design:
-    verilog: str
-    top: str
-    arch: Arch
-    obs_dim: int
-    act_dim: int
-    in_bits: int
-    out_bits: int
-    latency: int  # cycles, see arch.latency
-    interval: int  # cycles between observations at full rate
-    roms: dict = field(default_factory=dict)  # ROM contents the RTL reads with $readmemh: file name -> text
-
-    @property
-    def in_width(self) -> int:
-        return self.obs_dim * self.in_bits
-
-    @property
-    def out_width(self) -> int:
-        return self.act_dim * self.out_bits
-
 
 def generate(model: IntegerModel | IntLUTModel, arch: Arch) -> Design:
     """The Verilog of `model` in the architecture `arch` (checked against the model first)."""
     arch = arches.check(model, arch)
     if isinstance(model, IntLUTModel):
-        from qsearch.hw.rtl.lut_generate import generate_lut  # imported here: it builds on this module
-
         return generate_lut(model, arch)
     last = model.layers[-1]
     design = Design("", TOP, arch, model.obs_dim, model.act_dim, model.input_bits, last.out_bits,
@@ -188,25 +161,6 @@ def _relevant_thresholds(thresholds: np.ndarray, lo: int, hi: int) -> tuple[int,
     r = [v for v in t if lo < v <= hi]
     bits = len(r).bit_length()
     return base, r + [hi + 1] * ((1 << bits) - 1 - len(r)), bits
-
-
-def valid_only(d: Design) -> str:
-    """The valid-only handshake, as a header line says it."""
-    return (f"valid-only. in_valid marks an observation on in_data, any clock, no backpressure; out_valid "
-            f"marks its output {d.latency} cycles later.")
-
-
-def valid_only_ports(d: Design) -> list[str]:
-    return [f"module {d.top} (", "  input wire clk,", "  input wire rst,", "  input wire in_valid,",
-            f"  input wire [{d.in_width - 1}:0] in_data,", "  output wire out_valid,",
-            f"  output wire [{d.out_width - 1}:0] out_data", ");"]
-
-
-def valid_pipeline(latency: int) -> list[str]:
-    """out_valid: in_valid delayed by `latency` registers (reset to no output)."""
-    shift = "{valid_r[%d:0], in_valid}" % (latency - 2) if latency > 1 else "in_valid"
-    return [f"  reg [{latency - 1}:0] valid_r;", f"  always @(posedge clk) valid_r <= rst ? {latency}'b0 : {shift};",
-            f"  assign out_valid = valid_r[{latency - 1}];"]
 
 
 def _parallel(model: IntegerModel, d: Design) -> str:

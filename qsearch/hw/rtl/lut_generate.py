@@ -40,7 +40,7 @@ import dataclasses
 
 from qsearch.hw.rtl import arch as arches
 from qsearch.hw.rtl.arch import Arch
-from qsearch.hw.rtl.generate import TOP, Design, valid_only, valid_only_ports, valid_pipeline
+from qsearch.hw.rtl.design import TOP, Design, valid_only, valid_only_ports, valid_pipeline
 from qsearch.quant.lut_integer import IntLUTModel
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from qsearch.errors import QsearchError
 from qsearch.hw.rtl import testbench as tbs
 from qsearch.hw.rtl import tools, vectors
-from qsearch.hw.rtl.generate import Design
+from qsearch.hw.rtl.design import Design
 from qsearch.quant.integer import IntegerModel
 from qsearch.quant.lut_integer import IntLUTModel
 

@@ -13,7 +13,7 @@ It prints one line starting with QPOLICY_TB and PASS or FAIL, then $finish. Plai
 """
 from __future__ import annotations
 
-from qsearch.hw.rtl.generate import Design
+from qsearch.hw.rtl.design import Design
 
 TB = "qpolicy_tb"
 IN_HEX = "vectors_in.hex"
