@@ -7,6 +7,7 @@ that skipped trials never start, that stopped trials are KILLED with their reaso
 interrupted selection carries on."""
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ import pytest
 from qsearch import tracking
 from qsearch import trial_record as record
 from qsearch.cli import main
-from qsearch.select import figures, lazy, replay, report, spec
+from qsearch.errors import QsearchError
+from qsearch.select import figures, lazy, replay, report, spec, tables
 from qsearch.select.parity import Rule, verdict
 from qsearch.select.results import Stats
 from qsearch.select.selection import select
@@ -298,3 +300,50 @@ def test_early_rejection_stops_trials_killed_with_the_reason_and_a_rerun_trains_
         tracking.client(uri), tracking.all_experiments(tracking.client(uri)), f"tags.`{record.KIND_TAG}` = 'trial'")
         if record.REJECTION_SETTINGS_TAG in r.data.tags]
     assert sorted({s["early_reject"] for s in settings}) == [3.0, 10.0]
+
+
+LUT_SIZES = [{"thermometer_bits": 8, "luts": [256], "lut_inputs": 4, "mapping": "random"},
+             {"thermometer_bits": 8, "luts": [16, 16], "lut_inputs": 4, "mapping": "random"},
+             {"thermometer_bits": 8, "luts": [64, 64], "lut_inputs": 4, "mapping": "random"}]
+
+
+def with_circuits(network):
+    """network's returns for FP32 and networks; logic circuits of fewer than 100 nodes fail, larger match."""
+    return lambda conf, seed: (998.0 if sum(conf.policy.luts) > 100 else 600.0) if conf.policy.lut else network(conf, seed)
+
+
+@pytest.mark.parametrize("network", [paper_like, fp32_or(lambda conf, seed: 100.0)], ids=["paper_like", "no network matches"])
+def test_a_lut_stage_picks_the_smallest_matching_circuit_beside_the_network(tmp_path, network):
+    sel = spec.load(selection_file(tmp_path, lut_sizes=LUT_SIZES))
+    assert [sum(s["luts"]) for s in sel.lut_sizes] == [32, 128, 256]  # by node count
+    plain = replay.full_grid(spec.load(selection_file(tmp_path, name="plain")), outcomes(network))
+    lazy_run = replay.replay(sel, outcomes(with_circuits(network)), lazy.Strategy(speculation=0), 1)
+    record = lazy_run.record
+    assert replay.picks(record) == plain  # the network's selection is what it is without stage lut
+    st = record.stage("lut")
+    assert [(v.value, v.state) for v in st.envs[0].values] == [(32, "failed"), (128, "matched"), (256, "not needed")]
+    assert record.lut_picks[ENV].configuration == f"{ENV}/lut/t8/l64-64k4/random/o8"
+    assert record.describe(record.lut_picks[ENV].configuration) == "LUT 64-64 of 4 inputs, thermometer 8b"
+    d = record.to_json()
+    assert d["version"] == 3 and d["lut_picks"][ENV]["configuration"] == record.lut_picks[ENV].configuration
+    again = rec_from_json(json.loads(json.dumps(d)))
+    assert again.lut_picks == record.lut_picks and again.selected == record.selected
+    text = tables.markdown(record)
+    assert "LUT nodes  128" in text and "smallest logic circuit matching FP32: LUT 64-64 of 4 inputs" in text
+
+
+def rec_from_json(d):
+    from qsearch.select.selection_record import SelectionRecord
+
+    return SelectionRecord.from_json(d)
+
+
+@pytest.mark.parametrize("sizes, message", [
+    ([{"luts": [[8], [16]]}], "selection.lut_sizes[0]: is one size"),
+    ([{"thermometer_bits": 200}], "selection.lut_sizes[0].thermometer_bits: must be at most 127"),
+    ([{"luts": [64]}, {"luts": [32, 32]}], "sizes must differ in node count"),
+    ([{"colour": 1}], "selection.lut_sizes[0].colour: unknown key"),
+])
+def test_bad_lut_sizes_are_one_line(tmp_path, sizes, message):
+    with pytest.raises(QsearchError, match=re.escape(message)):
+        spec.load(selection_file(tmp_path, lut_sizes=sizes))

@@ -12,8 +12,8 @@ are the mean over its seeds' designs, its latency the largest; a configuration w
 does not fit at T has no point at T. Only targets that some configuration fits are drawn.
 
 A point is on the front when no other configuration of its task reaches at least its mean return with
-at most its LUTs (and is better in one). "Matches FP32" is the parity rule of the selection (the
-paper's sigma rule for a search) against the task's FP32 configuration.
+at most its LUTs (and is better in one). "Matches FP32": for a selection, its record's verdict under
+its rule; for a search, the paper's sigma rule against the task's FP32 configuration.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qsearch.select import results
+from qsearch.select import selection_record as rec
 from qsearch.select.parity import Rule, verdict
 from qsearch.select.results import Stats
 
@@ -56,7 +57,7 @@ def points(data) -> list[Point]:
     designs = {(run_of[r["policy"]], r["target_fps"]): r for r in hw.get("rows", [])
                if r["flow"] == FLOW and r["policy"] in run_of and r["fits"]}
     targets = sorted({t for _, t in designs})
-    rule = data.selection.rule if data.selection is not None else Rule()
+    matches = _matches(data)
     out = []
     for t, stats in results.groups([t for t in data.trials if not t.fp32]):
         group = [x for x in data.trials if x.configuration == t.configuration]
@@ -68,8 +69,18 @@ def points(data) -> list[Point]:
             out.append(Point(t.env_id, target, t.configuration, t.family, stats,
                              sum(r["lut"] for r in rows) / len(rows), sum(r["ff"] or 0 for r in rows) / len(rows),
                              max(levels) if levels else None, max(r["latency_cycles"] for r in rows),
-                             verdict(stats, data.fp32[t.env_id], rule).match))
+                             matches(t.configuration, stats, data.fp32[t.env_id])))
     return _with_front(out)
+
+
+def _matches(data):
+    """(configuration, stats, FP32 stats) -> matches FP32: a selection's own verdicts (its record holds
+    each candidate's state under its rule), a search's by the paper's sigma rule."""
+    if data.selection is not None:
+        matched = {v.configuration for s in data.selection.stages for e in s.envs for v in e.values
+                   if v.state == rec.MATCHED}
+        return lambda configuration, stats, fp32: configuration in matched
+    return lambda configuration, stats, fp32: verdict(stats, fp32, Rule()).match
 
 
 def _with_front(pts: list[Point]) -> list[Point]:

@@ -20,14 +20,13 @@ SPECULATIONS = (None, 0, 1, 2)
 def per_env(sel: spec.Selection) -> dict[str, int]:
     """Configurations a stage trains per environment, beyond those an earlier stage trained."""
     return {"core": 1 + len(sel.core_bits), "width": len(set(sel.widths) | {sel.width}) - 1,
-            "input": len(set(sel.input_bits) | {8}) - 1}
+            "input": len(set(sel.input_bits) | {8}) - 1, **({"lut": len(sel.lut_sizes)} if sel.lut_sizes else {})}
 
 
 def trials(sel: spec.Selection, speculation: int | None, best: bool) -> int:
     n = per_env(sel)
     if best and speculation is not None:  # FP32, then the smallest value and `speculation` more per stage
-        n = {"core": 1 + min(speculation + 1, n["core"] - 1), "width": min(speculation + 1, n["width"]),
-             "input": min(speculation + 1, n["input"])}
+        n = {stage: (1 if stage == "core" else 0) + min(speculation + 1, k - (stage == "core")) for stage, k in n.items()}
     return len(sel.envs) * len(sel.base.seeds) * sum(n.values())
 
 
@@ -40,7 +39,7 @@ def remaining(sel: spec.Selection, uri: str | None) -> tuple[int, int]:
     left = sum(f.new_missing for f in store.fed.values())
     undecided = [s for s in store.fed if s not in {st.stage for st in walked.stages}]
     if undecided:  # the stages after the one the store cannot decide: their whole worst case
-        later = spec.STAGES[spec.STAGES.index(undecided[0]) + 1:]
+        later = sel.stages[sel.stages.index(undecided[0]) + 1:]
         left += sum(len(sel.envs) * len(sel.base.seeds) * per_env(sel)[stage] for stage in later)
     return found, left
 
@@ -54,7 +53,8 @@ def plan(space_path: str | Path, workdir: str | Path | None = None, tracking_uri
     lines = [f"Plan of selection {sel.name}: {len(sel.envs)} environments x {len(sel.base.seeds)} seeds, "
              f"{steps:,} environment steps per trial",
              f"  per environment: stage core FP32 + {n['core'] - 1} core bits, stage width {n['width']} widths, "
-             f"stage input {n['input']} input bits (each stage's earlier pick is reused)",
+             f"stage input {n['input']} input bits (each stage's earlier pick is reused)"
+             + (f", stage lut {n['lut']} logic circuits" if "lut" in n else ""),
              f"  {'strategy':<34} {'worst case: trials':>18} {'env steps':>16}   {'best case: trials':>17} {'env steps':>16}"]
     for k in SPECULATIONS:
         name = "full grid (speculation all)" if k is None else f"lazy, speculation {k}"

@@ -97,7 +97,7 @@ class Training(Store):
 
 def _picks_of(space: SearchSpace, stage: str) -> list[tuple]:
     """(env, core bits, width) of the earlier picks a stage's space was made from."""
-    if stage == "core":
+    if stage in ("core", "lut"):  # neither is made from earlier picks
         return []
     first = {}
     for c in space.configurations:

@@ -17,9 +17,11 @@ Every candidate value is in exactly one state:
 `margin` is the rule's figure against its threshold: sigma, mean - bound; welch, p - alpha;
 bootstrap, the upper bound of (mean - FP32 mean). It is >= 0 exactly when the rule matches.
 
-Versions: RECORD_VERSION is written as "version". A selection.json without it was written before
-this record existed (version 1: a nested dict of rows with notes) and is read by `_from_v1`; a
-newer version is refused in one line.
+Versions: a record states the lowest version that describes it as "version": 2, or 3 when it has
+a lut stage (logic-circuit candidates, whose configurations are ("lut", thermometer bits, layer
+sizes, inputs per table) rather than bits and width). A selection.json without a version was
+written before this record existed (version 1: a nested dict of rows with notes) and is read by
+`_from_v1`; a version above RECORD_VERSION is refused in one line.
 """
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ from dataclasses import asdict, dataclass, field
 from qsearch.errors import QsearchError
 from qsearch.select.results import Stats
 
-RECORD_VERSION = 2
-
+RECORD_VERSION = 3
+LUT_STAGE = "lut"  # the stage of logic circuits: its pick stands beside the selected network
 MATCHED = "matched"
 FAILED = "failed"
 NOT_NEEDED = "not needed"
@@ -210,9 +212,12 @@ class Pick:
     """its finished trials"""
 
 
-def describe(core_bits: int, width: int, input_bits: int, output_bits: int = 8) -> str:
+def describe(core_bits, width, input_bits, output_bits=8) -> str:
     """A configuration as figures' legends and tables name it: 'core 2b, width 32, input 4b'
-    (the output bits only when they are not the selection's 8)."""
+    (the output bits only when they are not the selection's 8); a logic circuit's ("lut", B, sizes,
+    k) as 'LUT 64-64 of 6 inputs, thermometer 8b'."""
+    if core_bits == "lut":
+        return f"LUT {input_bits} of {output_bits} inputs, thermometer {width}b"
     out = f"core {core_bits}b, width {width}, input {input_bits}b"
     return out if output_bits == 8 else f"{out}, output {output_bits}b"
 
@@ -228,7 +233,12 @@ class SelectionRecord:
     configurations: dict
     """configuration key -> (core bits, width, input bits, output bits) of every candidate"""
     cost: Cost = Cost()
-    version: int = RECORD_VERSION
+    version: int = 0
+    """the version it was read as; 0 when made here: the lowest that describes it (module docstring)"""
+
+    def __post_init__(self):
+        if not self.version:
+            object.__setattr__(self, "version", 3 if self.stage(LUT_STAGE) else 2)
 
     @property
     def envs(self) -> list[str]:
@@ -238,11 +248,15 @@ class SelectionRecord:
         return next((s for s in self.stages if s.stage == name), None)
 
     @property
+    def network_stages(self) -> tuple[StageRecord, ...]:
+        return tuple(s for s in self.stages if s.stage != LUT_STAGE)
+
+    @property
     def selected(self) -> dict[str, Selected]:
-        """env -> its pick: the last stage it reached chose it (stage 1's no match ends an environment)."""
+        """env -> its pick: the last network stage it reached chose it (stage 1's no match ends an environment)."""
         out = {}
         for env in self.envs:
-            last = [e for s in self.stages for e in s.envs if e.env_id == env][-1]
+            last = [e for s in self.network_stages for e in s.envs if e.env_id == env][-1]
             v = last.pick
             if v is not None:
                 core, width, inp, outb = self.configurations[v.configuration]
@@ -254,7 +268,7 @@ class SelectionRecord:
         """Each stage's pick for env, in stage order, one entry per configuration; the last is the
         selected one when env has a selection."""
         out: dict[str, Pick] = {}
-        for s in self.stages:
+        for s in self.network_stages:
             for e in s.envs:
                 v = e.pick if e.env_id == env else None
                 if v is None:
@@ -263,7 +277,13 @@ class SelectionRecord:
                 out[v.configuration] = Pick(v.configuration, (p.stages if p else ()) + (s.stage,),
                                             tuple(t for t in v.trials if t.final_return is not None))
         # An entry moves to the end when a later stage picks it again, so the selected one comes last.
-        return sorted(out.values(), key=lambda p: [s.stage for s in self.stages].index(p.stages[-1]))
+        return sorted(out.values(), key=lambda p: [s.stage for s in self.network_stages].index(p.stages[-1]))
+
+    @property
+    def lut_picks(self) -> dict[str, Value]:
+        """env -> the smallest logic circuit that matches FP32 (stage lut's pick), where one does."""
+        st = self.stage(LUT_STAGE)
+        return {e.env_id: e.pick for e in (st.envs if st else ()) if e.pick is not None}
 
     def describe(self, configuration: str) -> str:
         """A candidate configuration's name in legends and tables (see `describe`)."""
@@ -295,6 +315,8 @@ class SelectionRecord:
                                    "std": s.stats.std, "seeds": list(s.stats.seeds), "fp32_mean": s.fp32.mean,
                                    "fp32_std": s.fp32.std, "trials": [t.to_json() for t in s.trials]}
                              for env, s in sorted(self.selected.items())},
+                "lut_picks": {env: {"configuration": v.configuration, "mean": v.stats.mean, "std": v.stats.std}
+                              for env, v in sorted(self.lut_picks.items())},
                 "unmatched": self.unmatched}
 
     @classmethod

@@ -22,10 +22,18 @@ It is a search space file (qsearch/search/space.py) without `sweep:` and with a 
       noise_sigmas: [0, 0.1, 0.2, 0.3, 0.4, 0.5]   # paper Section 3.3
       noise_episodes: 10
       noise_models: final           # final: FP32 and the selected configuration; stages: each stage's pick too
+      lut_sizes:                    # optional stage lut: logic-circuit policies, picked by node count
+        - {thermometer_bits: 8, luts: [64, 64], lut_inputs: 6}
+        - {thermometer_bits: 16, luts: [256, 256], lut_inputs: 6, mapping: random}
 
 Stage 2 always also holds the stage-1 width and stage 3 the 8-bit input: those configurations are
 the previous stage's pick (already trained, so reused), so a stage can never end up worse than the
 one before it. Every error is one line naming the file, the key and the reason.
+
+With `lut_sizes`, a fourth stage, lut, picks the smallest logic-circuit policy (quant/lut_actor.py;
+the sizes ordered by their node count, which must differ) that matches the same FP32 under the same
+rule: it needs only stage 1's FP32, so it runs for every environment, and its pick stands beside the
+selected network (SelectionRecord.lut_picks), not in its place.
 
 Lazy stages (qsearch/select/lazy.py): a stage asks only for its smallest matching value, so its
 values are trained from the smallest up and larger ones are skipped once one matches; the selection
@@ -40,15 +48,17 @@ from pathlib import Path
 
 
 from qsearch.config import default
+from qsearch.errors import QsearchError
 from qsearch.search import space as spaces
 from qsearch.search.validate import Err, bit_width, integer, mapping, one_or_more
 from qsearch.select.parity import RULES, Rule
 
-STAGES = ("core", "width", "input")
+STAGES = ("core", "width", "input", "lut")  # lut only with selection.lut_sizes
+LUT_SIZE_KEYS = ("thermometer_bits", "luts", "lut_inputs", "mapping", "bits_out")
 NOISE_MODELS = ("final", "stages")
 SELECTION_KEYS = {"core_bits", "widths", "input_bits", "rule", "alpha", "min_seeds", "noise_sigmas",
                   "noise_episodes", "noise_models", "min_band", "speculation", "early_reject", "adaptive_seeds",
-                  "adaptive_margin"}
+                  "adaptive_margin", "lut_sizes"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,13 @@ class Selection:
     """seeds a value starts with, and adds at a time while it could match (None: off, all seeds at once)"""
     adaptive_margin: float = 1.0
     """adaptive seeds: no match on the first seeds when their mean is this many half-widths below the bound"""
+    lut_sizes: tuple[dict, ...] = ()
+    """stage lut's candidates: logic-circuit policies as `policy: lut` sweep groups (thermometer_bits,
+    luts, lut_inputs, mapping, bits_out), in order of node count; (): no stage lut"""
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return STAGES if self.lut_sizes else STAGES[:3]
 
     @property
     def envs(self) -> list[str]:
@@ -107,6 +124,8 @@ class Selection:
         elif stage == "width":
             widths = sorted(set(self.widths) | {self.width}, reverse=True)
             data["sweep"] = [{"envs": [env], "bits_core": b, "width": widths} for env, (b, _) in sorted(picks.items())]
+        elif stage == "lut":  # independent of the network's picks: every environment, against stage 1's FP32
+            data["sweep"] = [{"policy": "lut", **size} for size in self.lut_sizes]
         else:
             bits = sorted(set(self.input_bits) | {8}, reverse=True)
             data["sweep"] = [{"envs": [env], "bits_core": b, "width": w, "bits_in": bits}
@@ -172,12 +191,35 @@ def parse(data, path: str = "<selection>") -> Selection:
     margin = sel.get("adaptive_margin", default(Selection, "adaptive_margin"))
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
         raise err("selection.adaptive_margin", f"must be a non-negative number, got {margin!r}")
+    lut_sizes = _lut_sizes(err, sel.get("lut_sizes", []), data, path)
     return Selection(name=base.name, path=path, data=data, base=base, core_bits=core_bits, widths=widths,
                      input_bits=input_bits, rule=Rule(rule_name, float(alpha), min_band), min_seeds=min_seeds,
                      noise_sigmas=sigmas, noise_episodes=episodes, noise_models=noise_models,
                      speculation=None if speculation == "all" else speculation,
                      early_reject=None if early is None else float(early), adaptive_seeds=adaptive,
-                     adaptive_margin=float(margin))
+                     adaptive_margin=float(margin), lut_sizes=lut_sizes)
+
+
+def _lut_sizes(err, sizes, data: dict, path: str) -> tuple[dict, ...]:
+    """stage lut's sizes, each checked as a search space's `policy: lut` group, by node count."""
+    if not isinstance(sizes, list):
+        raise err("selection.lut_sizes", f"must be a list of sizes, got {type(sizes).__name__}")
+    nodes = []
+    for i, size in enumerate(sizes):
+        key = f"selection.lut_sizes[{i}]"
+        mapping(err, key, size, set(LUT_SIZE_KEYS))
+        if any(isinstance(v, list) and k != "luts" for k, v in size.items()) or \
+                (isinstance(size.get("luts"), list) and any(isinstance(n, list) for n in size["luts"])):
+            raise err(key, "is one size: give one value per key (a list of layer sizes for luts)")
+        try:
+            conf, = spaces.parse({**data, "sweep": [{"policy": "lut", **size}]}, path).configurations
+        except QsearchError as e:  # "<path>: sweep[0].<field>: <reason>", renamed to this size's key
+            where, reason = str(e).removeprefix(f"{path}: ").split(": ", 1)
+            raise err(where.replace("sweep[0]", key), reason) from None
+        nodes.append(sum(conf.policy.luts))
+    if len(set(nodes)) != len(nodes):
+        raise err("selection.lut_sizes", f"sizes must differ in node count (the stage orders them by it), got {nodes}")
+    return tuple(size for _, size in sorted(zip(nodes, sizes), key=lambda p: p[0]))
 
 
 def _own_search(err, search: dict) -> None:

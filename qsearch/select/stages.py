@@ -10,8 +10,8 @@ from qsearch.select.results import Stats
 
 # The value a stage varies, read off a configuration.
 VALUE = {"core": lambda c: c.policy.quant.bits_weight, "width": lambda c: c.policy.width,
-         "input": lambda c: c.policy.quant.bits_in}
-LABEL = {"core": "core bits", "width": "width", "input": "input bits"}
+         "input": lambda c: c.policy.quant.bits_in, "lut": lambda c: sum(c.policy.luts)}
+LABEL = {"core": "core bits", "width": "width", "input": "input bits", "lut": "LUT nodes"}
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,11 @@ def selection_table(record: rec.SelectionRecord) -> str:
     lines += ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in rows]
     for env, why in sorted(record.unmatched.items()):
         lines.append(f"{env}: {why}; nothing selected")
+    for env, v in sorted(record.lut_picks.items()):
+        lines.append(f"{env}: smallest logic circuit matching FP32: {record.describe(v.configuration)}, {v.stats}")
+    for e in (record.stage(rec.LUT_STAGE).envs if record.stage(rec.LUT_STAGE) else ()):
+        if e.chosen is None:
+            lines.append(f"{e.env_id}: no logic circuit matches FP32")
     for stage in record.stages:  # said plainly: decisions on less than the full evidence
         for e in stage.envs:
             lines += [f"{e.env_id}: {LABEL[stage.stage]} {v.value} decided no match by {v.detail}"

@@ -1,6 +1,6 @@
 """The selection's stages, walked in one place (paper Section 3.2): core bits, then width, then
-input bits; each stage's pick carried into the next; stage 1's FP32 fixed as the later stages'
-baseline; each stage decided by a lazy.Stage; the outcome written as a SelectionRecord.
+input bits, and with lut_sizes the logic circuits; each network stage's pick carried into the next;
+stage 1's FP32 fixed as the later stages' baseline; each stage decided by a lazy.Stage; the outcome written as a SelectionRecord.
 
 Where the trials' results come from is a Source:
 
@@ -22,7 +22,7 @@ from qsearch.search.space import Configuration, SearchSpace
 from qsearch.select import lazy
 from qsearch.select import selection_record as rec
 from qsearch.select.parity import verdict
-from qsearch.select.spec import STAGES, Selection
+from qsearch.select.spec import Selection
 from qsearch.select.stages import LABEL
 
 
@@ -43,9 +43,9 @@ def walk(sel: Selection, source: Source, strategy: lazy.Strategy | None = None,
     fixed: dict[str, list] = {}  # env -> [(final return, curve)]: stage 1's FP32, the later stages' baseline
     fp32: dict[str, tuple] = {}
     stages, configurations = [], {}
-    for name in STAGES:
-        if name != "core" and not picks:
-            break  # no environment got past stage 1: nothing left to decide
+    for name in sel.stages:
+        if name in ("width", "input") and not picks:
+            continue  # no environment got past stage 1: no network left to narrow (stage lut needs FP32 only)
         space = sel.stage_space(name, picks)
         lz = lazy.stage_of(sel, name, space, strategy)
         lz.fixed_fp32.update(fixed)
@@ -60,7 +60,8 @@ def walk(sel: Selection, source: Source, strategy: lazy.Strategy | None = None,
         stages.append(stage)
         if on_stage is not None:
             on_stage(stage)
-        picks = {e.env_id: configurations[e.pick.configuration][:2] for e in stage.envs if e.pick is not None}
+        if name != "lut":  # a logic circuit's pick stands beside the network's, it narrows nothing
+            picks = {e.env_id: configurations[e.pick.configuration][:2] for e in stage.envs if e.pick is not None}
     return rec.SelectionRecord(sel.name, sel.rule.describe(), tuple(stages), fp32, configurations)
 
 
@@ -110,7 +111,11 @@ def _conf(space: SearchSpace, key: str) -> Configuration:
     return next(c for c in space.configurations if c.key == key)
 
 
-def _bits(c: Configuration) -> tuple[int, int, int, int]:
-    q = c.policy.quant
-    return q.bits_weight, c.policy.width, q.bits_in, q.bits_out
+def _bits(c: Configuration) -> tuple:
+    """(core bits, width, input bits, output bits); a logic circuit's ("lut", thermometer bits, layer
+    sizes, inputs per table) (selection_record.describe names both)."""
+    p, q = c.policy, c.policy.quant
+    if p.lut:
+        return "lut", p.thermometer_bits, "-".join(map(str, p.luts)), p.lut_inputs
+    return q.bits_weight, p.width, q.bits_in, q.bits_out
 
