@@ -166,7 +166,7 @@ class PolicyConfig:
             raise FieldError("luts", "needs at least one layer")
         if self.kind == "lut":
             if self.quant is None:
-                raise FieldError("kind", "a lut policy is integer throughout; it has no FP32 form (its head takes bits_out)")
+                raise FieldError("kind", "lut is integer throughout: it has no FP32 form (its head takes bits_out)")
             if self.recurrent:
                 raise FieldError("encoder", "gru applies to mlp policies")
 
