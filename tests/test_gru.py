@@ -89,6 +89,6 @@ def test_recurrent_model_round_trips_and_version_1_still_loads(tmp_path):
     (tmp_path / "integer.json").write_text(json.dumps({**meta, "version": 1}))
     v1 = integer.IntegerModel.load(tmp_path)
     assert not v1.recurrent and np.array_equal(v1.act(x[0]), old.act(x[0]))
-    (tmp_path / "integer.json").write_text(json.dumps({**meta, "version": 3}))
-    with pytest.raises(QsearchError, match="version 3"):
+    (tmp_path / "integer.json").write_text(json.dumps({**meta, "version": 4}))
+    with pytest.raises(QsearchError, match="version 4"):
         integer.IntegerModel.load(tmp_path)

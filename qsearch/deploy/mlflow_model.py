@@ -28,6 +28,8 @@ import mlflow
 import mlflow.pyfunc
 import numpy as np
 from mlflow.models import infer_signature
+from mlflow.tracking._model_registry import utils as registry_utils
+from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from qsearch import bundle as bundles
 from qsearch import trial_record
@@ -100,8 +102,12 @@ def register(run_id: str, uri: str, bundle_path: Path, write_exports) -> list[st
         write_exports(b, exports)
         # (a recurrent policy has no QONNX export: its folder stays empty and is left out)
         artifacts = {ARTIFACT_BUNDLE: str(bundle_path), **{k: str(v) for k, v in exports.items() if any(v.iterdir())}}
-        # MLflow's fluent API logs models; its URIs go into os.environ, which is put back afterwards
+        # MLflow's fluent API logs models; its URIs go into os.environ and into two module globals of
+        # mlflow, all put back afterwards: a global left set would send every later MlflowClient made
+        # without a registry URI in this process to this store's registry (mlflow 3.17 has no public
+        # way to read the globals unresolved, hence the private names)
         saved = {k: os.environ.get(k) for k in URI_VARIABLES}
+        saved_globals = (tracking_utils._tracking_uri, registry_utils._registry_uri)
         try:
             mlflow.set_tracking_uri(uri)
             mlflow.set_registry_uri(uri)
@@ -110,6 +116,8 @@ def register(run_id: str, uri: str, bundle_path: Path, write_exports) -> list[st
                                                artifacts=artifacts, signature=signature,
                                                pip_requirements=REQUIREMENTS, registered_model_name=name)
         finally:
+            mlflow.set_tracking_uri(saved_globals[0])
+            mlflow.set_registry_uri(saved_globals[1])
             for k, v in saved.items():
                 os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     version = info.registered_model_version
