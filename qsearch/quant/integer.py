@@ -232,17 +232,7 @@ class IntegerModel:
     @classmethod
     def load(cls, folder: Path) -> "IntegerModel":
         try:
-            meta = json.loads((folder / "integer.json").read_text())
-            if meta.get("format") != FORMAT:
-                raise QsearchError(f"{folder / 'integer.json'} is not a qsearch integer model")
-            with np.load(folder / "integer.npz", allow_pickle=False) as z:
-                a = {k: z[k] for k in z.files}
-            if meta.get("version", 1) > VERSION:
-                raise QsearchError(f"{folder / 'integer.json'} is a version {meta['version']} integer model; "
-                                   f"this qsearch reads up to version {VERSION}")
-            if meta.get("kind", "mlp") != "mlp":
-                raise QsearchError(f"{folder / 'integer.json'} holds a {meta['kind']} model, not a network's "
-                                   "(quant/lut_integer.py reads it)")
+            meta, a = read_files(folder, "mlp")
             layers = [_layer(a, i, m) for i, m in enumerate(meta["layers"])]
             encoder = None
             if (e := meta.get("encoder")) is not None:
@@ -252,6 +242,26 @@ class IntegerModel:
                        meta["input"]["bits"], layers, a["tanh_lut"], meta["output"]["scale"], encoder)
         except (OSError, KeyError, ValueError, TypeError) as e:
             raise QsearchError(f"cannot read the integer model in {folder}: {e}") from None
+
+
+WHOSE = {"mlp": "a network's", "lut": "a logic circuit's"}  # a model kind, and the module that reads it
+READER = {"mlp": "quant/integer.py", "lut": "quant/lut_integer.py"}
+
+
+def read_files(folder: Path, kind: str) -> tuple[dict, dict]:
+    """integer.json and the arrays of integer.npz, for a model of `kind` (mlp or lut): a foreign file,
+    a newer version or the other kind is refused in one line. The caller turns the read errors
+    (OSError, KeyError, ValueError, TypeError) into one line too."""
+    path = folder / "integer.json"
+    meta = json.loads(path.read_text())
+    if meta.get("format") != FORMAT:
+        raise QsearchError(f"{path} is not a qsearch integer model")
+    if meta.get("version", 1) > VERSION:
+        raise QsearchError(f"{path} is a version {meta['version']} integer model; this qsearch reads up to version {VERSION}")
+    if (found := meta.get("kind", "mlp")) != kind:
+        raise QsearchError(f"{path} holds a {found} model, not {WHOSE[kind]} ({READER[found]} reads it)")
+    with np.load(folder / "integer.npz", allow_pickle=False) as z:
+        return meta, {k: z[k] for k in z.files}
 
 
 def _layer_meta(l: IntLayer) -> dict:

@@ -24,7 +24,7 @@ import torch
 
 from qsearch.errors import QsearchError
 from qsearch.obs_norm import ObsNorm
-from qsearch.quant.integer import FORMAT, LUT_ONE, tanh_table
+from qsearch.quant.integer import FORMAT, LUT_ONE, read_files, tanh_table
 from qsearch.quant.layers import int_range
 from qsearch.quant.lut_actor import LUTActor
 
@@ -128,11 +128,7 @@ class IntLUTModel:
     @classmethod
     def load(cls, folder: Path) -> "IntLUTModel":
         try:
-            meta = json.loads((folder / "integer.json").read_text())
-            if meta.get("format") != FORMAT or meta.get("kind") != "lut":
-                raise QsearchError(f"{folder / 'integer.json'} is not a qsearch logic-circuit integer model")
-            with np.load(folder / "integer.npz", allow_pickle=False) as z:
-                a = {k: z[k] for k in z.files}
+            meta, a = read_files(folder, "lut")
             layers = [LUTLayerInts(a[f"connections_{i}"], a[f"tables_{i}"]) for i in range(len(meta["layers"]))]
             return cls(ObsNorm(a["obs_mean"], a["obs_std"]), a["thresholds"], layers, meta["head"]["group"],
                        a["head"], meta["output"]["bits"], a["tanh_lut"], meta["output"]["scale"])
