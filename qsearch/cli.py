@@ -182,13 +182,15 @@ def _hw_help(name: str) -> str:
 
 
 def _shown(value) -> str:
-    """A default as the help shows it: 10,000, 0.0003, on, xc7a15tfgg484-1, 1e2 1e3."""
+    """A default as the help shows it: 10,000, 0.0003, on, xc7a15tfgg484-1, 300 300, 1e2 1e3."""
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, tuple) and all(isinstance(t, int) for t in value):
+        return " ".join(f"{t:,}" for t in value)
     if isinstance(value, tuple):
         return " ".join(f"{t:.0e}".replace("e+0", "e") for t in value)
     return str(value)

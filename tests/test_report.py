@@ -15,10 +15,12 @@ from qsearch import tracking
 from qsearch import trial_record as record
 from qsearch.select import figures
 from qsearch.select import pareto
+from qsearch.select import selection_record as rec
 from qsearch.select.report import FIGURES, gather, noise_curves
 
 # what a selection without open-flow designs can draw: every figure but return against hardware cost
 DRAWABLE = [name for name, _, _ in FIGURES if name != pareto.FIGURE]
+from qsearch.select.parity import Rule, verdict
 from qsearch.select.results import Stats
 from qsearch.trial_record import Trial
 from qsearch.select.selection import noise_models as selection_noise_models, select
@@ -145,6 +147,26 @@ def test_unknown_search_name(tmp_path, capsys, monkeypatch):
     (tmp_path / "runs" / "never_run").mkdir(parents=True)
     assert main(["report", str(space)]) == 2
     assert "holds no search or selection" in capsys.readouterr().err
+
+
+def test_a_selections_pareto_points_carry_its_own_verdicts(tmp_path):
+    """A selection's points say "matches FP32" where its record says so (its rule, with its band floor),
+    not where the search's sigma rule would; designs join their trials through hw.json's runs."""
+    workdir, outcome, _ = noisy_selection(tmp_path)
+    data = gather(workdir)
+    quantized = [t for t in data.trials if not t.fp32]
+    data.hw = {"runs": {f"p{i}": t.run_id for i, t in enumerate(quantized)},
+               "rows": [{"flow": "open", "policy": f"p{i}", "target_fps": 1e6, "fits": True, "lut": 100 + i,
+                         "ff": 10, "lut_levels": 3, "latency_cycles": 2} for i, _ in enumerate(quantized)]}
+    # An FP32 reference no candidate is within one std of: the sigma rule would match none of them.
+    data.fp32[ENV] = Stats((1000.0, 1000.0, 1000.1))
+    pts = pareto.points(data)
+    assert {p.configuration for p in pts} == {t.configuration for t in quantized}
+    matched = {v.configuration for s in data.selection.stages for e in s.envs for v in e.values
+               if v.state == rec.MATCHED}
+    assert {p.configuration for p in pts if p.matches_fp32} == matched
+    assert outcome.selected[ENV].configuration in matched and any(not p.matches_fp32 for p in pts)
+    assert not any(verdict(p.stats, data.fp32[ENV], Rule()).match for p in pts)
 
 
 def test_the_report_redrawn_from_its_data_alone(tmp_path, capsys):
