@@ -214,7 +214,7 @@ def write(data: Data, out: Path) -> dict[str, bool]:
                                             not_trained(data, "width")),
             "fig5_input_bits.png": figures.input_bits(networks, data.fp32, data.fp32_width,
                                                       tmp / "fig5_input_bits.png", not_trained(data, "input")),
-            pareto.FIGURE: pareto.figure(pareto.points(data), data.fp32, tmp / pareto.FIGURE),
+            pareto.FIGURE: pareto.figure(data, tmp / pareto.FIGURE),
         }
         (tmp / "report.md").write_text(markdown(data, drawn))
     return drawn
@@ -244,13 +244,15 @@ def markdown(data: Data, drawn: dict[str, bool]) -> str:
                 cells = [f"{m:.1f} +- {sd:.1f}" for m, sd in zip(c["mean"], c["std"])]
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
             lines.append("")
-    front = pareto.points(data)
-    if front:
+    costs = pareto.table(data)
+    if costs:
         lines += ["## Return vs hardware cost", "",
                   "Each quantized configuration's open-flow design per throughput target: LUTs and FFs (mean over "
                   "seeds, yosys before place-and-route), LUT levels and latency in cycles (largest over seeds); "
-                  "`*` marks the Pareto front of return against LUTs (qsearch/select/pareto.py).", "",
-                  *pareto.table(front, data.fp32)]
+                  "`*` marks the Pareto front of return against LUTs among the designs that fit "
+                  "(qsearch/select/pareto.py). Matches FP32: "
+                  + ("the selection's own verdict under its rule." if data.selection is not None else
+                     "the paper's rule, a mean within one FP32 standard deviation over seeds."), "", *costs]
     lines += ["## Figures", ""]
     for name, title, needs in FIGURES:
         lines += [f"### {title}", "", f"![{title}]({name})" if drawn[name] else f"Not drawn: needs {needs}.", ""]
