@@ -1,7 +1,8 @@
 """Logic circuits against networks (docs/results/logic_circuits.md): one table per task from the
 studies' report data (`qsearch report SPACE --data docs/results/STUDY.json`: final returns, and the
 open-flow designs of `qsearch hw --all-trials` at each throughput target) and every quantized trial's C
-export on an emulated Cortex-M4 (trials already in the M4 data are not exported again).
+export on an emulated Cortex-M4 (trials already in the M4 data are not exported again), and a figure of
+their evaluation curves (logic_circuits_curves.png).
 
 Each trial's policy goes through the real command line, from its MLflow run:
 `qsearch export RUN --tracking-uri URI --format c --target cortex-m4 --verify 1000`, which builds it,
@@ -17,15 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
+from qsearch.errors import QsearchError
 from qsearch.select import pareto, report
 from qsearch.select.parity import Rule, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 MCU_DATA = RESULTS / "logic_circuits_mcu.json"
+CURVES = RESULTS / "logic_circuits_curves.png"
 TARGET = "cortex-m4"
 # Beside the paper's rule (a mean within one FP32 std over seeds), the band floored at 1% of the FP32
 # mean, as search_spaces/reduced_idp.yaml's selection sets it: at a return ceiling FP32's std is ~0.01%.
@@ -82,6 +86,32 @@ def table(study: str, mcu: dict) -> list[str]:
     return lines
 
 
+def draw_curves(studies: list[str], path: Path) -> None:
+    """Evaluation return over training steps, mean over seeds (band: min to max), one panel per study."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4), squeeze=False)
+    for ax, study in zip(axes[0], studies):
+        data = report.from_data(RESULTS / f"{study}.json")
+        for i, c in enumerate(sorted({t.configuration for t in data.trials})):
+            runs = [data.curves[t.run_id] for t in data.trials if t.configuration == c]
+            steps = sorted(set.intersection(*(set(r) for r in runs)))
+            y = np.array([[r[s] for s in steps] for r in runs])
+            ax.plot(steps, y.mean(0), "-", color=f"C{i}", label=f"{c.split('/', 1)[1]} ({len(runs)} seeds)")
+            ax.fill_between(steps, y.min(0), y.max(0), color=f"C{i}", alpha=0.15)
+        ax.set_title(f"{study}: {data.trials[0].env_id}", fontsize=10)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("evaluation return (5 episodes)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _cost(p) -> str:
     """A design's LUTs and latency in cycles, marked when over the device; '-' when not synthesized."""
     if p is None:
@@ -101,7 +131,13 @@ def main() -> None:
                                         f"--format c --target {TARGET} --verify 1000", "trials": mcu}, indent=1) + "\n")
     for study in a.studies:
         print("\n".join(table(study, mcu)))
+    draw_curves(a.studies, CURVES)
+    print(f"wrote {CURVES.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except QsearchError as e:
+        print(f"lut_evidence: {e}", file=sys.stderr)
+        sys.exit(2)
