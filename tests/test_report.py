@@ -169,6 +169,35 @@ def test_a_selections_pareto_points_carry_its_own_verdicts(tmp_path):
     assert not any(verdict(p.stats, data.fp32[ENV], Rule()).match for p in pts)
 
 
+def test_designs_over_the_device_are_shown_and_unsynthesized_ones_named(tmp_path):
+    """A configuration whose design is over the part keeps its measured cost (not on the front); one
+    whose design was not synthesized is named under its table; a target nothing fits is not drawn."""
+    workdir, _, _ = noisy_selection(tmp_path)
+    data = gather(workdir)
+    quantized = [t for t in data.trials if not t.fp32]
+    big, unsynthesized = sorted({t.configuration for t in quantized})[:2]
+
+    def row(i, t, target):
+        lut = 20_000 if t.configuration == big else float("nan") if t.configuration == unsynthesized else 100 + i
+        return {"flow": "open", "policy": f"p{i}", "target_fps": target, "fits": lut == 100 + i, "lut": lut,
+                "ff": 10, "lut_levels": 3, "latency_cycles": 2, "note": "not synthesized: ~90,000 LUT"}
+
+    data.hw = {"runs": {f"p{i}": t.run_id for i, t in enumerate(quantized)},
+               "device": {"part": "xc7a15tfgg484-1", "lut": 10_400},
+               "rows": [row(i, t, 1e6) for i, t in enumerate(quantized)]
+               + [{**row(i, t, 1e8), "fits": False} for i, t in enumerate(quantized)]}
+    pts = pareto.points(data)
+    assert {p.target_fps for p in pts} == {1e6}
+    over = [p for p in pts if p.configuration == big]
+    assert [(p.fits, p.front, p.lut) for p in over] == [(False, False, 20_000)]
+    assert unsynthesized not in {p.configuration for p in pts}
+    assert all(p.fits for p in pts if p.configuration != big) and any(p.front for p in pts)
+    lines = pareto.table(data)
+    assert f"Not synthesized at this target: {unsynthesized.removeprefix(ENV + '/')} (~90,000 LUT)." in lines
+    assert any(line.startswith(f"| {big.removeprefix(ENV + '/')} |") and "| 20,000 |" in line and "| no |" in line
+               for line in lines)
+
+
 def test_the_report_redrawn_from_its_data_alone(tmp_path, capsys):
     workdir, outcome, _ = noisy_selection(tmp_path)
     data = tmp_path / "pub" / "study.json"

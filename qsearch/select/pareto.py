@@ -15,8 +15,9 @@ and one whose design at T was not synthesized (its estimate alone was far over) 
 table. Only targets that some configuration fits are drawn.
 
 A point is on the front when it fits and no other fitting configuration of its task reaches at least
-its mean return with at most its LUTs (and is better in one). "Matches FP32": for a selection, its record's verdict under
-its rule; for a search, the paper's sigma rule against the task's FP32 configuration.
+its mean return with at most its LUTs (and is better in one). "Matches FP32": for a selection, its
+record's verdict under its rule; for a search, the paper's sigma rule against the task's FP32
+configuration.
 """
 from __future__ import annotations
 
