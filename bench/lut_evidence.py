@@ -38,11 +38,15 @@ KEEP = ("instructions_per_action", "instructions_per_action_max", "instructions_
         "flash", "ram", "layout")
 
 
+def _data(study: str):
+    return report.from_data(RESULTS / f"{study}.json")
+
+
 def export_all(studies: list[str], rows: dict) -> dict:
     """rows with the M4 report of every quantized trial's policy of the studies that it lacks (run id ->
     report)."""
     for study in studies:
-        data = report.from_data(RESULTS / f"{study}.json")
+        data = _data(study)
         for t in (t for t in data.trials if not t.fp32 and t.run_id not in rows):
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "c"
@@ -60,7 +64,7 @@ def export_all(studies: list[str], rows: dict) -> dict:
 
 def table(study: str, mcu: dict) -> list[str]:
     """Per task: every configuration's return, its designs at each target (LUTs, cycles) and its M4 cost."""
-    data = report.from_data(RESULTS / f"{study}.json")
+    data = _data(study)
     pts = pareto.points(data)
     targets = sorted({p.target_fps for p in pts})
     lines = []
@@ -96,7 +100,7 @@ def draw_curves(studies: list[str], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4), squeeze=False)
     for ax, study in zip(axes[0], studies):
-        data = report.from_data(RESULTS / f"{study}.json")
+        data = _data(study)
         for i, c in enumerate(sorted({t.configuration for t in data.trials})):
             runs = [data.curves[t.run_id] for t in data.trials if t.configuration == c]
             steps = sorted(set.intersection(*(set(r) for r in runs)))
@@ -113,7 +117,7 @@ def draw_curves(studies: list[str], path: Path) -> None:
 
 
 def _cost(p) -> str:
-    """A design's LUTs and latency in cycles, marked when over the device; '-' when not synthesized."""
+    """A design's LUTs and latency in cycles, marked when over the device; named when not synthesized."""
     if p is None:
         return "not synthesized | -"
     return f"{p.lut:,.0f}{'' if p.fits else ' (over the device)'} | {p.latency_cycles}"

@@ -119,7 +119,8 @@ def _with_front(pts: list[Point]) -> list[Point]:
 
 def table(data) -> list[str]:
     """Markdown: per task and target, the configurations by LUTs, then those not synthesized."""
-    pts, missing, device = points(data), not_synthesized(data), _device(data)
+    pts, missing, d = points(data), not_synthesized(data), _device(data)
+    device = f"{d['part']} ({d['lut']:,} LUT)" if "part" in d else "the device"
     lines = []
     for env, target in sorted({(p.env_id, p.target_fps) for p in pts}):
         lines += [f"### {env} at {target:.0e} actions/s (FP32: {data.fp32[env]})", "",
@@ -138,9 +139,9 @@ def table(data) -> list[str]:
     return lines
 
 
-def _device(data) -> str:
-    d = (data.hw or {}).get("device") or {}
-    return f"{d['part']} ({d['lut']:,} LUT)" if "part" in d else "the device"
+def _device(data) -> dict:
+    """hw.json's device (part, lut, ...); {} without one."""
+    return (data.hw or {}).get("device") or {}
 
 
 MARKERS = {"mlp": ("o", "C0", "QAT network"), "lut": ("^", "C1", "logic circuit (LUT)")}
@@ -158,7 +159,7 @@ def figure(data, path: Path) -> bool:
 
     envs = sorted({p.env_id for p in pts})
     targets = sorted({p.target_fps for p in pts})
-    device_lut = ((data.hw or {}).get("device") or {}).get("lut")
+    device_lut = _device(data).get("lut")
     fig, axes = plt.subplots(len(targets), len(envs), figsize=(5.5 * len(envs), 4.2 * len(targets)), squeeze=False)
     for (i, target), (j, env) in ((a, b) for a in enumerate(targets) for b in enumerate(envs)):
         ax = axes[i][j]
